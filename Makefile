@@ -1,0 +1,59 @@
+# Two commands for users: `make bench` and `make test`. Both bootstrap .venv from nothing.
+# The torch/torchvision pins are deliberate: those CUDA wheels lie on the build machines' disk,
+# other versions download gigabytes or fail to import together (see README "Set-up").
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.bootstrap-v1
+SYS_PKGS := pkg-config libopencv-dev libturbojpeg0-dev
+DATA_DIR ?= $(firstword $(wildcard ../shared/data) $(wildcard data))
+TORCH_PINS := torch==2.14.1 torchvision==0.29.1
+
+.PHONY: all bench test test-all bench-ci bench-baseline lint clean sysdeps venv
+all: test
+
+venv: $(STAMP)
+
+# System packages ffcv needs to build. Installed when missing and we are root on Debian/Ubuntu;
+# otherwise print the command and go on (ffcv is then skipped with a clear reason).
+sysdeps:
+	@missing=""; for p in $(SYS_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	  echo "installing system packages for ffcv:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null \
+	  || echo "WARNING: apt-get failed; ffcv will be unavailable"; \
+	else echo "ffcv needs system packages; run: sudo apt-get install -y$$missing"; fi
+
+$(STAMP): pyproject.toml
+	@$(MAKE) --no-print-directory sysdeps
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q --no-cache-dir $(TORCH_PINS)
+	$(PY) -m pip install -q --no-cache-dir $(TORCH_PINS) -e '.[dev]'
+	@$(PY) -m pip install -q --no-cache-dir $(TORCH_PINS) -e '.[ffcv]' \
+	  || echo "WARNING: ffcv failed to build; --loader ffcv and its tests will be skipped"
+	@touch $(STAMP)
+
+bench: $(STAMP)
+	$(VENV)/bin/bench suite default $(if $(DATA_DIR),--data-dir $(DATA_DIR))
+
+test: $(STAMP)
+	$(PY) -m pytest -q tests
+
+# slow checks on the real data (set BENCH_DATA_DIR or keep ../shared/data)
+test-all: $(STAMP)
+	BENCH_REAL_DATA_DIR=$(DATA_DIR) $(PY) -m pytest -q -m "slow or not slow" tests
+
+bench-ci: $(STAMP)
+	$(VENV)/bin/bench ci $(if $(DATA_DIR),--data-dir $(DATA_DIR))
+
+bench-baseline: $(STAMP)
+	$(VENV)/bin/bench ci --record-baseline $(if $(DATA_DIR),--data-dir $(DATA_DIR))
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check bench kernels datasets_ffcv tests benchmarks
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,82 @@
+"""Whole dataset resident on the device as uint8; batches are prepared there in one call.
+
+Each epoch draws a fresh order from a generator seeded by (seed, epoch), identical on every
+rank, and a rank keeps its contiguous shard. Crop offsets and flips are drawn from the same
+generator, so a run is reproducible. Batch preparation (gather, pad+crop, flip, permutation,
+normalise, cast, channels-last) is `kernels.prepare_batch`: a fused Triton kernel on CUDA,
+the torch reference elsewhere.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from kernels import prepare_batch
+
+from ..datasets import DatasetArrays
+from .base import LoaderConfig, shard_indices
+
+PAD = 4
+
+
+class GPULoader:
+    def __init__(self, data: DatasetArrays, cfg: LoaderConfig) -> None:
+        self.cfg = cfg
+        x, y = (data.train_x, data.train_y) if cfg.split == "train" else (data.test_x, data.test_y)
+        dev = cfg.device
+        self.images = torch.from_numpy(x).to(dev)  # (N, H, W, C) uint8, already permuted
+        self.labels = torch.from_numpy(y).to(dev)
+        mean, std = cfg.mean_std
+        self.mean = torch.tensor(mean, dtype=torch.float32, device=dev)
+        self.std = torch.tensor(std, dtype=torch.float32, device=dev)
+        self.backend = cfg.options.get("backend", "auto")
+        self.epoch = 0
+        n = len(self.labels)
+        self.n_rank = len(range(n)[shard_indices(n, cfg.rank, cfg.world_size)])
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        b = self.cfg.batch_size
+        return self.n_rank // b if self.cfg.drop_last else -(-self.n_rank // b)
+
+    @property
+    def num_samples(self) -> int:
+        return len(self) * self.cfg.batch_size if self.cfg.drop_last else self.n_rank
+
+    def _order(self, gen: torch.Generator) -> torch.Tensor:
+        n = len(self.labels)
+        order = torch.randperm(n, generator=gen) if self.cfg.shuffle else torch.arange(n)
+        return order[shard_indices(n, self.cfg.rank, self.cfg.world_size)]
+
+    def __iter__(self):
+        cfg = self.cfg
+        gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + self.epoch)
+        order = self._order(gen).to(cfg.device)
+        b = cfg.batch_size
+        n = len(order)
+        if cfg.augment:
+            offsets = torch.randint(0, 2 * PAD + 1, (n, 2), generator=gen).to(cfg.device)
+            flips = (torch.rand(n, generator=gen) < 0.5).to(cfg.device)
+        for i in range(len(self)):
+            idx = order[i * b:(i + 1) * b]
+            aug = dict(crop_offsets=offsets[i * b:(i + 1) * b], flips=flips[i * b:(i + 1) * b],
+                       pad=PAD) if cfg.augment else {}
+            x = prepare_batch(self.images, idx, **aug, mean=self.mean, std=self.std,
+                              out_dtype=cfg.dtype, backend=self.backend)
+            if not cfg.channels_last:
+                x = x.contiguous()
+            yield x, self.labels[idx]
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": "gpu", "batch_size": self.cfg.batch_size, "resident": str(self.cfg.device),
+                "augment": "crop32 pad4 + hflip" if self.cfg.augment else None,
+                "backend": self.backend, "drop_last": self.cfg.drop_last,
+                "shuffle": self.cfg.shuffle, "dataset_bytes": self.images.numel()}
+
+
+def build(data: DatasetArrays, cfg: LoaderConfig) -> GPULoader:
+    return GPULoader(data, cfg)

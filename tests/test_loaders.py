@@ -1,0 +1,89 @@
+"""Every loader: each sample exactly once per epoch, fixed-size training batches, the run's
+dtype and memory format, and the same normalised pixels as the course's transforms."""
+
+import numpy as np
+import pytest
+import torch
+
+from bench.datasets import DatasetArrays
+from bench.loaders import LoaderConfig, make_loader
+
+CPU = torch.device("cpu")
+
+
+def _ids_dataset(n_train: int = 100, n_test: int = 30, family: str = "cifar10") -> DatasetArrays:
+    """Labels are the sample ids, so coverage can be read off the yielded labels."""
+    shape = (32, 32, 3) if family == "cifar10" else (28, 28, 1)
+    rng = np.random.default_rng(0)
+    return DatasetArrays(
+        "ids", family, rng.integers(0, 256, (n_train, *shape), dtype=np.uint8),
+        np.arange(n_train), rng.integers(0, 256, (n_test, *shape), dtype=np.uint8),
+        np.arange(n_test), [str(i) for i in range(10)], real=False, source="test")
+
+
+@pytest.mark.parametrize("loader", ["torch", "gpu"])
+@pytest.mark.parametrize("augment", [False, True])
+def test_each_sample_once_per_epoch(loader: str, augment: bool) -> None:
+    data = _ids_dataset()
+    cfg = LoaderConfig(split="train", batch_size=16, device=CPU, augment=augment, norm="cifar10",
+                       shuffle=True, drop_last=True, seed=3)
+    ld = make_loader(loader, data, cfg)
+    assert len(ld) == 6 and ld.num_samples == 96
+    orders = []
+    for epoch in range(2):
+        ld.set_epoch(epoch)
+        labels = []
+        for x, y in ld:
+            assert x.shape == (16, 3, 32, 32) and x.dtype == torch.float32
+            labels += y.tolist()
+        assert len(labels) == 96 == len(set(labels))  # drop_last: 4 of 100 left out, no repeats
+        orders.append(labels)
+    assert orders[0] != orders[1]  # reshuffled each epoch
+
+
+@pytest.mark.parametrize("loader", ["torch", "gpu"])
+def test_test_split_keeps_the_tail_in_order(loader: str) -> None:
+    data = _ids_dataset()
+    ld = make_loader(loader, data, LoaderConfig(split="test", batch_size=8, device=CPU,
+                                                norm="cifar10"))
+    labels = [v for _, y in ld for v in y.tolist()]
+    assert labels == list(range(30)) and len(ld) == 4
+
+
+@pytest.mark.parametrize("family,norm", [("mnist", "mnist"), ("cifar10", "half")])
+def test_loaders_agree_without_augmentation(family: str, norm: str) -> None:
+    data = _ids_dataset(family=family)
+    batches = {}
+    for name in ("torch", "gpu"):
+        ld = make_loader(name, data, LoaderConfig(split="test", batch_size=30, device=CPU,
+                                                  norm=norm))
+        batches[name] = next(iter(ld))[0]
+    torch.testing.assert_close(batches["torch"], batches["gpu"], atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("loader", ["torch", "gpu"])
+def test_dtype_and_channels_last(loader: str) -> None:
+    data = _ids_dataset()
+    ld = make_loader(loader, data, LoaderConfig(
+        split="train", batch_size=8, device=CPU, dtype=torch.bfloat16, channels_last=True,
+        norm="cifar10", augment=True, shuffle=True, drop_last=True))
+    x, _ = next(iter(ld))
+    assert x.dtype == torch.bfloat16 and x.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_gpu_loader_shards_are_disjoint() -> None:
+    data = _ids_dataset(n_train=64)
+    seen = []
+    for rank in range(2):
+        ld = make_loader("gpu", data, LoaderConfig(
+            split="train", batch_size=8, device=CPU, norm="cifar10", shuffle=True,
+            drop_last=True, seed=5, rank=rank, world_size=2))
+        seen.append({v for _, y in ld for v in y.tolist()})
+    assert not seen[0] & seen[1] and len(seen[0] | seen[1]) == 64
+
+
+def test_unknown_loader_lists_choices() -> None:
+    from bench.errors import BenchError
+
+    with pytest.raises(BenchError, match="choices: torch, gpu, ffcv"):
+        make_loader("dali", _ids_dataset(), LoaderConfig(split="train", batch_size=8, device=CPU))

@@ -1,0 +1,58 @@
+import pytest
+import torch
+
+from bench.engine import autocast_context, build_optimizer, make_train_step
+from bench.models import MODELS, build_model, count_params, get_model_spec
+from bench.recipes import get_recipe
+
+SHAPES = {"mnist": (1, 28, 28), "cifar10": (3, 32, 32)}
+
+
+@pytest.mark.parametrize("name,expected", [("fc", 6442), ("cnn", 6422), ("lenet", 62006),
+                                           ("vgg11", 9_231_114), ("vgg16", 14_728_266)])
+def test_parameter_counts(name: str, expected: int) -> None:
+    assert count_params(build_model(name)) == expected == get_model_spec(name).params
+
+
+def test_vgg_depths_are_named_honestly() -> None:
+    convs = {n: sum(isinstance(m, torch.nn.Conv2d) for m in build_model(n).modules())
+             for n in ("vgg11", "vgg16")}
+    assert convs == {"vgg11": 8, "vgg16": 13}
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+@pytest.mark.parametrize("name", list(MODELS))
+def test_two_training_steps(name: str, precision: str, channels_last: bool) -> None:
+    torch.manual_seed(0)
+    spec = get_model_spec(name)
+    model = build_model(name)
+    x = torch.randn(4, *SHAPES[spec.family])
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+    if precision == "bf16":
+        x = x.to(torch.bfloat16)
+    y = torch.tensor([0, 1, 2, 3])
+    opt = build_optimizer(model, get_recipe("seed", name))
+    before = [p.detach().clone() for p in model.parameters()]
+    step = make_train_step(model, opt, None, torch.device("cpu"), precision, 0.0)
+    losses = [step(x, y) for _ in range(2)]
+    assert all(torch.isfinite(v) for v in losses)
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    with autocast_context(torch.device("cpu"), precision):
+        out = model(x)
+    assert out.shape == (4, 10)
+
+
+def test_compile_default_trains() -> None:
+    torch.manual_seed(0)
+    model = build_model("fc")
+    compiled = torch.compile(model)
+    opt = build_optimizer(model, get_recipe("seed", "fc"))
+    step = make_train_step(compiled, opt, None, torch.device("cpu"), "fp32", 0.0)
+    x, y = torch.randn(8, 1, 28, 28), torch.arange(8) % 10
+    first = step(x, y)
+    for _ in range(3):
+        last = step(x, y)
+    assert torch.isfinite(last) and last < first
