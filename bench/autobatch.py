@@ -5,7 +5,6 @@ candidates are first bounded by a memory budget estimated from activation sizes.
 from __future__ import annotations
 
 import copy
-import os
 from collections.abc import Callable
 
 import torch
@@ -101,6 +100,3 @@ def probe_step(model: nn.Module, device: torch.device, sample_shape: tuple[int, 
 
     return run
 
-
-def budget_note() -> str:
-    return f"cpu budget: 25% of MemAvailable ({available_memory_bytes() >> 20} MiB), pid {os.getpid()}"

@@ -68,7 +68,8 @@ def _nvml_info() -> list[dict[str, Any]] | str:
             info: dict[str, Any] = {"index": i, "driver": driver}
             for key, fn in (
                 ("power_limit_w", lambda h=h: pynvml.nvmlDeviceGetPowerManagementLimit(h) / 1000),
-                ("sm_clock_mhz", lambda h=h: pynvml.nvmlDeviceGetClockInfo(h, pynvml.NVML_CLOCK_SM)),
+                ("sm_clock_mhz",
+                 lambda h=h: pynvml.nvmlDeviceGetClockInfo(h, pynvml.NVML_CLOCK_SM)),
                 ("max_sm_clock_mhz",
                  lambda h=h: pynvml.nvmlDeviceGetMaxClockInfo(h, pynvml.NVML_CLOCK_SM)),
                 ("mem_clock_mhz",

@@ -13,7 +13,7 @@ from .models import build_model, get_model_spec
 INPUT_SHAPES = {"mnist": (1, 28, 28), "cifar10": (3, 32, 32)}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def flop_counts(model_name: str, batch: int = 2) -> dict[str, float]:
     """FLOPs per image (1 multiply-add = 2 FLOPs) of the forward pass and of a training step."""
     spec = get_model_spec(model_name)

@@ -21,9 +21,22 @@ from . import device as devmod
 from .autobatch import candidate_sizes, find_batch_size, probe_step
 from .datasets import get_dataset_spec, load_dataset
 from .engine import (
-    COMPILE_MODES, PRECISIONS, TIMED_WINDOW, EngineConfig, NonFiniteLoss, Progress, TrainState,
-    autocast_context, build_optimizer, build_scheduler, input_dtype, make_train_step,
-    maybe_compile, set_matmul_precision, steady_state, train,
+    COMPILE_MODES,
+    PRECISIONS,
+    TIMED_WINDOW,
+    EngineConfig,
+    NonFiniteLoss,
+    Progress,
+    TrainState,
+    autocast_context,
+    build_optimizer,
+    build_scheduler,
+    input_dtype,
+    make_train_step,
+    maybe_compile,
+    set_matmul_precision,
+    steady_state,
+    train,
 )
 from .envinfo import fingerprint
 from .errors import BenchError
@@ -80,7 +93,8 @@ def validate(cfg: RunConfig) -> None:
         raise BenchError(f"unknown compile mode {cfg.compile!r}; "
                          f"choices: {', '.join(COMPILE_MODES)}")
     if isinstance(cfg.batch_size, str) and cfg.batch_size != "auto":
-        raise BenchError(f"--batch-size must be a positive integer or 'auto', not {cfg.batch_size!r}")
+        raise BenchError(f"--batch-size must be a positive integer or 'auto', "
+                         f"not {cfg.batch_size!r}")
     if isinstance(cfg.batch_size, int) and cfg.batch_size <= 0:
         raise BenchError(f"--batch-size must be positive, got {cfg.batch_size}")
     if cfg.epochs is not None and not (cfg.epochs > 0 and math.isfinite(cfg.epochs)):
@@ -250,21 +264,16 @@ def run(cfg: RunConfig) -> tuple[Result, Path | None]:
         result.message = f"interrupted by the user after {len(state.epochs)} complete epoch(s)"
     except NonFiniteLoss as exc:
         result.status, result.message = "nan", str(exc)
-    except (RuntimeError, MemoryError) as exc:
+    except Exception as exc:  # recorded, never lost; BENCH_DEBUG=1 shows the traceback
         if devmod.is_oom(exc):
             result.status = "oom"
             result.message = f"out of memory at batch size {recipe.batch_size}"
             devmod.empty_cache(device)
         else:
-            result.status = "error"
-            result.message = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
+            first_line = (str(exc).splitlines() or [""])[0][:300]
+            result.status, result.message = "error", f"{type(exc).__name__}: {first_line}"
             if os.environ.get("BENCH_DEBUG"):
                 traceback.print_exc()
-    except Exception as exc:  # recorded, never lost; BENCH_DEBUG=1 shows the traceback
-        result.status = "error"
-        result.message = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
-        if os.environ.get("BENCH_DEBUG"):
-            traceback.print_exc()
     result.epochs = state.epochs
     result.summary = _summarise(state, train_loader.num_samples, flops, params, target, device,
                                 recipe.precision)

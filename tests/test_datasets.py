@@ -2,10 +2,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import make_cifar, make_mnist
 
 from bench.datasets import load_dataset, pixel_permutation, read_idx
 from bench.errors import BenchError
-from conftest import make_cifar, make_mnist
 
 
 def test_idx_reader_gz_and_plain(tiny_data) -> None:

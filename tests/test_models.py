@@ -39,7 +39,7 @@ def test_two_training_steps(name: str, precision: str, channels_last: bool) -> N
     step = make_train_step(model, opt, None, torch.device("cpu"), precision, 0.0)
     losses = [step(x, y) for _ in range(2)]
     assert all(torch.isfinite(v) for v in losses)
-    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
     with autocast_context(torch.device("cpu"), precision):
         out = model(x)
     assert out.shape == (4, 10)

@@ -4,7 +4,14 @@ from pathlib import Path
 import pytest
 
 from bench.errors import BenchError
-from bench.results import SCHEMA_VERSION, Result, load_epochs, load_results, read_result, write_result
+from bench.results import (
+    SCHEMA_VERSION,
+    Result,
+    load_epochs,
+    load_results,
+    read_result,
+    write_result,
+)
 
 
 def _result(**kw) -> Result:

@@ -1,0 +1,160 @@
+"""`bench peak`: the measured ceiling of this device, the denominator of every MFU figure.
+
+Dense FLOP/s is probed two ways, torch.matmul (MKL/cuBLAS) and a 1x1 convolution in
+channels-last (oneDNN/cuDNN), and the larger is kept: on the Zen 5 CPU here oneDNN reaches
+about 2.5x more fp32 than MKL's matmul. Copy bandwidth counts bytes read + bytes written.
+The best of several repeats is kept (a busy neighbour only ever slows a probe down), and
+the figures are cached per machine fingerprint so runs can quote them without re-measuring.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from .datasets import cache_dir
+from .device import resolve_device, synchronize
+from .envinfo import fingerprint
+from .results import atomic_write_text
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16,
+          "tf32": torch.float32}
+
+
+def _best_seconds(fn, device: torch.device, repeats: int, inner: int) -> float:
+    fn()  # warm-up: library init, kernel selection
+    synchronize(device)
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        for _ in range(inner):
+            fn()
+        synchronize(device)
+        best = min(best, (time.perf_counter() - t) / inner)
+    return best
+
+
+def matmul_flops(device: torch.device, precision: str, n: int, repeats: int) -> float:
+    a = torch.randn(n, n, device=device).to(DTYPES[precision])
+    b = torch.randn(n, n, device=device).to(DTYPES[precision])
+    sec = _best_seconds(lambda: torch.matmul(a, b), device, repeats, 3)
+    return 2 * n ** 3 / sec
+
+
+def conv1x1_flops(device: torch.device, precision: str, batch: int, ch: int, hw: int,
+                  repeats: int) -> float:
+    dt = DTYPES[precision]
+    x = torch.randn(batch, ch, hw, hw, device=device).to(dt).contiguous(
+        memory_format=torch.channels_last)
+    w = torch.randn(ch, ch, 1, 1, device=device).to(dt).contiguous(
+        memory_format=torch.channels_last)
+    sec = _best_seconds(lambda: F.conv2d(x, w), device, repeats, 3)
+    return 2 * batch * hw * hw * ch * ch / sec
+
+
+def copy_bandwidth(device: torch.device, n_bytes: int, repeats: int) -> float:
+    src = torch.empty(n_bytes, dtype=torch.uint8, device=device).fill_(1)
+    dst = torch.empty_like(src)
+    sec = _best_seconds(lambda: dst.copy_(src), device, repeats, 3)
+    return 2 * n_bytes / sec
+
+
+def _key(device: torch.device) -> str:
+    env = fingerprint()
+    ident = {"device": device.type, "cpu": env.get("cpu_model"), "host": env.get("host"),
+             "threads": env.get("torch_threads"), "gpus": env.get("gpus"),
+             "torch": env["packages"].get("torch")}
+    return hashlib.sha1(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _cache_path(device: torch.device) -> Path:
+    return cache_dir() / "peak" / f"{device.type}-{_key(device)}.json"
+
+
+def measure_peak(device: torch.device, quick: bool = False) -> dict[str, Any]:
+    """Measure and cache FLOP/s per precision (best of both probes) and copy GB/s."""
+    cuda = device.type == "cuda"
+    # No fp16 probe on CPU: without a native fp16 GEMM a 2048^3 product takes minutes there.
+    precisions = ["fp32", "tf32", "bf16", "fp16"] if cuda else ["fp32", "bf16"]
+    repeats = 3 if quick else 7
+    n = 8192 if cuda else 2048
+    conv = (256, 1024, 32) if cuda else (32, 512, 28)
+    out: dict[str, Any] = {"device": str(device), "flops": {}, "probes": {}}
+    for p in precisions:
+        if cuda:
+            torch.backends.cuda.matmul.allow_tf32 = p == "tf32"
+            torch.backends.cudnn.allow_tf32 = p == "tf32"
+        mm = matmul_flops(device, p, n, repeats)
+        cv = conv1x1_flops(device, p, *conv, repeats)
+        out["probes"][p] = {"matmul": mm, "conv1x1": cv}
+        out["flops"][p] = max(mm, cv)
+    if cuda:
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    out["copy_bytes_per_s"] = copy_bandwidth(device, (1 << 30) if cuda else (256 << 20), repeats)
+    out["measured_at"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+    out["threads"] = torch.get_num_threads()
+    path = _cache_path(device)
+    old = load_cached_peak(device)
+    if old:  # keep the best ever seen: noise only lowers a ceiling
+        for p, v in old.get("flops", {}).items():
+            if v > out["flops"].get(p, 0):
+                out["flops"][p] = v
+        out["copy_bytes_per_s"] = max(out["copy_bytes_per_s"], old.get("copy_bytes_per_s", 0))
+    atomic_write_text(path, json.dumps(out, indent=1))
+    return out
+
+
+def load_cached_peak(device: torch.device) -> dict[str, Any] | None:
+    try:
+        return json.loads(_cache_path(device).read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def cached_peak_flops(device: torch.device, precision: str) -> float | None:
+    """Peak FLOP/s for the run's precision, if `bench peak` has measured this machine."""
+    doc = load_cached_peak(device)
+    if not doc:
+        return None
+    flops = doc.get("flops", {})
+    if precision == "tf32" and device.type != "cuda":
+        precision = "fp32"  # TF32 does not exist on CPU
+    return flops.get(precision)
+
+
+def mfu(flops_per_image: float, images_per_s: float, peak_flops: float) -> float:
+    """Model FLOPs utilisation: achieved training FLOP/s over the measured peak."""
+    return flops_per_image * images_per_s / peak_flops
+
+
+def format_peak(doc: dict[str, Any]) -> str:
+    lines = ["| precision | matmul GFLOP/s | 1x1 conv GFLOP/s | peak GFLOP/s |",
+             "|---|---|---|---|"]
+    for p, v in doc["flops"].items():
+        pr = doc["probes"].get(p, {})
+        lines.append(f"| {p} | {pr.get('matmul', 0) / 1e9:,.0f} | {pr.get('conv1x1', 0) / 1e9:,.0f}"
+                     f" | {v / 1e9:,.0f} |")
+    lines.append(f"\ncopy: {doc['copy_bytes_per_s'] / 1e9:,.1f} GB/s (read + write), "
+                 f"{doc['threads']} threads")
+    return "\n".join(lines)
+
+
+def cmd_peak(args: argparse.Namespace) -> int:
+    device = resolve_device(args.device)
+    doc = measure_peak(device, quick=args.quick)
+    print(format_peak(doc))
+    return 0
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("peak", help="measure this device's FLOP/s and copy GB/s (cached)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--quick", action="store_true")
+    p.set_defaults(func=cmd_peak)
