@@ -1,0 +1,573 @@
+"""`bench compare BASELINE CANDIDATE`: match runs across two result sets and gate regressions.
+
+Each side is a result file, a baseline file (a JSON list of result docs, as `bench ci` records),
+a folder of those (recursive, skipping `baselines/` subfolders), or a suite name. A suite name
+means the newest run of that suite under `--results-dir` (default `results/`), see
+`newest_suite_batch`.
+
+Runs are matched on `results.CONFIG_KEYS` (never on the device: comparing GPU generations is the
+point). Repeats of one configuration are aggregated (median images/s); a slowdown is a regression
+only when it is beyond the threshold AND, when either side has repeats, beyond their measured
+spread - otherwise a noisy machine would fail CI at random.
+
+The core, `compare_frames`, is a pure function of two DataFrames (rows as `results.flatten`
+makes them) so it is tested without files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import math
+import statistics
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import BenchError
+from .results import CONFIG_KEYS, SCHEMA_VERSION, expand_paths, flatten, read_result
+
+DEFAULT_RESULTS_DIR = "results"
+BASELINES_SUBDIR = "baselines"
+FORMATS = ("text", "md", "json")
+
+Key = tuple[Any, ...]
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def _check_doc(doc: Any, where: str) -> dict[str, Any]:
+    """Validate one doc of a baseline list the way `read_result` validates a file."""
+    if not isinstance(doc, dict) or "schema_version" not in doc or "config" not in doc:
+        raise BenchError(f"{where}: not a bench result (no schema_version/config)")
+    version = doc["schema_version"]
+    if not isinstance(version, int) or version > SCHEMA_VERSION:
+        raise BenchError(
+            f"{where}: result schema {version} is newer than this tool understands"
+            f" ({SCHEMA_VERSION}); upgrade bench"
+        )
+    return {**doc, "_path": where}
+
+
+def read_docs(path: str | Path) -> list[dict[str, Any]]:
+    """Docs of one file: a single result, or a baseline file holding a list of results.
+
+    Anything unreadable is handed to `read_result`, which owns the one-line error messages.
+    """
+    p = Path(path)
+    try:
+        doc = json.loads(p.read_text())
+    except (OSError, UnicodeDecodeError, ValueError):
+        return [read_result(p)]
+    if isinstance(doc, list):
+        return [_check_doc(d, f"{p}#{i}") for i, d in enumerate(doc)]
+    return [read_result(p)]
+
+
+def _files(item: str | Path) -> list[Path]:
+    """A file as given; a folder's *.json files, recursively, except under `baselines/`.
+
+    Recorded baselines are copies of earlier runs: counted again they would pose as repeats.
+    Name a baseline file (or the baselines folder itself) to use it.
+    """
+    p = Path(item)
+    files = expand_paths([p])
+    if not p.is_dir():
+        return files
+    return [f for f in files if BASELINES_SUBDIR not in f.relative_to(p).parts[:-1]]
+
+
+def load_docs(items: Iterable[str | Path]) -> list[dict[str, Any]]:
+    """All docs of files/folders (folders recursively), in path order."""
+    return [d for item in items for p in _files(item) for d in read_docs(p)]
+
+
+def docs_frame(docs: Sequence[dict[str, Any]]):  # -> pandas.DataFrame
+    """One flat row per run (`results.flatten`)."""
+    import pandas as pd
+
+    return pd.DataFrame([flatten(d) for d in docs])
+
+
+def docs_epochs(docs: Sequence[dict[str, Any]]):  # -> pandas.DataFrame
+    """Per-epoch rows with the run's identity columns, like `results.load_epochs`."""
+    import pandas as pd
+
+    rows = []
+    for d in docs:
+        base = flatten(d)
+        ident = {k: base.get(k) for k in ("run_id", "device_label", "status", "repeat",
+                                           *CONFIG_KEYS)}
+        rows.extend({**ident, **e} for e in d.get("epochs") or [])
+    return pd.DataFrame(rows)
+
+
+def _created(doc: dict[str, Any]) -> _dt.datetime:
+    """Parse `created`; unparseable stamps sort first so they never count as newest."""
+    try:
+        t = _dt.datetime.fromisoformat(str(doc.get("created")))
+    except ValueError:
+        return _dt.datetime.min.replace(tzinfo=_dt.timezone.utc)
+    return t if t.tzinfo else t.replace(tzinfo=_dt.timezone.utc)
+
+
+def newest_suite_batch(docs: Sequence[dict[str, Any]], suite: str) -> list[dict[str, Any]]:
+    """The newest run of `suite` among `docs`.
+
+    Result files carry no batch id, so a batch is rebuilt from the newest result of the suite:
+    walking back in `created` order through results in the same folder from the same host, it
+    takes each (configuration, repeat) once and stops at the first one seen again - that is
+    where the previous invocation of the suite ends.
+    """
+    runs = sorted((d for d in docs if d.get("suite") == suite), key=_created, reverse=True)
+    if not runs:
+        return []
+    folder = Path(str(runs[0].get("_path"))).parent
+    host = (runs[0].get("env") or {}).get("host")
+    batch: list[dict[str, Any]] = []
+    seen: set[tuple[Key, Any]] = set()
+    for d in runs:
+        if Path(str(d.get("_path"))).parent != folder or (d.get("env") or {}).get("host") != host:
+            continue
+        k = (tuple(_norm((d.get("config") or {}).get(c)) for c in CONFIG_KEYS), d.get("repeat"))
+        if k in seen:
+            break
+        seen.add(k)
+        batch.append(d)
+    return batch
+
+
+def _scan_results(results_dir: Path) -> list[dict[str, Any]]:
+    """Every readable result under results_dir except the recorded baselines (copies)."""
+    docs: list[dict[str, Any]] = []
+    bad: list[str] = []
+    for p in _files(results_dir) if results_dir.is_dir() else []:
+        try:
+            docs.extend(read_docs(p))
+        except BenchError as exc:
+            bad.append(str(exc))
+    if bad:
+        print(f"bench: warning: skipped {len(bad)} unreadable file(s) under {results_dir}"
+              f" (first: {bad[0]})", file=sys.stderr)
+    return docs
+
+
+def load_side(item: str, side: str, results_dir: str | Path = DEFAULT_RESULTS_DIR):
+    """Docs of one side of a comparison: a path, or else a suite name; never empty."""
+    p = Path(item)
+    if p.exists():
+        docs = load_docs([p])
+        if not docs:
+            raise BenchError(f"{side} {item}: no result files in it")
+        return docs
+    if "/" in item or item.endswith(".json"):
+        raise BenchError(f"{side} {item}: no such file or folder")
+    docs = newest_suite_batch(_scan_results(Path(results_dir)), item)
+    if not docs:
+        raise BenchError(
+            f"{side} {item!r}: no such file or folder, and no run of a suite of that name"
+            f" under {results_dir}/"
+        )
+    return docs
+
+
+# --------------------------------------------------------------------------- the pure core
+
+
+def _norm(v: Any) -> Any:
+    """Plain Python value for keys: NaN->None, numpy scalars->Python, 128.0->128."""
+    if v is not None and hasattr(v, "item") and not isinstance(v, (str, bytes)):
+        v = v.item()
+    if isinstance(v, float):
+        if math.isnan(v):
+            return None
+        if v.is_integer():
+            return int(v)
+    return v
+
+
+def _num(v: Any) -> float | None:
+    v = _norm(v)
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+
+
+def run_key(row: dict[str, Any]) -> Key:
+    return tuple(_norm(row.get(k)) for k in CONFIG_KEYS)
+
+
+def config_label(key: Key) -> str:
+    """Short human name of a configuration, e.g. 'vgg11/cifar10 torch bf16 bs256 compile'."""
+    d = dict(zip(CONFIG_KEYS, key, strict=True))
+    parts = [f"{d['model']}/{d['dataset']}", d["loader"], d["precision"]]
+    if d["batch_size"] is not None:
+        parts.append(f"bs{d['batch_size']}")
+    if d["compile"] not in (None, False, "", "none", "off"):
+        parts.append("compile" if d["compile"] is True else f"compile={d['compile']}")
+    if d["channels_last"]:
+        parts.append("channels_last")
+    if d["recipe"] not in (None, ""):
+        parts.append(f"recipe={d['recipe']}")
+    return " ".join(str(p) for p in parts if p is not None)
+
+
+@dataclass
+class SideStats:
+    """One configuration on one side, aggregated over its repeats."""
+
+    n: int
+    images_per_s: float  # median over repeats
+    ips_min: float
+    ips_max: float
+    spread: float | None  # relative: (max-min)/median over repeats, or in-run IQR/median
+    spread_kind: str  # "repeats" (min-max over repeats), "in-run IQR" or "none"
+    epoch_time_s: float | None
+    acc: list[float]
+    devices: list[str]
+
+    @property
+    def repeat_noise(self) -> float | None:
+        """Run-to-run noise, measured only when there are repeats.
+
+        The in-run IQR is shown but not used for gating: epochs of one run share warm caches
+        and clocks, so it understates how much two runs differ.
+        """
+        return self.spread if self.spread_kind == "repeats" else None
+
+
+@dataclass
+class MatchRow:
+    key: Key
+    label: str
+    base: SideStats
+    cand: SideStats
+    ips_ratio: float  # candidate / baseline images/s (>1: faster)
+    epoch_ratio: float | None  # candidate / baseline epoch time (<1: faster)
+    acc_delta: float | None  # mean candidate - mean baseline final_test_acc (fraction)
+    acc_delta_std: float | None  # sqrt(sd_b^2 + sd_c^2) when either side has repeats
+    noise: float | None  # max relative repeat spread of the two sides
+    verdict: str  # regression | noise | ok | faster
+    rule: str  # "threshold" or "within noise"
+
+
+@dataclass
+class Skipped:
+    side: str
+    label: str
+    status: str
+    reason: str
+    path: str | None
+
+
+@dataclass
+class Comparison:
+    threshold: float
+    rows: list[MatchRow] = field(default_factory=list)
+    only_base: list[str] = field(default_factory=list)
+    only_cand: list[str] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)  # ok in baseline, every candidate run failed
+    base_devices: list[str] = field(default_factory=list)
+    cand_devices: list[str] = field(default_factory=list)
+
+    @property
+    def regressions(self) -> list[MatchRow]:
+        return [r for r in self.rows if r.verdict == "regression"]
+
+    @property
+    def exit_code(self) -> int:
+        """1 when CI should fail: a regression, or a configuration that stopped working."""
+        return 1 if self.regressions or self.failed else 0
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["regressions"] = len(self.regressions)
+        d["exit_code"] = self.exit_code
+        for row in d["rows"]:
+            row["key"] = dict(zip(CONFIG_KEYS, row["key"], strict=True))
+        return d
+
+
+def _side_stats(rows: list[dict[str, Any]]) -> SideStats:
+    ips = sorted(v for v in (_num(r.get("images_per_s")) for r in rows) if v is not None)
+    med = statistics.median(ips)
+    if len(ips) >= 2:
+        spread, kind = (ips[-1] - ips[0]) / med if med else None, "repeats"
+    else:
+        q1, q3 = _num(rows[0].get("images_per_s_q1")), _num(rows[0].get("images_per_s_q3"))
+        if q1 is not None and q3 is not None and med:
+            spread, kind = (q3 - q1) / med, "in-run IQR"
+        else:
+            spread, kind = None, "none"
+    times = [v for v in (_num(r.get("epoch_time_s")) for r in rows) if v is not None]
+    acc = [v for v in (_num(r.get("final_test_acc")) for r in rows) if v is not None]
+    devices = sorted({str(r.get("device_label")) for r in rows})
+    return SideStats(len(ips), med, ips[0], ips[-1], spread, kind,
+                     statistics.median(times) if times else None, acc, devices)
+
+
+def _acc_delta(b: list[float], c: list[float]) -> tuple[float | None, float | None]:
+    if not b or not c:
+        return None, None
+    delta = statistics.fmean(c) - statistics.fmean(b)
+    if len(b) < 2 and len(c) < 2:
+        return delta, None
+    sd = lambda xs: statistics.stdev(xs) if len(xs) >= 2 else 0.0
+    return delta, math.hypot(sd(b), sd(c))
+
+
+def _verdict(ratio: float, noise: float | None, threshold: float) -> tuple[str, str]:
+    """(verdict, rule): the threshold decides, unless the slowdown hides in measured noise."""
+    slowdown = 1.0 - ratio
+    if slowdown > threshold:
+        if noise is not None and slowdown <= noise:
+            return "noise", "within noise"
+        return "regression", "threshold"
+    if ratio - 1.0 > threshold:
+        return "faster", "threshold"
+    return "ok", "threshold"
+
+
+def _split(df, side: str) -> tuple[dict[Key, list[dict[str, Any]]], dict[Key, list[Skipped]]]:
+    """Group the usable runs of one side by configuration; the rest become Skipped entries."""
+    groups: dict[Key, list[dict[str, Any]]] = {}
+    skipped: dict[Key, list[Skipped]] = {}
+    records = df.to_dict("records") if len(df) else []
+    for r in records:
+        key = run_key(r)
+        status = str(_norm(r.get("status")) or "?")
+        path = _norm(r.get("path"))
+        if status != "ok":
+            msg = _norm(r.get("message"))
+            reason = f"status {status}" + (f": {msg}" if msg else "")
+        elif _num(r.get("images_per_s")) is None:
+            reason = "no images_per_s in summary"
+        else:
+            groups.setdefault(key, []).append(r)
+            continue
+        skipped.setdefault(key, []).append(Skipped(side, config_label(key), status, reason, path))
+    for key, rows in groups.items():
+        devices = sorted({str(r.get("device_label")) for r in rows})
+        if len(devices) > 1:
+            raise BenchError(
+                f"{side}: runs of {config_label(key)} come from {len(devices)} devices"
+                f" ({', '.join(devices)}); give each side one device's results"
+            )
+    return groups, skipped
+
+
+def compare_frames(base_df, cand_df, threshold: float) -> Comparison:
+    """Compare two sets of runs (DataFrames of `results.flatten` rows). Pure: no I/O."""
+    base, base_skip = _split(base_df, "baseline")
+    cand, cand_skip = _split(cand_df, "candidate")
+    out = Comparison(threshold=threshold)
+    for skips in (*base_skip.values(), *cand_skip.values()):
+        out.skipped.extend(skips)
+    for key in sorted(base.keys() & cand.keys(), key=config_label):
+        b, c = _side_stats(base[key]), _side_stats(cand[key])
+        noises = [s for s in (b.repeat_noise, c.repeat_noise) if s is not None]
+        noise = max(noises) if noises else None
+        ratio = c.images_per_s / b.images_per_s
+        epoch_ratio = (c.epoch_time_s / b.epoch_time_s
+                       if c.epoch_time_s is not None and b.epoch_time_s else None)
+        delta, delta_sd = _acc_delta(b.acc, c.acc)
+        verdict, rule = _verdict(ratio, noise, threshold)
+        out.rows.append(MatchRow(key, config_label(key), b, c, ratio, epoch_ratio, delta,
+                                 delta_sd, noise, verdict, rule))
+    out.only_base = sorted(config_label(k) for k in base.keys() - cand.keys())
+    out.only_cand = sorted(config_label(k) for k in cand.keys() - base.keys())
+    out.failed = sorted(config_label(k) for k in base.keys() & (cand_skip.keys() - cand.keys()))
+    out.base_devices = sorted({str(r.get("device_label")) for g in base.values() for r in g})
+    out.cand_devices = sorted({str(r.get("device_label")) for g in cand.values() for r in g})
+    return out
+
+
+# --------------------------------------------------------------------------- formatting
+
+
+def parse_threshold(text: str) -> float:
+    """'5%' or '0.05' -> 0.05. A bare number must be a fraction, so '5' is not silently 500%."""
+    s = str(text).strip()
+    try:
+        value = float(s[:-1]) / 100 if s.endswith("%") else float(s)
+    except ValueError:
+        raise BenchError(f"--threshold {text!r}: expected e.g. 5% or 0.05") from None
+    if not 0 < value < 1:
+        raise BenchError(f"--threshold {text!r}: must lie between 0% and 100% (e.g. 5% or 0.05)")
+    return value
+
+
+def _fmt_ips(v: float) -> str:
+    return f"{v:,.0f}" if abs(v) >= 100 else f"{v:.1f}"
+
+
+def _fmt_side(s: SideStats) -> str:
+    if s.spread_kind == "repeats":
+        return f"{_fmt_ips(s.images_per_s)} (spread {s.spread:.1%}, {s.n} runs)"
+    if s.spread_kind == "in-run IQR":
+        return f"{_fmt_ips(s.images_per_s)} (in-run IQR {s.spread:.1%}, 1 run)"
+    return f"{_fmt_ips(s.images_per_s)} (1 run)"
+
+
+def _fmt_acc(delta: float | None, sd: float | None) -> str:
+    if delta is None:
+        return "-"
+    return f"{delta * 100:+.2f} pp" + (f" ± {sd * 100:.2f}" if sd is not None else "")
+
+
+_HEADERS = ("configuration", "baseline img/s", "candidate img/s", "img/s ratio",
+            "epoch-time ratio", "acc Δ", "verdict", "rule")
+
+
+def table_rows(cmp: Comparison) -> list[list[str]]:
+    """The comparison table as strings, shared by the text and markdown renderings."""
+    rows = []
+    for r in cmp.rows:
+        verdict = r.verdict.upper() if r.verdict == "regression" else r.verdict
+        rule = r.rule + (f" (±{r.noise:.1%})" if r.noise is not None else "")
+        rows.append([
+            r.label, _fmt_side(r.base), _fmt_side(r.cand), f"{r.ips_ratio:.3f}",
+            f"{r.epoch_ratio:.3f}" if r.epoch_ratio is not None else "-",
+            _fmt_acc(r.acc_delta, r.acc_delta_std), verdict, rule,
+        ])
+    return rows
+
+
+def markdown_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    """A GitHub markdown table (pandas' to_markdown needs tabulate, which may be absent)."""
+    esc = lambda v: str(v).replace("|", "\\|").replace("\n", " ")
+    lines = ["| " + " | ".join(esc(h) for h in headers) + " |",
+             "|" + "|".join("---" for _ in headers) + "|"]
+    lines += ["| " + " | ".join(esc(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def text_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """Columns padded to their widest cell, for terminals and logs."""
+    cells = [list(map(str, headers))] + [list(map(str, r)) for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    pad = lambda r: "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+    return "\n".join(pad(r) for r in cells)
+
+
+def _summary_line(cmp: Comparison) -> str:
+    n = len(cmp.regressions)
+    parts = [f"{n} regression{'s' if n != 1 else ''} in {len(cmp.rows)} matched configuration"
+             f"{'s' if len(cmp.rows) != 1 else ''}"]
+    if cmp.failed:
+        parts.append(f"{len(cmp.failed)} configuration(s) failed in the candidate")
+    return "; ".join(parts)
+
+
+def _extras(cmp: Comparison) -> list[tuple[str, list[str]]]:
+    """Everything not in the table, so that nothing is dropped silently."""
+    return [
+        ("Failed in candidate (ok in baseline)", cmp.failed),
+        ("Only in baseline", cmp.only_base),
+        ("Only in candidate", cmp.only_cand),
+        ("Skipped runs", [f"{s.side}: {s.label}: {s.reason}" + (f" ({s.path})" if s.path else "")
+                          for s in cmp.skipped]),
+    ]
+
+
+def _devices(names: list[str]) -> str:
+    return ", ".join(names) if names else "?"
+
+
+def format_text(cmp: Comparison) -> str:
+    out = [f"baseline: {_devices(cmp.base_devices)}   candidate: {_devices(cmp.cand_devices)}"
+           f"   threshold: {cmp.threshold:.1%}"]
+    if cmp.rows:
+        out.append(text_table(_HEADERS, table_rows(cmp)))
+    for title, items in _extras(cmp):
+        if items:
+            out.append(f"{title}:")
+            out.extend(f"  {i}" for i in items)
+    out.append("result: " + _summary_line(cmp))
+    return "\n".join(out) + "\n"
+
+
+def format_markdown(cmp: Comparison) -> str:
+    """A block for a GitHub job summary or PR comment."""
+    icon = "❌" if cmp.exit_code else "✅"
+    out = [f"### {icon} bench compare: {_summary_line(cmp)}", "",
+           f"Baseline **{_devices(cmp.base_devices)}** vs candidate"
+           f" **{_devices(cmp.cand_devices)}**; threshold {cmp.threshold:.1%}. A regression is a"
+           " slowdown beyond the threshold and beyond the repeats' spread.", ""]
+    if cmp.rows:
+        out += [markdown_table(_HEADERS, table_rows(cmp)), ""]
+    for title, items in _extras(cmp):
+        if items:
+            out.append(f"**{title}** ({len(items)}):")
+            out += [f"- {markdown_escape(i)}" for i in items] + [""]
+    return "\n".join(out)
+
+
+def markdown_escape(text: str) -> str:
+    return text.replace("|", "\\|").replace("*", "\\*").replace("_", "\\_")
+
+
+def format_json(cmp: Comparison) -> str:
+    return json.dumps(cmp.to_dict(), indent=1) + "\n"
+
+
+def render(cmp: Comparison, fmt: str) -> str:
+    return {"text": format_text, "md": format_markdown, "json": format_json}[fmt](cmp)
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def compare_paths(baseline: str, candidate: str, threshold: float,
+                  results_dir: str | Path = DEFAULT_RESULTS_DIR) -> Comparison:
+    """Load both sides (paths or suite names) and compare them."""
+    base = docs_frame(load_side(baseline, "baseline", results_dir))
+    cand = docs_frame(load_side(candidate, "candidate", results_dir))
+    return compare_frames(base, cand, threshold)
+
+
+def handler(args: argparse.Namespace) -> int:
+    cmp = compare_paths(args.baseline, args.candidate, parse_threshold(args.threshold),
+                        args.results_dir)
+    sys.stdout.write(render(cmp, args.format))
+    return cmp.exit_code
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser(
+        "compare", help="compare two result sets (e.g. two GPUs, or a run against a baseline)",
+        description="Match runs on their configuration and report throughput ratios, accuracy"
+        " deltas and regressions. Exit status: 0 no regression, 1 regression, 2 bad input.",
+    )
+    p.add_argument("baseline", help="result file, baseline file, folder, or suite name")
+    p.add_argument("candidate", help="result file, baseline file, folder, or suite name")
+    p.add_argument("--threshold", default="5%",
+                   help="slowdown that counts as a regression, e.g. 5%% or 0.05 (default 5%%)")
+    p.add_argument("--format", choices=FORMATS, default="text")
+    p.add_argument("--results-dir", default=DEFAULT_RESULTS_DIR,
+                   help="where suite names are looked up (default results/)")
+    p.set_defaults(func=handler)
+
+
+def run_verb(register_fn: Any, argv: Sequence[str] | None) -> int:
+    """Run one verb like the CLI does: BenchError -> one line on stderr, exit 2."""
+    parser = argparse.ArgumentParser(prog="bench")
+    register_fn(parser.add_subparsers(dest="verb", required=True))
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except BenchError as exc:
+        print(f"bench: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m bench.compare BASELINE CANDIDATE ...` without the full CLI."""
+    return run_verb(register, ["compare", *(sys.argv[1:] if argv is None else argv)])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,79 @@
+"""`bench export RESULTS... --to FILE.csv|FILE.parquet`: one table for spreadsheets/notebooks.
+
+Rows are the flat run rows of `results.flatten` (or per-epoch rows with `--epochs`). The file is
+written to a temporary name and renamed, so an interrupted export never leaves half a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .compare import docs_epochs, docs_frame, load_docs
+from .errors import BenchError
+from .results import atomic_write_text
+
+FORMATS = (".csv", ".parquet")
+
+
+def _scalar_columns(df):  # -> DataFrame
+    """Nested values (dicts/lists) become JSON text: neither CSV nor parquet takes them as is."""
+    df = df.copy()
+    for col in df.columns:
+        if df[col].dtype == object and df[col].map(lambda v: isinstance(v, (dict, list))).any():
+            df[col] = df[col].map(
+                lambda v: json.dumps(v) if isinstance(v, (dict, list)) else v)
+    return df
+
+
+def _write_parquet(df, path: Path) -> None:
+    if importlib.util.find_spec("pyarrow") is None:
+        raise BenchError(f"--to {path}: parquet needs pyarrow: pip install pyarrow")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        df.to_parquet(tmp, index=False, engine="pyarrow")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def export(items: Sequence[str | Path], to: str | Path, epochs: bool = False) -> Path:
+    """Write the runs (or their epochs) of `items` to `to`; the suffix picks the format."""
+    path = Path(to)
+    suffix = path.suffix.lower()
+    if suffix not in FORMATS:
+        raise BenchError(f"--to {path}: unknown format {suffix or '(none)'};"
+                         " use a .csv or .parquet file name")
+    docs = load_docs(items)
+    if not docs:
+        raise BenchError("no result files found in " + ", ".join(map(str, items)))
+    df = _scalar_columns(docs_epochs(docs) if epochs else docs_frame(docs))
+    if suffix == ".csv":
+        atomic_write_text(path, df.to_csv(index=False))
+    else:
+        _write_parquet(df, path)
+    return path
+
+
+def handler(args: argparse.Namespace) -> int:
+    path = export(args.results, args.to, args.epochs)
+    print(path)
+    return 0
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("export", help="write results to CSV or parquet",
+                       description="One row per run (or per epoch with --epochs).")
+    p.add_argument("results", nargs="+", help="result files, baseline files or folders")
+    p.add_argument("--to", required=True, help="output file: results.csv or results.parquet")
+    p.add_argument("--epochs", action="store_true", help="one row per epoch instead of per run")
+    p.set_defaults(func=handler)

@@ -1,0 +1,264 @@
+"""bench compare (pure core and CLI) and bench ci, on result files generated in tmp_path."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from bench import ci, compare
+from bench.compare import compare_frames, parse_threshold
+from bench.errors import BenchError
+from bench.results import SCHEMA_VERSION, Result, flatten, write_result
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def make_result(model: str = "cnn", ips: float = 1000.0, *, repeat: int = 0,
+                device: str = "NVIDIA A100", suite: str | None = None, status: str = "ok",
+                acc: float = 0.98, created: str | None = None, **cfg) -> Result:
+    """A plausible result: in-run IQR of 2%, epoch time consistent with images/s."""
+    config = dict(model=model, dataset="mnist", loader="torch", device="cuda", precision="fp32",
+                  compile=False, channels_last=False, batch_size=128, recipe="course",
+                  epochs=2, max_steps=None, seed=repeat)
+    config.update(cfg)
+    env = {"host": "h1", "cpu_model": "Test CPU", "torch_threads": 2, "gpus": [{"name": device}]}
+    summary = dict(images_per_s=ips, images_per_s_min=ips * 0.98, images_per_s_max=ips * 1.02,
+                   images_per_s_q1=ips * 0.99, images_per_s_q3=ips * 1.01,
+                   epoch_time_s=60000 / ips, final_test_acc=acc, best_test_acc=acc,
+                   time_to_accuracy_s=None, target_accuracy=None)
+    extra = {"created": created} if created else {}
+    return Result(config=config, env=env, status=status, summary=summary, suite=suite,
+                  repeat=repeat, message=None if status == "ok" else "CUDA out of memory",
+                  **extra)
+
+
+def frame(*results: Result) -> pd.DataFrame:
+    return pd.DataFrame([flatten(r.to_dict()) for r in results])
+
+
+def write_all(folder: Path, *results: Result) -> Path:
+    for r in results:
+        write_result(r, folder)
+    return folder
+
+
+def run_cli(*argv: str) -> int:
+    return compare.main([str(a) for a in argv])
+
+
+# --------------------------------------------------------------------------- pure core
+
+
+@pytest.mark.parametrize("cand_ips, verdict, code", [
+    (900.0, "regression", 1), (980.0, "ok", 0), (1200.0, "faster", 0)])
+def test_threshold_verdicts(cand_ips, verdict, code):
+    cmp = compare_frames(frame(make_result(ips=1000)), frame(make_result(ips=cand_ips)), 0.05)
+    (row,) = cmp.rows
+    assert (row.verdict, row.rule, cmp.exit_code) == (verdict, "threshold", code)
+    assert row.ips_ratio == pytest.approx(cand_ips / 1000)
+    assert row.epoch_ratio == pytest.approx(1000 / cand_ips)
+    assert row.base.spread_kind == "in-run IQR" and row.noise is None
+
+
+def test_slowdown_within_repeat_spread_is_noise():
+    base = [make_result(ips=v, repeat=i) for i, v in enumerate((950, 1000, 1050))]  # 10% spread
+    cand = [make_result(ips=940, repeat=i) for i in range(3)]  # 6% slower
+    cmp = compare_frames(frame(*base), frame(*cand), 0.05)
+    (row,) = cmp.rows
+    assert (row.verdict, row.rule) == ("noise", "within noise")
+    assert row.noise == pytest.approx(0.10)
+    assert cmp.exit_code == 0
+
+
+def test_slowdown_beyond_repeat_spread_is_regression():
+    base = [make_result(ips=v, repeat=i) for i, v in enumerate((990, 1000, 1010))]
+    cand = [make_result(ips=v, repeat=i, acc=0.97 + i / 100) for i, v in enumerate((880, 890, 900))]
+    cmp = compare_frames(frame(*base), frame(*cand), 0.05)
+    (row,) = cmp.rows
+    assert (row.verdict, row.rule) == ("regression", "threshold")
+    assert row.base.images_per_s == 1000 and row.cand.images_per_s == 890
+    assert row.acc_delta == pytest.approx(0.0) and row.acc_delta_std == pytest.approx(0.01)
+    assert cmp.exit_code == 1
+
+
+def test_unmatched_and_skipped_are_listed():
+    base = frame(make_result("cnn"), make_result("fc"), make_result("vgg11", status="oom"))
+    cand = frame(make_result("cnn"), make_result("lenet"), make_result("vgg11"))
+    cmp = compare_frames(base, cand, 0.05)
+    assert [r.label for r in cmp.rows] == ["cnn/mnist torch fp32 bs128 recipe=course"]
+    assert cmp.only_base == ["fc/mnist torch fp32 bs128 recipe=course"]
+    assert cmp.only_cand == ["lenet/mnist torch fp32 bs128 recipe=course",
+                             "vgg11/mnist torch fp32 bs128 recipe=course"]
+    (skip,) = cmp.skipped
+    assert (skip.side, skip.status) == ("baseline", "oom") and "out of memory" in skip.reason
+    text = compare.format_text(cmp)
+    for needle in ("Only in baseline", "fc/mnist", "lenet/mnist", "Skipped runs", "status oom"):
+        assert needle in text
+
+
+def test_config_differences_prevent_matching():
+    cmp = compare_frames(frame(make_result(precision="fp32")),
+                         frame(make_result(precision="bf16")), 0.05)
+    assert not cmp.rows and len(cmp.only_base) == 1 and len(cmp.only_cand) == 1
+
+
+def test_candidate_that_stopped_working_fails():
+    cmp = compare_frames(frame(make_result()), frame(make_result(status="oom")), 0.05)
+    assert cmp.failed and not cmp.rows and cmp.exit_code == 1
+
+
+def test_mixed_devices_on_one_side_is_an_error():
+    base = frame(make_result(device="NVIDIA A100"), make_result(device="NVIDIA H100", repeat=1))
+    with pytest.raises(BenchError, match="2 devices"):
+        compare_frames(base, frame(make_result()), 0.05)
+
+
+def test_parse_threshold():
+    assert parse_threshold("5%") == pytest.approx(0.05)
+    assert parse_threshold("0.1") == pytest.approx(0.1)
+    for bad in ("5", "abc", "0%", "150%"):
+        with pytest.raises(BenchError):
+            parse_threshold(bad)
+
+
+# --------------------------------------------------------------------------- CLI on files
+
+
+@pytest.mark.parametrize("cand_ips, code", [(900.0, 1), (980.0, 0)])
+def test_cli_exit_codes(tmp_path, capsys, cand_ips, code):
+    base = write_all(tmp_path / "a100", make_result(ips=1000), make_result("fc", ips=5000))
+    cand = write_all(tmp_path / "h100", make_result(ips=cand_ips, device="NVIDIA H100"),
+                     make_result("fc", ips=5000, device="NVIDIA H100"))
+    assert run_cli(base, cand, "--threshold", "5%") == code
+    out = capsys.readouterr().out
+    assert "NVIDIA A100" in out and "NVIDIA H100" in out
+    assert ("REGRESSION" in out) == (code == 1)
+
+
+def test_cli_markdown_and_json(tmp_path, capsys):
+    base = write_result(make_result(ips=1000), tmp_path / "a")
+    cand = write_result(make_result(ips=900, device="NVIDIA H100"), tmp_path / "b")
+    assert run_cli(base, cand, "--format", "md") == 1
+    md = capsys.readouterr().out
+    assert "| configuration | baseline img/s |" in md and "|---|" in md and "REGRESSION" in md
+    assert run_cli(base, cand, "--format", "json") == 1
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["regressions"] == 1 and doc["rows"][0]["key"]["model"] == "cnn"
+
+
+def _bad_inputs(tmp_path: Path) -> dict[str, Path]:
+    good = write_result(make_result(), tmp_path / "good")
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"schema_version": 1, "config": ')
+    future = tmp_path / "future.json"
+    doc = make_result().to_dict()
+    doc["schema_version"] = SCHEMA_VERSION + 1
+    future.write_text(json.dumps(doc))
+    (tmp_path / "empty").mkdir()
+    return {"good": good, "missing": tmp_path / "missing.json", "broken": broken,
+            "future": future, "empty": tmp_path / "empty"}
+
+
+@pytest.mark.parametrize("which, needle", [
+    ("missing", "no such"), ("broken", "not a readable result file"),
+    ("future", "newer than this tool"), ("empty", "no result files")])
+def test_bad_input_exits_2_with_one_line(tmp_path, which, needle):
+    paths = _bad_inputs(tmp_path)
+    proc = subprocess.run([sys.executable, "-m", "bench.compare", str(paths["good"]),
+                           str(paths[which])], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("bench: error: ") and needle in lines[0]
+    assert "Traceback" not in proc.stderr and proc.stdout == ""
+
+
+def test_unknown_suite_name_is_bad_input(tmp_path, capsys):
+    good = write_result(make_result(), tmp_path / "good")
+    assert run_cli(good, "nosuch", "--results-dir", tmp_path) == 2
+    assert "no run of a suite" in capsys.readouterr().err
+
+
+def test_suite_name_picks_newest_batch(tmp_path, capsys):
+    results = tmp_path / "results"
+    old = [make_result(m, ips=500, suite="ci", created=f"2024-01-01T00:00:0{i}+00:00")
+           for i, m in enumerate(("cnn", "fc"))]
+    new = [make_result(m, ips=1000, suite="ci", created=f"2024-02-01T00:00:0{i}+00:00")
+           for i, m in enumerate(("cnn", "fc"))]
+    other = make_result("lenet", suite="default", created="2024-03-01T00:00:00+00:00")
+    write_all(results, *old, *new, other)
+    batch = compare.newest_suite_batch(compare.load_docs([results]), "ci")
+    assert sorted(d["summary"]["images_per_s"] for d in batch) == [1000, 1000]
+    base = write_all(tmp_path / "base", *(make_result(m, ips=1000) for m in ("cnn", "fc")))
+    assert run_cli(base, "ci", "--results-dir", results) == 0
+    assert "2 matched configurations" in capsys.readouterr().out
+
+
+def test_baseline_list_file_is_a_side(tmp_path, capsys):
+    bundle = tmp_path / "base.json"
+    bundle.write_text(json.dumps([make_result(ips=1000).to_dict()]))
+    cand = write_result(make_result(ips=900), tmp_path / "c")
+    assert run_cli(bundle, cand) == 1
+
+
+# --------------------------------------------------------------------------- bench ci
+
+
+@pytest.fixture
+def fake_suite(monkeypatch, tmp_path):
+    """A stand-in bench.suites whose run_suite writes the results in `state['results']`."""
+    state: dict = {"results": [make_result(ips=1000), make_result("fc", ips=5000)], "calls": []}
+
+    def run_suite(name, *, data_dir, out_dir, device="auto", repeats=1, overrides=None):
+        state["calls"].append((name, data_dir, out_dir, device, repeats))
+        return [write_result(r, out_dir) for r in state["results"]]
+
+    monkeypatch.setitem(sys.modules, "bench.suites", types.SimpleNamespace(run_suite=run_suite))
+    monkeypatch.chdir(tmp_path)
+    summary = tmp_path / "step_summary.md"
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    state["summary"] = summary
+    return state
+
+
+def run_ci(*argv: str) -> int:
+    return compare.run_verb(ci.register, ["ci", *argv])
+
+
+def test_ci_without_baseline_passes_and_writes_summary(fake_suite, capsys):
+    assert run_ci("--data-dir", "/data") == 0
+    assert fake_suite["calls"] == [("ci", "/data", "results", "auto", 1)]
+    assert "no baseline for NVIDIA A100" in capsys.readouterr().out
+    assert "| configuration |" in fake_suite["summary"].read_text()
+
+
+def test_ci_records_then_gates(fake_suite, capsys):
+    assert run_ci("--record-baseline") == 0
+    baseline = Path("results/baselines/nvidia-a100.json")
+    docs = json.loads(baseline.read_text())
+    assert isinstance(docs, list) and len(docs) == 2 and "_path" not in docs[0]
+    assert len(compare.load_docs(["results"])) == 2  # folders skip baselines/ (copies)
+    assert len(compare.load_docs([baseline])) == 2
+
+    fake_suite["results"] = [make_result(ips=980), make_result("fc", ips=5100)]
+    assert run_ci() == 0
+    fake_suite["results"] = [make_result(ips=900), make_result("fc", ips=5000)]
+    assert run_ci("--threshold", "5%") == 1
+    out = capsys.readouterr().out
+    assert "REGRESSION" in out
+    summary = fake_suite["summary"].read_text()
+    assert summary.count("bench compare") == 2 and "❌" in summary and "✅" in summary
+
+
+def test_ci_explicit_baseline_and_failed_run(fake_suite, tmp_path, capsys):
+    other = tmp_path / "h100.json"
+    other.write_text(json.dumps([make_result(ips=1000, device="NVIDIA H100").to_dict()]))
+    fake_suite["results"] = [make_result(ips=1000, status="oom")]
+    assert run_ci("--baseline", str(other)) == 1  # ok in the baseline, failed now
+    assert run_ci("--record-baseline") == 2
+    assert "not recording a baseline" in capsys.readouterr().err
