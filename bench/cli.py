@@ -51,11 +51,14 @@ def add_run_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int)
     p.add_argument("--eval-every", type=int, help="evaluate every N steps (0: every epoch)")
     p.add_argument("--lr", type=float)
+    p.add_argument("--threads", type=int, help="CPU intra-op threads (default: the recipe's)")
     p.add_argument("--allow-synthetic", action="store_true",
                    help="fall back to synthetic data when the real dataset is missing")
     p.add_argument("--repeats", type=int, default=1)
     p.add_argument("--nproc", type=int, default=1, help="launch N data-parallel processes "
                    "through torchrun")
+    p.add_argument("--no-eval", dest="evaluate", action="store_false",
+                   help="throughput only: skip evaluation (no accuracy recorded)")
     p.add_argument("--quiet", action="store_true")
 
 
@@ -68,7 +71,9 @@ def _run_config(args: argparse.Namespace, repeat: int = 0):
         recipe=args.recipe, batch_size=args.batch_size, epochs=args.epochs,
         max_steps=args.max_steps, seed=args.seed + repeat, data_dir=args.data_dir,
         out=args.out, workers=args.workers, eval_every=args.eval_every, lr=args.lr,
-        allow_synthetic=args.allow_synthetic, repeat=repeat, quiet=args.quiet)
+        threads=args.threads,
+        allow_synthetic=args.allow_synthetic, repeat=repeat, quiet=args.quiet,
+        evaluate=args.evaluate)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -84,6 +89,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     code = 0
     for r in range(args.repeats):
         result, path = run(_run_config(args, r))
+        distributed = result.config.get("world_size", 1) > 1
+        if distributed and path is None:  # under torchrun rank 0 alone reports
+            code = EXIT_CODES.get(result.status, 1)
+            if result.status != "ok":
+                break  # the process group is gone: no further repeats
+            continue
         s = result.summary
         acc = s.get("final_test_acc")
         print(f"{result.status}: {result.config['model']}/{result.config['dataset']} "
@@ -98,7 +109,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         if result.status != "ok":
             print(f"bench: {result.status}: {result.message}", file=sys.stderr)
             code = EXIT_CODES.get(result.status, 1)
-            if result.status == "interrupted":
+            if result.status == "interrupted" or distributed:
                 break
     return code
 
@@ -162,6 +173,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
+        if argv is not None and getattr(args, "argv", False) is None:
+            args.argv = list(argv)  # `--nproc` re-launches these, not sys.argv
         return int(args.func(args) or 0)
     except BenchError as exc:
         print(f"bench: error: {exc}", file=sys.stderr)

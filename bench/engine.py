@@ -189,6 +189,7 @@ class EngineConfig:
     eval_every: int
     target_accuracy: float | None
     stop_at_target: bool
+    evaluate: bool = True
     warmup_steps: int = 5
     window_steps: int = 50
     batch_size: int = 64
@@ -244,7 +245,8 @@ def train(step: StepFn, model: nn.Module, train_loader: Any, test_loader: Any,
             ep_steps += 1
             win_steps += 1
             warm_edge = state.warmup_time_s is None and state.steps == cfg.warmup_steps
-            eval_edge = cfg.eval_every > 0 and state.steps % cfg.eval_every == 0
+            eval_edge = (cfg.evaluate and cfg.eval_every > 0
+                         and state.steps % cfg.eval_every == 0)
             if warm_edge or eval_edge or win_steps >= cfg.window_steps:
                 seconds = now(device) - win_start
                 state.windows.append(Window(epoch, win_steps, win_steps * cfg.batch_size,
@@ -275,20 +277,21 @@ def train(step: StepFn, model: nn.Module, train_loader: Any, test_loader: Any,
         mean_loss = loss_sum.item() / max(ep_steps, 1)
         if not math.isfinite(mean_loss):
             raise NonFiniteLoss(f"non-finite training loss in epoch {epoch}")
-        if last_eval is None or state.evals[-1]["step"] != state.steps:
+        if cfg.evaluate and (last_eval is None or state.evals[-1]["step"] != state.steps):
             last_eval = do_eval(epoch)
+        test_loss, test_acc = last_eval if last_eval else (None, None)
         images = ep_steps * cfg.batch_size
         state.epochs.append({
             "epoch": epoch, "steps": ep_steps, "images": images, "train_time_s": ep_time,
             "images_per_s": images / ep_time if ep_time > 0 else None,
             "train_loss": mean_loss, "cumulative_train_time_s": state.train_time_s,
             "timed": epoch > 0 or n_epochs == 1,
-            "test_loss": last_eval[0], "test_acc": last_eval[1],
-            "eval_time_s": state.evals[-1]["eval_time_s"],
+            "test_loss": test_loss, "test_acc": test_acc,
+            "eval_time_s": state.evals[-1]["eval_time_s"] if last_eval else None,
         })
         progress.line(f"epoch {epoch + 1}/{n_epochs}: {ep_steps} steps {ep_time:.2f}s "
                       f"{images / max(ep_time, 1e-9):,.0f} img/s loss {mean_loss:.4f} "
-                      f"test acc {last_eval[1]:.4f}")
+                      + (f"test acc {test_acc:.4f}" if test_acc is not None else ""))
         if stop or state.steps >= total_steps:
             break
     synchronize(device)

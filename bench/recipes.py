@@ -34,6 +34,7 @@ class Recipe:
     eval_every: int = 0  # evaluate every N steps (0: at the end of every epoch)
     stop_at_target: bool = False
     workers: int = 0
+    threads: int = 0  # CPU intra-op threads (0: torch's default); tiny models run best on 1
 
 
 # The course's own accuracy after its epochs, the bar the fast recipe must reach

@@ -70,10 +70,12 @@ class RunConfig:
     workers: int | None = None
     eval_every: int | None = None
     lr: float | None = None
+    threads: int | None = None
     allow_synthetic: bool = False
     suite: str | None = None
     repeat: int = 0
     quiet: bool = False
+    evaluate: bool = True  # False: throughput only (no test pass, accuracy not recorded)
     write: bool = True
 
 
@@ -165,17 +167,31 @@ def _summarise(state: TrainState, loader_images: int, flops: float | None, param
 
 def run(cfg: RunConfig) -> tuple[Result, Path | None]:
     """Run one configuration; always returns a Result (written unless cfg.write is False)."""
+    threads = torch.get_num_threads()
+    try:
+        return _run(cfg)
+    finally:  # a recipe's thread count must not leak into the next run of a suite
+        torch.set_num_threads(threads)
+
+
+def _run(cfg: RunConfig) -> tuple[Result, Path | None]:
     validate(cfg)
     spec = get_model_spec(cfg.model)
     dataset = cfg.dataset or DEFAULT_DATASET[spec.family]
     device = devmod.resolve_device(cfg.device)
+    if "WORLD_SIZE" in os.environ:  # started by torchrun: join its process group
+        from .distributed import init_from_env
+
+        device = init_from_env(device)
     base = get_recipe(cfg.recipe, cfg.model)
     recipe = with_overrides(
         base, precision=cfg.precision, channels_last=cfg.channels_last, compile=cfg.compile,
         batch_size=cfg.batch_size if isinstance(cfg.batch_size, int) else None,
         epochs=cfg.epochs, loader=cfg.loader, workers=cfg.workers, eval_every=cfg.eval_every,
-        lr=cfg.lr)
+        lr=cfg.lr, threads=cfg.threads)
     rank, world = _dist_info()
+    if device.type == "cpu" and recipe.threads > 0:
+        torch.set_num_threads(recipe.threads)
     torch.manual_seed(cfg.seed)
     data = load_dataset(dataset, cfg.data_dir, seed=cfg.seed, allow_synthetic=cfg.allow_synthetic)
     target = target_accuracy(cfg.model, dataset) if data.real else None
@@ -226,7 +242,11 @@ def run(cfg: RunConfig) -> tuple[Result, Path | None]:
         compiled = wrap_ddp(compiled, device)
     step = make_train_step(compiled, opt, sched, device, recipe.precision,
                            recipe.label_smoothing)
-    eng = EngineConfig(epochs=recipe.epochs, max_steps=cfg.max_steps,
+    if world > 1:  # fault-injection / shard-dump hooks; the step itself when they are off
+        from .distributed import instrument_step
+
+        step = instrument_step(step, rank)
+    eng = EngineConfig(epochs=recipe.epochs, max_steps=cfg.max_steps, evaluate=cfg.evaluate,
                        eval_every=recipe.eval_every, target_accuracy=target,
                        stop_at_target=recipe.stop_at_target, batch_size=per_rank_batch)
 
@@ -242,6 +262,7 @@ def run(cfg: RunConfig) -> tuple[Result, Path | None]:
         "compile": recipe.compile, "channels_last": recipe.channels_last,
         "batch_size": recipe.batch_size, "recipe": recipe.name, "epochs": recipe.epochs,
         "max_steps": cfg.max_steps, "seed": cfg.seed, "workers": workers,
+        "threads": torch.get_num_threads() if device.type == "cpu" else None,
         "data_dir": cfg.data_dir, "world_size": world, "per_rank_batch_size": per_rank_batch,
     }
     result = Result(
@@ -279,5 +300,9 @@ def run(cfg: RunConfig) -> tuple[Result, Path | None]:
                                 recipe.precision)
     result.evals = state.evals
     result.windows = [dataclasses.asdict(w) for w in state.windows]
+    if world > 1:  # rank 0 gathers every rank's report and writes the job's one result
+        from .distributed import finish
+
+        return result, finish(result, compiled, rank, world, cfg.out, cfg.write)
     path = write_result(result, cfg.out) if (cfg.write and rank == 0) else None
     return result, path

@@ -101,34 +101,57 @@ def _fmt(v: Any, spec: str) -> str:
     return format(v, spec)
 
 
-def suite_table(paths: list[Path]) -> str:
-    """Markdown table of a suite run, with each fast row's speed-up over its seed row."""
-    docs = [read_result(p) for p in paths]
-    seed_tta: dict[tuple[str, str], dict] = {}
-    for d in docs:
-        c = d["config"]
-        if c["recipe"] == "seed":
-            seed_tta[(c["model"], c["dataset"])] = d
-    head = ("| model | dataset | recipe | loader | precision | status | images/s | epoch s | "
-            "accuracy | time to target s | speed-up (TTA) | speed-up (img/s) | MFU |")
-    lines = [head, "|" + "---|" * 13]
+def _acc(v: Any) -> str:
+    return _fmt(v * 100 if v is not None else None, ".2f")
+
+
+def runs_table(docs: list[dict]) -> str:
+    """One row per run."""
+    lines = ["| model | dataset | recipe | loader | precision | bs | status | images/s | "
+             "epoch s | accuracy % | time to target s | MFU % |", "|" + "---|" * 12]
     for d in docs:
         c, s = d["config"], d.get("summary") or {}
-        base = seed_tta.get((c["model"], c["dataset"]))
-        su_tta = su_ips = None
-        if base and c["recipe"] != "seed":
-            bs = base.get("summary") or {}
-            if bs.get("time_to_accuracy_s") and s.get("time_to_accuracy_s"):
-                su_tta = bs["time_to_accuracy_s"] / s["time_to_accuracy_s"]
-            if bs.get("images_per_s") and s.get("images_per_s"):
-                su_ips = s["images_per_s"] / bs["images_per_s"]
-        acc = s.get("final_test_acc")
         data_note = "" if (d.get("data") or {}).get("real") else " (synthetic)"
+        mfu = s.get("mfu")
         lines.append(
             f"| {c['model']} | {c['dataset']}{data_note} | {c['recipe']} | {c['loader']} | "
-            f"{c['precision']} | {d['status']} | {_fmt(s.get('images_per_s'), ',.0f')} | "
-            f"{_fmt(s.get('epoch_time_s'), '.2f')} | "
-            f"{_fmt(acc * 100 if acc is not None else None, '.2f')} | "
-            f"{_fmt(s.get('time_to_accuracy_s'), '.2f')} | {_fmt(su_tta, '.1f')} | "
-            f"{_fmt(su_ips, '.1f')} | {_fmt((s.get('mfu') or 0) * 100 or None, '.1f')} |")
+            f"{c['precision']} | {c['batch_size']} | {d['status']} | "
+            f"{_fmt(s.get('images_per_s'), ',.0f')} | {_fmt(s.get('epoch_time_s'), '.2f')} | "
+            f"{_acc(s.get('final_test_acc'))} | {_fmt(s.get('time_to_accuracy_s'), '.2f')} | "
+            f"{_fmt(mfu * 100 if mfu is not None else None, '.1f')} |")
     return "\n".join(lines)
+
+
+def experiments_table(docs: list[dict]) -> str:
+    """Per experiment: the seed loop beside the fast recipe, ratios measured in this run."""
+    by_exp: dict[tuple[str, str], dict[str, dict]] = {}
+    for d in docs:
+        c = d["config"]
+        by_exp.setdefault((c["model"], c["dataset"]), {})[c["recipe"]] = d
+    lines = ["| experiment | target % | seed TTA s | fast TTA s | TTA speed-up | seed img/s | "
+             "fast img/s | img/s speed-up | seed acc % | fast acc % | fast MFU % |",
+             "|" + "---|" * 11]
+    for (model, dataset), runs in by_exp.items():
+        seed = (runs.get("seed") or {}).get("summary") or {}
+        fast = (runs.get("fast") or {}).get("summary") or {}
+        tta = (seed["time_to_accuracy_s"] / fast["time_to_accuracy_s"]
+               if seed.get("time_to_accuracy_s") and fast.get("time_to_accuracy_s") else None)
+        ips = (fast["images_per_s"] / seed["images_per_s"]
+               if seed.get("images_per_s") and fast.get("images_per_s") else None)
+        target = fast.get("target_accuracy") or seed.get("target_accuracy")
+        mfu = fast.get("mfu")
+        lines.append(
+            f"| {model} on {dataset} | {_acc(target)} | "
+            f"{_fmt(seed.get('time_to_accuracy_s'), '.2f')} | "
+            f"{_fmt(fast.get('time_to_accuracy_s'), '.3f')} | {_fmt(tta, '.1f')}x | "
+            f"{_fmt(seed.get('images_per_s'), ',.0f')} | {_fmt(fast.get('images_per_s'), ',.0f')} "
+            f"| {_fmt(ips, '.1f')}x | {_acc(seed.get('best_test_acc'))} | "
+            f"{_acc(fast.get('best_test_acc'))} | "
+            f"{_fmt(mfu * 100 if mfu is not None else None, '.1f')} |")
+    return "\n".join(lines)
+
+
+def suite_table(paths: list[Path]) -> str:
+    """Markdown tables of a suite run: per experiment (seed vs fast), then per run."""
+    docs = [read_result(p) for p in paths]
+    return experiments_table(docs) + "\n\n" + runs_table(docs)

@@ -1,0 +1,487 @@
+"""Data-parallel runs: torchrun start-up, DDP wrapping, and one result per job from rank 0.
+
+`bench run --nproc N` re-launches itself through torch.distributed.run (torchrun), the standard
+elastic launcher, so single- and multi-node runs take the same path; `torchrun ... -m bench run`
+works as well. Each process joins the process group in `init_from_env` (NCCL on CUDA, gloo on
+CPU) with a finite timeout, so a dead rank cannot block the others forever.
+
+End of a run (`finish`): every rank publishes a small JSON report (status, timings, parameter
+checksum) in the rendezvous key-value store, and rank 0 waits for all reports with a timeout,
+merges them and writes the only result. The store, not a collective, carries the reports:
+after a rank fails the collectives are unusable (a gloo peer is gone, an NCCL op would wait for
+a partner that never comes), while the store (hosted by the torchrun agent) still answers. A
+rank that fails breaks its process group at once, so peers blocked in a collective with it
+fail within moments instead of waiting for the timeout; the first failure published is the root
+cause rank 0 reports. A failing rank stays alive until rank 0 has written the result, because
+torchrun stops the whole group as soon as one worker exits with an error.
+
+Throughput: per timed window, the job's images/s is the images of all ranks over the slowest
+rank's window time (wall-clock throughput of the job); `summary.images_per_s` is the median of
+that over the steady windows, the same statistic a single-process run reports.
+
+Debug/test hooks (read from the environment, zero cost when unset):
+  BENCH_FAULT_RANK=k BENCH_FAULT_STEP=s [BENCH_FAULT_KIND=raise|exit|hang]: rank k raises a
+    RuntimeError (or exits at once, or hangs) at its step s;
+  BENCH_DEBUG_SHARDS=<dir>: each rank writes <dir>/rank<k>.json with a hash of every training
+    sample it drew, so a test can check that the shards are disjoint and cover the data.
+"""
+
+from __future__ import annotations
+
+import atexit
+import datetime as _dt
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from .errors import BenchError
+
+TORCHRUN_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR")
+DEFAULT_TIMEOUT_S = 300.0
+# How long rank 0 still waits for missing reports once torchrun has asked it to stop (SIGTERM):
+# the agent sends SIGKILL 30 s after SIGTERM, and the result must be written before that.
+TERMINATING_WAIT_S = 5.0
+POLL_S = 0.05
+
+_store: Any = None  # the rendezvous store, kept past destroy_process_group
+_backend: str | None = None
+_runs = 0  # runs finished in this process: namespaces the store keys of repeated runs
+_phase = "idle"  # "train" until finish() starts, then "finish"
+_terminating = False  # SIGTERM seen while finishing
+_shard_hashes: list[str] = []
+
+
+class LauncherStop(Exception):
+    """torchrun stopped this rank (SIGTERM), nearly always because another rank exited."""
+
+
+def timeout_s() -> float:
+    """Seconds a collective (and rank 0's wait for reports) may take: $BENCH_DIST_TIMEOUT."""
+    raw = os.environ.get("BENCH_DIST_TIMEOUT", "")
+    try:
+        value = float(raw) if raw else DEFAULT_TIMEOUT_S
+    except ValueError:
+        raise BenchError(f"BENCH_DIST_TIMEOUT must be a number of seconds, not {raw!r}") from None
+    if value <= 0:
+        raise BenchError(f"BENCH_DIST_TIMEOUT must be positive, got {raw}")
+    return value
+
+
+def launched_by_torchrun() -> bool:
+    """True in a process started by torchrun (or with its environment set by hand)."""
+    return all(k in os.environ for k in TORCHRUN_ENV)
+
+
+# ----------------------------------------------------------------------------- start-up
+def init_from_env(device: torch.device) -> torch.device:
+    """Join the process group described by torchrun's environment; return this rank's device.
+
+    On CUDA each local rank owns cuda:LOCAL_RANK (whatever index --device named), because
+    NCCL needs one GPU per rank. Idempotent: repeated runs in one process reuse the group.
+    """
+    global _store, _backend, _phase
+    if not launched_by_torchrun():
+        return device
+    import torch.distributed as dist
+
+    if not dist.is_available():
+        raise BenchError("this torch build has no torch.distributed; cannot run under torchrun")
+    local_rank = int(os.environ["LOCAL_RANK"])
+    if device.type == "cuda":
+        n = torch.cuda.device_count()
+        if local_rank >= n:
+            raise BenchError(f"LOCAL_RANK {local_rank} but only {n} CUDA device(s) are visible: "
+                             "use --nproc_per_node <= the GPUs per node")
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        dist.init_process_group(backend, timeout=_dt.timedelta(seconds=timeout_s()))
+        atexit.register(_destroy)
+        signal.signal(signal.SIGTERM, _on_sigterm)
+    _backend = dist.get_backend()
+    _store = dist.distributed_c10d._get_default_store()
+    _phase = "train"
+    return device
+
+
+def _destroy() -> None:
+    """Leave the process group at exit (registered by init_from_env)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        try:
+            dist.destroy_process_group()
+        except Exception:  # exiting anyway; a broken group must not hide the real outcome
+            pass
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    """torchrun sends SIGTERM to the survivors when a rank exits with an error.
+
+    While training, turn it into an exception the runner records; while finishing, only
+    shorten rank 0's wait so the result is written before torchrun's SIGKILL; afterwards, exit.
+    """
+    global _terminating
+    if _phase == "train":
+        raise LauncherStop("stopped by the launcher (SIGTERM), usually because another rank "
+                           "exited")
+    if _phase == "finish":
+        _terminating = True
+        return
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def wrap_ddp(model: nn.Module, device: torch.device) -> nn.Module:
+    """DistributedDataParallel around the (possibly compiled) model.
+
+    DDP keeps the module's own parameter tensors (it broadcasts rank 0's values into them in
+    place), so an optimiser built on the unwrapped model steps the parameters DDP synchronises.
+    Compiling before wrapping means the gradient all-reduce starts after the compiled backward
+    rather than overlapping it; torch.compile(DDP(model)) would overlap but is not what the
+    runner does.
+    """
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    if device.type == "cuda":
+        return DDP(model, device_ids=[device.index], output_device=device.index)
+    return DDP(model)
+
+
+# ----------------------------------------------------------------------------- hooks
+StepFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def instrument_step(step: StepFn, rank: int) -> StepFn:
+    """Wrap the step for the fault-injection and shard-dump hooks; unchanged when both are off."""
+    fault_rank = os.environ.get("BENCH_FAULT_RANK")
+    shards = os.environ.get("BENCH_DEBUG_SHARDS")
+    fault = fault_rank is not None and int(fault_rank) == rank
+    if not fault and not shards:
+        return step
+    fault_step = int(os.environ.get("BENCH_FAULT_STEP", "1"))
+    kind = os.environ.get("BENCH_FAULT_KIND", "raise")
+    if kind not in ("raise", "exit", "hang"):
+        raise BenchError(f"BENCH_FAULT_KIND must be raise, exit or hang, not {kind!r}")
+    calls = 0
+
+    def wrapped(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        nonlocal calls
+        calls += 1
+        if fault and calls == fault_step:
+            if kind == "exit":
+                os._exit(17)
+            if kind == "hang":
+                while True:
+                    time.sleep(3600)
+            raise RuntimeError(f"injected fault on rank {rank} at step {calls}")
+        if shards:
+            rows = x.detach().reshape(len(x), -1).float().cpu().numpy()
+            _shard_hashes.extend(hashlib.blake2b(r.tobytes(), digest_size=8).hexdigest()
+                                 for r in rows)
+        return step(x, y)
+
+    return wrapped
+
+
+def _dump_shards(rank: int) -> None:
+    folder = os.environ.get("BENCH_DEBUG_SHARDS")
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        (Path(folder) / f"rank{rank}.json").write_text(json.dumps(_shard_hashes))
+    _shard_hashes.clear()
+
+
+# ----------------------------------------------------------------------------- finishing
+def params_checksum(model: nn.Module) -> str:
+    """Hash of every parameter's bytes: equal on all ranks iff DDP kept them in sync."""
+    h = hashlib.sha256()
+    with torch.no_grad():
+        for p in model.parameters():
+            h.update(p.detach().reshape(-1).contiguous().view(torch.uint8).cpu().numpy()
+                     .tobytes())
+    return h.hexdigest()[:16]
+
+
+def _local_report(result: Any, model: nn.Module, rank: int) -> dict[str, Any]:
+    s = result.summary
+    try:
+        checksum: str | None = params_checksum(model)
+    except Exception:  # a broken device (after an error) must not stop the report
+        checksum = None
+    return {
+        "rank": rank, "host": os.uname().nodename, "status": result.status,
+        "message": result.message, "images_per_s": s.get("images_per_s"),
+        "total_train_time_s": s.get("total_train_time_s"), "steps": s.get("steps"),
+        "windows": [[w["images"], w["seconds"], w["warmup"]] for w in result.windows],
+        "params_checksum": checksum,
+    }
+
+
+def _break_process_group() -> None:
+    """After a local failure: close our side so peers blocked in a collective with us fail now.
+
+    gloo peers see the connections close; an NCCL communicator is aborted (peers' NCCL
+    operations then end at the process-group timeout).
+    """
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        return
+    try:
+        dist.distributed_c10d._abort_process_group()
+    except Exception as exc:
+        print("abort failed", exc, file=sys.stderr)
+
+
+def _wait_for(store: Any, keys: list[str], timeout: float) -> list[str]:
+    """Poll the store until all keys exist or the timeout passes; return the missing keys.
+
+    Polling (not store.wait) keeps the main thread in Python so SIGTERM is handled promptly.
+    """
+    deadline = time.monotonic() + timeout
+    missing = list(keys)
+    while True:
+        missing = [k for k in missing if not store.check([k])]
+        if not missing:
+            return []
+        if _terminating:
+            deadline = min(deadline, time.monotonic() + TERMINATING_WAIT_S)
+        if time.monotonic() >= deadline:
+            return missing
+        time.sleep(POLL_S)
+
+
+def _job_windows(reports: list[dict[str, Any]]) -> list[tuple[int, float, bool]] | None:
+    """Per window: (images of all ranks, the slowest rank's seconds, warm-up); None if the
+    ranks' windows do not line up (they do whenever every rank ran the same steps)."""
+    per_rank = [r["windows"] for r in reports]
+    if not per_rank or any(len(w) != len(per_rank[0]) for w in per_rank):
+        return None
+    return [(sum(w[0] for w in ws), max(w[1] for w in ws), ws[0][2])
+            for ws in zip(*per_rank, strict=True)]
+
+
+def _single_process_baseline(result: Any, out_dir: str) -> dict[str, Any] | None:
+    """Latest ok single-process result in out_dir with the same CONFIG_KEYS and device type."""
+    from .results import CONFIG_KEYS, expand_paths, read_result
+
+    cfg = result.config
+    best: dict[str, Any] | None = None
+    try:
+        paths = expand_paths([out_dir]) if Path(out_dir).is_dir() else []
+    except BenchError:
+        return None
+    for p in paths:
+        try:
+            doc = read_result(p)
+        except BenchError:
+            continue
+        c = doc.get("config") or {}
+        ips = (doc.get("summary") or {}).get("images_per_s")
+        if (doc.get("status") != "ok" or not ips or c.get("world_size", 1) not in (1, None)
+                or any(c.get(k) != cfg.get(k) for k in CONFIG_KEYS)
+                or str(c.get("device", "")).split(":")[0] != str(cfg["device"]).split(":")[0]
+                or (doc.get("env") or {}).get("host") != (result.env or {}).get("host")):
+            continue
+        if best is None or doc.get("created", "") > best.get("created", ""):
+            best = doc
+    return best
+
+
+def _merge(result: Any, reports: dict[int, dict[str, Any]], missing: list[int], world: int,
+           out_dir: str, waited_s: float) -> None:
+    """Rank 0: turn its own result into the job's result (status, throughput, spread)."""
+    import statistics
+
+    from .engine import Window, steady_state
+
+    s = result.summary
+    ranked = [reports[r] for r in sorted(reports)]
+    failed = sorted((r for r in ranked if r["status"] != "ok"),
+                    key=lambda r: (r.get("fail_seq") is None, r.get("fail_seq") or 0, r["rank"]))
+    if failed:
+        root = failed[0]
+        result.status = root["status"]
+        others = [r["rank"] for r in failed[1:]]
+        result.message = (f"rank {root['rank']} failed: {root['message']}"
+                          + (f" (then rank(s) {others} stopped)" if others else ""))
+    if missing:
+        result.status = "error"
+        note = (f"rank {missing[0]} did not report within {waited_s:.0f}s"
+                if len(missing) == 1 else
+                f"ranks {missing} did not report within {waited_s:.0f}s")
+        note += " (it exited or hung)"
+        result.message = note + (f"; {result.message}" if failed else "")
+    rates = [r["images_per_s"] for r in ranked if r.get("images_per_s")]
+    checks = {r["params_checksum"] for r in ranked}
+    dist_info: dict[str, Any] = {
+        "world_size": world, "backend": _backend, "ranks_reported": len(ranked),
+        "images_per_s_method": "median over steady windows of (images of all ranks / slowest "
+                               "rank's window seconds)",
+        "per_rank": [{k: r.get(k) for k in ("rank", "host", "status", "images_per_s",
+                                            "total_train_time_s", "steps")} for r in ranked],
+        "per_rank_images_per_s_min": min(rates) if rates else None,
+        "per_rank_images_per_s_max": max(rates) if rates else None,
+        "images_per_s_sum_of_ranks": sum(rates) if len(rates) == world else None,
+        "params_in_sync": (len(checks) == 1 and None not in checks
+                           if len(ranked) == world else None),
+        "params_checksum": ranked[0]["params_checksum"] if len(checks) == 1 else None,
+        "windows_and_epochs": "rank 0's (per-rank images)",
+    }
+    job = _job_windows(ranked) if len(ranked) == world else None
+    per_rank_rate = s.get("images_per_s")
+    if job:  # the job's images_per_s and its min/max/q1/q3, as steady_state defines them
+        s.update(steady_state([Window(0, 1, images, seconds, warm)
+                               for images, seconds, warm in job]))
+    elif rates and len(rates) == world:
+        s["images_per_s"] = sum(rates)
+        dist_info["images_per_s_method"] = "sum over ranks of each rank's steady images/s"
+    else:
+        s["images_per_s"] = None
+    times = [r["total_train_time_s"] for r in ranked if r.get("total_train_time_s")]
+    dist_info["total_train_time_s_max"] = max(times) if times else None
+    dist_info["total_train_time_s_spread"] = (max(times) - min(times)) if times else None
+    if s.get("achieved_tflops") and per_rank_rate and s.get("images_per_s"):
+        s["achieved_tflops"] *= s["images_per_s"] / per_rank_rate
+        if s.get("peak_tflops"):
+            s["mfu"] = s["achieved_tflops"] / (world * s["peak_tflops"])
+    base = _single_process_baseline(result, out_dir)
+    s["scaling_efficiency"] = None
+    if base is not None and s.get("images_per_s"):
+        single = base["summary"]["images_per_s"]
+        s["scaling_efficiency"] = s["images_per_s"] / (world * single)
+        dist_info["single_process_images_per_s"] = single
+        dist_info["single_process_result"] = base.get("_path")
+    if rates:
+        dist_info["per_rank_images_per_s_median"] = statistics.median(rates)
+    s["distributed"] = dist_info
+
+
+def finish(result: Any, model: nn.Module, rank: int, world: int, out_dir: str,
+           write: bool) -> Path | None:
+    """Exchange reports, write the job's one result on rank 0; return its path there.
+
+    Every rank returns with result.status set to the job's status when rank 0 could decide it,
+    so every process exits with the same code.
+    """
+    global _phase, _runs, _terminating
+    from .results import write_result
+
+    _phase = "finish"
+    _terminating = False
+    store = _store
+    if store is None:
+        raise RuntimeError("finish() without init_from_env()")
+    attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+    prefix = f"bench/{attempt}/{_runs}/"
+    _runs += 1
+    timeout = timeout_s()
+    report = _local_report(result, model, rank)
+    if report["status"] != "ok":
+        report["fail_seq"] = store.add(prefix + "fail_seq", 1)
+    store.set(prefix + f"report/{rank}", json.dumps(report))
+    if report["status"] != "ok":
+        _break_process_group()
+    _dump_shards(rank)
+    path = None
+    if rank == 0:
+        keys = [prefix + f"report/{r}" for r in range(world)]
+        t0 = time.monotonic()
+        missing_keys = _wait_for(store, keys, timeout)
+        waited = time.monotonic() - t0
+        reports = {r: json.loads(store.get(k)) for r, k in enumerate(keys)
+                   if k not in missing_keys}
+        missing = [r for r, k in enumerate(keys) if k in missing_keys]
+        _merge(result, reports, missing, world, out_dir, waited)
+        if write:
+            path = write_result(result, out_dir)
+        verdict = {"status": result.status, "message": result.message}
+        store.set(prefix + "verdict", json.dumps(verdict))
+        status_file = os.environ.get("BENCH_LAUNCH_STATUS")
+        if status_file:
+            Path(status_file).write_text(result.status)
+    else:
+        if report["status"] != "ok":
+            print(f"bench: rank {rank}: {report['status']}: {report['message']}",
+                  file=sys.stderr, flush=True)
+        # Wait for rank 0's verdict: exiting early with an error would make torchrun kill
+        # rank 0 before it has written the result.
+        if not _wait_for(store, [prefix + "verdict"], timeout + 30):
+            verdict = json.loads(store.get(prefix + "verdict"))
+            result.status, result.message = verdict["status"], verdict["message"]
+    _phase = "done" if result.status != "ok" else "train"
+    return path
+
+
+# ----------------------------------------------------------------------------- launching
+def _strip_nproc(argv: Sequence[str]) -> list[str]:
+    out: list[str] = []
+    skip = False
+    for a in argv:
+        if skip:
+            skip = False
+            continue
+        if a == "--nproc":
+            skip = True
+            continue
+        if a.startswith("--nproc="):
+            continue
+        out.append(a)
+    return out
+
+
+def torchrun_command(argv: Sequence[str], nproc: int) -> list[str]:
+    """The torchrun command for `bench <argv>` on this node with nproc workers."""
+    args = _strip_nproc(argv)
+    if not args or args[0] != "run":
+        args = ["run", *args]
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone",
+            "--nproc_per_node", str(nproc), "-m", "bench", *args]
+
+
+def launch(argv: Sequence[str], nproc: int) -> int:
+    """Run `bench run` in nproc processes on this node through torchrun; return an exit code.
+
+    torchrun runs in its own session so that Ctrl-C reaches it exactly once (forwarded from
+    here); it then stops the workers, and rank 0 records the interruption. The exit code is the
+    bench exit code of the job's status (torchrun itself only says 0 or 1).
+    """
+    from .runner import EXIT_CODES
+
+    if nproc < 1:
+        raise BenchError(f"--nproc must be positive, got {nproc}")
+    fd, status_file = tempfile.mkstemp(prefix="bench-launch-", suffix=".status")
+    os.close(fd)
+    env = {**os.environ, "BENCH_LAUNCH_STATUS": status_file}
+    proc = subprocess.Popen(torchrun_command(argv, nproc), env=env, start_new_session=True)
+
+    def forward(signum: int, frame: Any) -> None:
+        if proc.poll() is None:
+            proc.send_signal(signum)
+
+    old = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        rc = proc.wait()
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+        status = Path(status_file).read_text().strip()
+        os.unlink(status_file)
+    if status in EXIT_CODES:
+        return EXIT_CODES[status]
+    if rc < 0:  # killed by a signal
+        return 128 + -rc
+    return rc

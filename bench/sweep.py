@@ -1,0 +1,91 @@
+"""`bench sweep`: images/s against batch size for one model, as a table and a PNG plot.
+
+Each batch size is a short `bench run` (no evaluation) written as a normal result, so the sweep
+can be compared and reported like any other run; out-of-memory sizes are recorded as `oom`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from .errors import BenchError
+from .runner import RunConfig, run
+
+
+def parse_sizes(text: str) -> list[int]:
+    try:
+        sizes = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise BenchError(f"--batch-sizes takes integers like 32,64,128, not {text!r}") from None
+    if not sizes or any(b <= 0 for b in sizes):
+        raise BenchError(f"--batch-sizes must be positive integers, got {text!r}")
+    return sizes
+
+
+def plot_sweep(rows: list[dict[str, Any]], title: str, out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ok = [r for r in rows if r["images_per_s"]]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.errorbar([r["batch_size"] for r in ok], [r["images_per_s"] for r in ok],
+                yerr=[[r["images_per_s"] - r["min"] for r in ok],
+                      [r["max"] - r["images_per_s"] for r in ok]], marker="o", capsize=3)
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("batch size")
+    ax.set_ylabel("images/s (median of windows, min-max bars)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".png", dir=out.parent)
+    os.close(fd)
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    os.replace(tmp, out)
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    sizes = parse_sizes(args.batch_sizes)
+    rows = []
+    for b in sizes:
+        cfg = RunConfig(model=args.model, dataset=args.dataset, loader=args.loader,
+                        device=args.device, precision=args.precision,
+                        channels_last=args.channels_last, compile=args.compile,
+                        recipe=args.recipe, batch_size=b, max_steps=args.steps,
+                        data_dir=args.data_dir, out=args.out, allow_synthetic=True,
+                        evaluate=False, quiet=True, suite="sweep")
+        result, _ = run(cfg)
+        s = result.summary
+        rows.append({"batch_size": b, "status": result.status,
+                     "images_per_s": s.get("images_per_s"), "min": s.get("images_per_s_min"),
+                     "max": s.get("images_per_s_max"), "mfu": s.get("mfu")})
+        print(f"batch {b}: {result.status} {(s.get('images_per_s') or 0):,.0f} img/s", flush=True)
+    out = Path(args.out) / f"sweep-{args.model}.png"
+    plot_sweep(rows, f"{args.model}: images/s vs batch size", out)
+    print(f"plot: {out}")
+    return 0
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("sweep", help="images/s against batch size for one model (table + PNG)")
+    p.add_argument("--model", required=True)
+    p.add_argument("--dataset")
+    p.add_argument("--batch-sizes", default="32,64,128,256")
+    p.add_argument("--steps", type=int, default=30, help="training steps per batch size")
+    p.add_argument("--loader")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--precision")
+    p.add_argument("--channels-last", dest="channels_last",
+                   action=argparse.BooleanOptionalAction, default=None)
+    p.add_argument("--compile")
+    p.add_argument("--recipe", default="fast")
+    p.add_argument("--data-dir", default=os.environ.get("BENCH_DATA_DIR"))
+    p.add_argument("--out", default="results")
+    p.set_defaults(func=cmd_sweep)
