@@ -166,10 +166,15 @@ def _cifar_dir_from_tar(tar_path: Path) -> Path:
                        and ".." not in m.name]
             for m in members:
                 tf.extract(m, tmp, filter="data")
-        if dest.exists():
-            shutil.rmtree(dest)
-        os.replace(tmp, dest)
-        (dest / ".complete").touch()
+        (tmp / ".complete").touch()
+        try:
+            os.rename(tmp, dest)  # atomic; fails if another process (a DDP rank) got there first
+        except OSError:
+            if not (dest / ".complete").exists():  # a stale partial unpack: replace it
+                shutil.rmtree(dest, ignore_errors=True)
+                os.rename(tmp, dest)
+            else:
+                shutil.rmtree(tmp, ignore_errors=True)
     except (tarfile.TarError, OSError, EOFError) as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         raise BenchError(f"{tar_path}: cannot unpack CIFAR-10 archive ({exc})") from None

@@ -9,11 +9,16 @@ End of a run (`finish`): every rank publishes a small JSON report (status, timin
 checksum) in the rendezvous key-value store, and rank 0 waits for all reports with a timeout,
 merges them and writes the only result. The store, not a collective, carries the reports:
 after a rank fails the collectives are unusable (a gloo peer is gone, an NCCL op would wait for
-a partner that never comes), while the store (hosted by the torchrun agent) still answers. A
-rank that fails breaks its process group at once, so peers blocked in a collective with it
-fail within moments instead of waiting for the timeout; the first failure published is the root
-cause rank 0 reports. A failing rank stays alive until rank 0 has written the result, because
-torchrun stops the whole group as soon as one worker exits with an error.
+a partner that never comes), while the store (hosted by the torchrun agent) still answers.
+
+Failure: a rank that fails publishes its report (numbered, so the first failure is the root
+cause rank 0 names) and exits at once (rank 0 first writes the result). Its exit is what frees
+the others: gloo peers blocked in a collective with it see the connection close (neither
+destroying nor aborting a gloo group that DDP still references does that), and torchrun sends
+SIGTERM to the survivors. A survivor inside the training loop turns that SIGTERM into an error
+the runner records; rank 0 then has torchrun's 30 s grace before SIGKILL to collect reports and
+write the result, and names any rank that never reported. On NCCL a survivor blocked in a
+collective may instead be ended by NCCL's watchdog at the timeout (not tested here: one GPU).
 
 Throughput: per timed window, the job's images/s is the images of all ranks over the slowest
 rank's window time (wall-clock throughput of the job); `summary.images_per_s` is the median of
@@ -52,13 +57,17 @@ DEFAULT_TIMEOUT_S = 300.0
 # How long rank 0 still waits for missing reports once torchrun has asked it to stop (SIGTERM):
 # the agent sends SIGKILL 30 s after SIGTERM, and the result must be written before that.
 TERMINATING_WAIT_S = 5.0
+# How long a failed rank 0 waits for the others' reports: the ranks still blocked in a
+# collective with it only fail once rank 0 exits, so waiting longer cannot bring them.
+FAILED_WAIT_S = 5.0
 POLL_S = 0.05
 
 _store: Any = None  # the rendezvous store, kept past destroy_process_group
 _backend: str | None = None
 _runs = 0  # runs finished in this process: namespaces the store keys of repeated runs
-_phase = "idle"  # "train" until finish() starts, then "finish"
-_terminating = False  # SIGTERM seen while finishing
+_phase = "idle"  # "train" until finish() starts, then "finish"; "done" after a failure
+_terminating = False  # SIGTERM seen
+_stop_raised = False  # LauncherStop raised once already
 _shard_hashes: list[str] = []
 
 
@@ -127,21 +136,34 @@ def _destroy() -> None:
             pass
 
 
-def _on_sigterm(signum: int, frame: Any) -> None:
-    """torchrun sends SIGTERM to the survivors when a rank exits with an error.
+def _in_training_loop(frame: Any) -> bool:
+    from .engine import train
 
-    While training, turn it into an exception the runner records; while finishing, only
-    shorten rank 0's wait so the result is written before torchrun's SIGKILL; afterwards, exit.
+    while frame is not None:
+        if frame.f_code is train.__code__:
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    """torchrun sends SIGTERM to the survivors when a rank exits (or when it is stopped itself).
+
+    Inside the training loop, raise once: the runner records the error and rank 0 still
+    writes the result. Anywhere else (the runner's own error handling, finishing) raising could
+    lose the result, so only note it: rank 0 then shortens its wait for reports so the result
+    is written before torchrun's SIGKILL. After a failed run's finish, die as asked.
     """
-    global _terminating
-    if _phase == "train":
+    global _terminating, _stop_raised
+    _terminating = True
+    if _phase == "done":
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
+        return
+    if _phase == "train" and not _stop_raised and _in_training_loop(frame):
+        _stop_raised = True
         raise LauncherStop("stopped by the launcher (SIGTERM), usually because another rank "
                            "exited")
-    if _phase == "finish":
-        _terminating = True
-        return
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    os.kill(os.getpid(), signal.SIGTERM)
 
 
 def wrap_ddp(model: nn.Module, device: torch.device) -> nn.Module:
@@ -152,12 +174,26 @@ def wrap_ddp(model: nn.Module, device: torch.device) -> nn.Module:
     Compiling before wrapping means the gradient all-reduce starts after the compiled backward
     rather than overlapping it; torch.compile(DDP(model)) would overlap but is not what the
     runner does.
+
+    Going back to training mode after an evaluation waits for all ranks (a barrier): every
+    rank evaluates the full test set, and without it the faster rank would spend the slower
+    one's remaining evaluation inside its next timed window, at the first all-reduce. The wait
+    is thus counted as evaluation time, which is off the training clock, as in a 1-process run.
     """
+    import torch.distributed as dist
     from torch.nn.parallel import DistributedDataParallel as DDP
 
+    class _DDP(DDP):
+        def train(self, mode: bool = True) -> _DDP:
+            resuming = mode and not self.training
+            super().train(mode)
+            if resuming and dist.is_initialized():
+                dist.barrier()
+            return self
+
     if device.type == "cuda":
-        return DDP(model, device_ids=[device.index], output_device=device.index)
-    return DDP(model)
+        return _DDP(model, device_ids=[device.index], output_device=device.index)
+    return _DDP(model)
 
 
 # ----------------------------------------------------------------------------- hooks
@@ -196,6 +232,27 @@ def instrument_step(step: StepFn, rank: int) -> StepFn:
     return wrapped
 
 
+def rank0_evaluate(model: nn.Module, loader: Any, device: torch.device, precision: str
+                   ) -> Callable[[], tuple[float, float]]:
+    """Evaluation for the engine: every rank evaluates the full test set, then all take rank 0's
+    (loss, accuracy). Stop-at-target then stops every rank at the same step even where the
+    ranks' figures could differ in the last bit (other GPUs or hosts); a rank that stopped
+    alone would leave the others blocked in their next all-reduce."""
+    import torch.distributed as dist
+
+    from .engine import evaluate
+
+    on = device if _backend == "nccl" else torch.device("cpu")
+
+    def fn() -> tuple[float, float]:
+        loss, acc = evaluate(model, loader, device, precision)
+        t = torch.tensor([loss, acc], dtype=torch.float64, device=on)
+        dist.broadcast(t, src=0)
+        return float(t[0]), float(t[1])
+
+    return fn
+
+
 def _dump_shards(rank: int) -> None:
     folder = os.environ.get("BENCH_DEBUG_SHARDS")
     if folder:
@@ -228,22 +285,6 @@ def _local_report(result: Any, model: nn.Module, rank: int) -> dict[str, Any]:
         "windows": [[w["images"], w["seconds"], w["warmup"]] for w in result.windows],
         "params_checksum": checksum,
     }
-
-
-def _break_process_group() -> None:
-    """After a local failure: close our side so peers blocked in a collective with us fail now.
-
-    gloo peers see the connections close; an NCCL communicator is aborted (peers' NCCL
-    operations then end at the process-group timeout).
-    """
-    import torch.distributed as dist
-
-    if not dist.is_initialized():
-        return
-    try:
-        dist.distributed_c10d._abort_process_group()
-    except Exception as exc:
-        print("abort failed", exc, file=sys.stderr)
 
 
 def _wait_for(store: Any, keys: list[str], timeout: float) -> list[str]:
@@ -292,13 +333,27 @@ def _single_process_baseline(result: Any, out_dir: str) -> dict[str, Any] | None
         c = doc.get("config") or {}
         ips = (doc.get("summary") or {}).get("images_per_s")
         if (doc.get("status") != "ok" or not ips or c.get("world_size", 1) not in (1, None)
-                or any(c.get(k) != cfg.get(k) for k in CONFIG_KEYS)
+                or any(c.get(k) != cfg.get(k) for k in CONFIG_KEYS if k != "world_size")
                 or str(c.get("device", "")).split(":")[0] != str(cfg["device"]).split(":")[0]
                 or (doc.get("env") or {}).get("host") != (result.env or {}).get("host")):
             continue
         if best is None or doc.get("created", "") > best.get("created", ""):
             best = doc
     return best
+
+
+PEER_LOSS_SIGNS = ("LauncherStop", "Connection closed by peer", "Connection reset by peer",
+                   "Broken pipe", "Timed out waiting", "DistBackendError", "NCCL communicator")
+
+
+def _peer_loss(message: str | None) -> bool:
+    """True for the errors a rank gets when another rank failed (not a failure of its own)."""
+    return any(sign in (message or "") for sign in PEER_LOSS_SIGNS)
+
+
+def _short(message: str | None, n: int = 160) -> str:
+    m = message or ""
+    return m if len(m) <= n else m[:n] + "..."
 
 
 def _merge(result: Any, reports: dict[int, dict[str, Any]], missing: list[int], world: int,
@@ -310,23 +365,31 @@ def _merge(result: Any, reports: dict[int, dict[str, Any]], missing: list[int], 
 
     s = result.summary
     ranked = [reports[r] for r in sorted(reports)]
+    # Root cause: a rank's own failure before one that merely saw a peer go, then the first
+    # failure published.
     failed = sorted((r for r in ranked if r["status"] != "ok"),
-                    key=lambda r: (r.get("fail_seq") is None, r.get("fail_seq") or 0, r["rank"]))
-    if failed:
+                    key=lambda r: (_peer_loss(r["message"]), r.get("fail_seq") or 0, r["rank"]))
+    if missing and (not failed or _peer_loss(failed[0]["message"])):
+        who = f"rank {missing[0]}" if len(missing) == 1 else f"ranks {missing}"
+        result.status = "error"
+        result.message = f"{who} did not report within {waited_s:.0f}s (it exited or hung)"
+        if failed:
+            result.message += "; then " + "; ".join(
+                f"rank {r['rank']}: {_short(r['message'])}" for r in failed)
+    elif failed:
         root = failed[0]
         result.status = root["status"]
-        others = [r["rank"] for r in failed[1:]]
-        result.message = (f"rank {root['rank']} failed: {root['message']}"
-                          + (f" (then rank(s) {others} stopped)" if others else ""))
-    if missing:
-        result.status = "error"
-        note = (f"rank {missing[0]} did not report within {waited_s:.0f}s"
-                if len(missing) == 1 else
-                f"ranks {missing} did not report within {waited_s:.0f}s")
-        note += " (it exited or hung)"
-        result.message = note + (f"; {result.message}" if failed else "")
+        verb = ":" if root["status"] == "interrupted" else " failed:"
+        result.message = f"rank {root['rank']}{verb} {root['message']}"
+        others = [str(r["rank"]) for r in failed[1:]]
+        if others:
+            result.message += f" (then rank{'s' * (len(others) > 1)} {', '.join(others)} " \
+                              "stopped too)"
+        if missing:
+            result.message += f" ({', '.join(map(str, missing))} had not reported within " \
+                              f"{waited_s:.0f}s)"
     rates = [r["images_per_s"] for r in ranked if r.get("images_per_s")]
-    checks = {r["params_checksum"] for r in ranked}
+    checks = {r.get("params_checksum") for r in ranked}
     dist_info: dict[str, Any] = {
         "world_size": world, "backend": _backend, "ranks_reported": len(ranked),
         "images_per_s_method": "median over steady windows of (images of all ranks / slowest "
@@ -338,7 +401,7 @@ def _merge(result: Any, reports: dict[int, dict[str, Any]], missing: list[int], 
         "images_per_s_sum_of_ranks": sum(rates) if len(rates) == world else None,
         "params_in_sync": (len(checks) == 1 and None not in checks
                            if len(ranked) == world else None),
-        "params_checksum": ranked[0]["params_checksum"] if len(checks) == 1 else None,
+        "params_checksum": next(iter(checks)) if len(checks) == 1 else None,
         "windows_and_epochs": "rank 0's (per-rank images)",
     }
     job = _job_windows(ranked) if len(ranked) == world else None
@@ -374,14 +437,14 @@ def finish(result: Any, model: nn.Module, rank: int, world: int, out_dir: str,
            write: bool) -> Path | None:
     """Exchange reports, write the job's one result on rank 0; return its path there.
 
-    Every rank returns with result.status set to the job's status when rank 0 could decide it,
-    so every process exits with the same code.
+    A rank that failed returns at once with its own status (its exit frees the peers); a rank
+    that did not waits for rank 0's verdict and takes the job's status, so it exits with the
+    same code as rank 0.
     """
-    global _phase, _runs, _terminating
+    global _phase, _runs
     from .results import write_result
 
     _phase = "finish"
-    _terminating = False
     store = _store
     if store is None:
         raise RuntimeError("finish() without init_from_env()")
@@ -393,14 +456,13 @@ def finish(result: Any, model: nn.Module, rank: int, world: int, out_dir: str,
     if report["status"] != "ok":
         report["fail_seq"] = store.add(prefix + "fail_seq", 1)
     store.set(prefix + f"report/{rank}", json.dumps(report))
-    if report["status"] != "ok":
-        _break_process_group()
     _dump_shards(rank)
+    failed = report["status"] != "ok"
     path = None
     if rank == 0:
         keys = [prefix + f"report/{r}" for r in range(world)]
         t0 = time.monotonic()
-        missing_keys = _wait_for(store, keys, timeout)
+        missing_keys = _wait_for(store, keys, min(timeout, FAILED_WAIT_S) if failed else timeout)
         waited = time.monotonic() - t0
         reports = {r: json.loads(store.get(k)) for r, k in enumerate(keys)
                    if k not in missing_keys}
@@ -413,15 +475,13 @@ def finish(result: Any, model: nn.Module, rank: int, world: int, out_dir: str,
         status_file = os.environ.get("BENCH_LAUNCH_STATUS")
         if status_file:
             Path(status_file).write_text(result.status)
-    else:
-        if report["status"] != "ok":
-            print(f"bench: rank {rank}: {report['status']}: {report['message']}",
-                  file=sys.stderr, flush=True)
-        # Wait for rank 0's verdict: exiting early with an error would make torchrun kill
-        # rank 0 before it has written the result.
-        if not _wait_for(store, [prefix + "verdict"], timeout + 30):
-            verdict = json.loads(store.get(prefix + "verdict"))
-            result.status, result.message = verdict["status"], verdict["message"]
+    elif failed:  # exit now: that frees the peers blocked in a collective with this rank
+        print(f"bench: rank {rank}: {report['status']}: {report['message']}",
+              file=sys.stderr, flush=True)
+    elif not _wait_for(store, [prefix + "verdict"], timeout + 30):
+        # adopt the job's status, so that every rank exits with the same code
+        verdict = json.loads(store.get(prefix + "verdict"))
+        result.status, result.message = verdict["status"], verdict["message"]
     _phase = "done" if result.status != "ok" else "train"
     return path
 

@@ -25,6 +25,7 @@ STATUSES = ("ok", "oom", "nan", "interrupted", "error")
 # The configuration fields that make two runs comparable (used by compare and the suite table).
 CONFIG_KEYS = (
     "model", "dataset", "loader", "precision", "compile", "channels_last", "batch_size", "recipe",
+    "world_size",
 )
 
 

@@ -242,10 +242,13 @@ def _run(cfg: RunConfig) -> tuple[Result, Path | None]:
         compiled = wrap_ddp(compiled, device)
     step = make_train_step(compiled, opt, sched, device, recipe.precision,
                            recipe.label_smoothing)
+    evaluate_fn = None
     if world > 1:  # fault-injection / shard-dump hooks; the step itself when they are off
-        from .distributed import instrument_step
+        from .distributed import instrument_step, rank0_evaluate
 
         step = instrument_step(step, rank)
+        # every rank evaluates, all act on rank 0's figure (the one stored)
+        evaluate_fn = rank0_evaluate(compiled, test_loader, device, recipe.precision)
     eng = EngineConfig(epochs=recipe.epochs, max_steps=cfg.max_steps, evaluate=cfg.evaluate,
                        eval_every=recipe.eval_every, target_accuracy=target,
                        stop_at_target=recipe.stop_at_target, batch_size=per_rank_batch)
@@ -279,7 +282,7 @@ def _run(cfg: RunConfig) -> tuple[Result, Path | None]:
     devmod.reset_peak_memory(device)
     try:
         train(step, compiled, train_loader, test_loader, device, recipe.precision, eng, state,
-              progress, evaluate_fn=None)
+              progress, evaluate_fn=evaluate_fn)
     except KeyboardInterrupt:
         result.status = "interrupted"
         result.message = f"interrupted by the user after {len(state.epochs)} complete epoch(s)"

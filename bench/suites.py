@@ -16,6 +16,7 @@ from .errors import BenchError
 from .results import read_result
 from .runner import RunConfig, run
 
+SUITES = ("default", "ci", "smoke", "vgg-ablation")
 COURSE = [("fc", "mnist"), ("cnn", "mnist"), ("fc", "mnist-perm"), ("cnn", "mnist-perm"),
           ("lenet", "cifar10"), ("vgg16", "cifar10")]
 
@@ -46,14 +47,23 @@ def suite_configs(name: str, on_gpu: bool) -> tuple[list[RunConfig], str]:
         return [RunConfig(model=m, dataset=d, recipe="fast", max_steps=steps if m != "vgg16"
                           else (steps if on_gpu else 10)) for m, d in models], (
             f"CI suite: fast recipe, {steps} steps per model")
+    if name == "vgg-ablation":
+        steps = 100 if on_gpu else 12
+        cfgs = []
+        for model in ("vgg11", "vgg16"):
+            for precision, cl, comp in [("fp32", False, "none"), ("bf16", False, "none"),
+                                        ("bf16", True, "none"), ("bf16", True, "default")]:
+                cfgs.append(RunConfig(model=model, recipe="fast", precision=precision,
+                                      channels_last=cl, compile=comp, max_steps=steps,
+                                      evaluate=False))
+        return cfgs, (f"VGG ablation: fp32 / bf16 / +channels-last / +compile, {steps} steps "
+                      "each, no evaluation")
     if name == "smoke":
         return [RunConfig(model=m, dataset=d, recipe="fast", max_steps=20)
                 for m, d in [("fc", "mnist"), ("cnn", "mnist"), ("lenet", "cifar10")]], (
             "smoke suite: 20 steps per model")
-    raise BenchError(f"unknown suite {name!r}; choices: default, ci, smoke")
+    raise BenchError(f"unknown suite {name!r}; choices: {', '.join(SUITES)}")
 
-
-SUITES = ("default", "ci", "smoke")
 
 
 def _real_data_available(data_dir: str | None) -> dict[str, bool]:
@@ -67,6 +77,17 @@ def _real_data_available(data_dir: str | None) -> dict[str, bool]:
     return out
 
 
+def _ensure_peak(device: str) -> None:
+    """MFU needs this machine's measured ceiling: measure it once (cached) if it is missing."""
+    from .device import resolve_device
+    from .peak import format_peak, load_cached_peak, measure_peak
+
+    dev = resolve_device(device)
+    if load_cached_peak(dev) is None:
+        print("suite: measuring this device's peak FLOP/s once (bench peak)...", file=sys.stderr)
+        print(format_peak(measure_peak(dev, quick=True)), file=sys.stderr)
+
+
 def run_suite(name: str, *, data_dir: str | None, out_dir: str, device: str = "auto",
               repeats: int = 1, overrides: dict | None = None, quiet: bool = False
               ) -> list[Path]:
@@ -75,6 +96,7 @@ def run_suite(name: str, *, data_dir: str | None, out_dir: str, device: str = "a
     cfgs, what = suite_configs(name, on_gpu)
     real = _real_data_available(data_dir)
     print(f"suite {name}: {what}", file=sys.stderr)
+    _ensure_peak(device)
     for ds, ok in real.items():
         if not ok:
             print(f"suite {name}: no real {ds} in {data_dir or '$BENCH_DATA_DIR'}: using "
@@ -107,17 +129,20 @@ def _acc(v: Any) -> str:
 
 def runs_table(docs: list[dict]) -> str:
     """One row per run."""
-    lines = ["| model | dataset | recipe | loader | precision | bs | status | images/s | "
-             "epoch s | accuracy % | time to target s | MFU % |", "|" + "---|" * 12]
+    lines = ["| model | dataset | recipe | loader | precision | CL | compile | bs | status | "
+             "images/s | epoch s | accuracy % | time to target s | warm-up s | MFU % |",
+             "|" + "---|" * 15]
     for d in docs:
         c, s = d["config"], d.get("summary") or {}
         data_note = "" if (d.get("data") or {}).get("real") else " (synthetic)"
         mfu = s.get("mfu")
         lines.append(
             f"| {c['model']} | {c['dataset']}{data_note} | {c['recipe']} | {c['loader']} | "
-            f"{c['precision']} | {c['batch_size']} | {d['status']} | "
+            f"{c['precision']} | {'y' if c.get('channels_last') else 'n'} | {c.get('compile')} | "
+            f"{c['batch_size']} | {d['status']} | "
             f"{_fmt(s.get('images_per_s'), ',.0f')} | {_fmt(s.get('epoch_time_s'), '.2f')} | "
             f"{_acc(s.get('final_test_acc'))} | {_fmt(s.get('time_to_accuracy_s'), '.2f')} | "
+            f"{_fmt(s.get('warmup_time_s'), '.2f')} | "
             f"{_fmt(mfu * 100 if mfu is not None else None, '.1f')} |")
     return "\n".join(lines)
 
