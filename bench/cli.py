@@ -120,8 +120,10 @@ def cmd_suite(args: argparse.Namespace) -> int:
 
     if args.repeats <= 0:
         raise BenchError(f"--repeats must be positive, got {args.repeats}")
+    overrides = {k: v for k, v in (("compile", args.compile), ("threads", args.threads))
+                 if v is not None}
     paths = run_suite(args.name, data_dir=args.data_dir, out_dir=args.out, device=args.device,
-                      repeats=args.repeats, quiet=args.quiet)
+                      repeats=args.repeats, quiet=args.quiet, overrides=overrides)
     if not paths:
         raise BenchError("the suite produced no results")
     table = suite_table(paths)
@@ -151,6 +153,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="results")
     p.add_argument("--device", default="auto")
     p.add_argument("--repeats", type=int, default=1)
+    p.add_argument("--compile", help="override every run's compile mode")
+    p.add_argument("--threads", type=int, help="override every run's CPU thread count")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_suite)
     p = sub.add_parser("env", help="print the environment fingerprint")

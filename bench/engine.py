@@ -130,11 +130,18 @@ StepFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def make_train_step(model: nn.Module, opt: torch.optim.Optimizer, scheduler: Any,
-                    device: torch.device, precision: str, label_smoothing: float) -> StepFn:
+                    device: torch.device, precision: str, label_smoothing: float,
+                    cudagraphs: bool = False) -> StepFn:
     """One optimiser step; returns the detached loss on the device (no host sync)."""
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+    # CUDA graphs (--compile reduce-overhead): tell cudagraph trees a new iteration starts, so
+    # the previous step's outputs may be overwritten by the replay.
+    mark_step = (torch.compiler.cudagraph_mark_step_begin
+                 if device.type == "cuda" and cudagraphs else None)
 
     def step(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if mark_step is not None:
+            mark_step()
         with autocast_context(device, precision):
             out = model(x)
             loss = F.cross_entropy(out.float(), y, label_smoothing=label_smoothing)

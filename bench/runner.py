@@ -241,7 +241,8 @@ def _run(cfg: RunConfig) -> tuple[Result, Path | None]:
 
         compiled = wrap_ddp(compiled, device)
     step = make_train_step(compiled, opt, sched, device, recipe.precision,
-                           recipe.label_smoothing)
+                           recipe.label_smoothing,
+                           cudagraphs=recipe.compile == "reduce-overhead")
     evaluate_fn = None
     if world > 1:  # fault-injection / shard-dump hooks; the step itself when they are off
         from .distributed import instrument_step, rank0_evaluate
