@@ -85,14 +85,14 @@ def measure_peak(device: torch.device, quick: bool = False) -> dict[str, Any]:
     precisions = ["fp32", "tf32", "bf16", "fp16"] if cuda else ["fp32", "bf16"]
     repeats = 3 if quick else 7
     n = 8192 if cuda else 2048
-    conv = (256, 1024, 32) if cuda else (32, 512, 28)
+    convs = [(256, 1024, 32), (64, 2048, 16)] if cuda else [(32, 512, 28), (16, 1024, 16)]
     out: dict[str, Any] = {"device": str(device), "flops": {}, "probes": {}}
     for p in precisions:
         if cuda:
             torch.backends.cuda.matmul.allow_tf32 = p == "tf32"
             torch.backends.cudnn.allow_tf32 = p == "tf32"
         mm = matmul_flops(device, p, n, repeats)
-        cv = conv1x1_flops(device, p, *conv, repeats)
+        cv = max(conv1x1_flops(device, p, *shape, repeats) for shape in convs)
         out["probes"][p] = {"matmul": mm, "conv1x1": cv}
         out["flops"][p] = max(mm, cv)
     if cuda:
