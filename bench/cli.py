@@ -101,10 +101,11 @@ def cmd_run(args: argparse.Namespace) -> int:
               f"{result.config['loader']} {result.config['precision']} "
               f"bs={result.config['batch_size']}: "
               f"{(s.get('images_per_s') or 0):,.0f} img/s, "
-              f"acc {acc * 100 if acc is not None else float('nan'):.2f}%, "
+              f"acc {f'{acc * 100:.2f}%' if acc is not None else '-'}, "
               f"train {s.get('total_train_time_s') or 0:.2f}s "
               f"(warm-up {s.get('warmup_time_s') or 0:.2f}s), "
-              f"time-to-target {s.get('time_to_accuracy_s') or float('nan'):.2f}s"
+              + (f"time-to-target {s['time_to_accuracy_s']:.2f}s"
+                 if s.get("time_to_accuracy_s") is not None else "target not reached")
               + (f" -> {path}" if path else ""))
         if result.status != "ok":
             print(f"bench: {result.status}: {result.message}", file=sys.stderr)
