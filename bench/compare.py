@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import BenchError
-from .results import CONFIG_KEYS, SCHEMA_VERSION, expand_paths, flatten, read_result
+from .results import CONFIG_KEYS, expand_paths, flatten, read_result, validate_doc
 
 DEFAULT_RESULTS_DIR = "results"
 BASELINES_SUBDIR = "baselines"
@@ -38,19 +38,6 @@ Key = tuple[Any, ...]
 
 
 # --------------------------------------------------------------------------- loading
-
-
-def _check_doc(doc: Any, where: str) -> dict[str, Any]:
-    """Validate one doc of a baseline list the way `read_result` validates a file."""
-    if not isinstance(doc, dict) or "schema_version" not in doc or "config" not in doc:
-        raise BenchError(f"{where}: not a bench result (no schema_version/config)")
-    version = doc["schema_version"]
-    if not isinstance(version, int) or version > SCHEMA_VERSION:
-        raise BenchError(
-            f"{where}: result schema {version} is newer than this tool understands"
-            f" ({SCHEMA_VERSION}); upgrade bench"
-        )
-    return {**doc, "_path": where}
 
 
 def read_docs(path: str | Path) -> list[dict[str, Any]]:
@@ -64,7 +51,7 @@ def read_docs(path: str | Path) -> list[dict[str, Any]]:
     except (OSError, UnicodeDecodeError, ValueError):
         return [read_result(p)]
     if isinstance(doc, list):
-        return [_check_doc(d, f"{p}#{i}") for i, d in enumerate(doc)]
+        return [validate_doc(d, f"{p}#{i}") for i, d in enumerate(doc)]
     return [read_result(p)]
 
 

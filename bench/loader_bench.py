@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import os
 import statistics
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -24,7 +23,7 @@ from typing import Any
 import torch
 
 from .datasets import DATASETS, DatasetArrays, load_dataset
-from .device import now, resolve_device
+from .device import default_workers, now, resolve_device
 from .errors import BenchError
 from .loaders import LOADERS, Loader, LoaderConfig, make_loader
 
@@ -126,11 +125,6 @@ def _f(v: float | None, width: int, digits: int) -> str:
 
 
 # ----------------------------------------------------------------------------- CLI verb
-def _cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
 
 
 def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -171,7 +165,7 @@ def handler(args: argparse.Namespace) -> int:
     if args.epochs < 1 or args.batch_size < 1:
         raise BenchError("--epochs and --batch-size must be at least 1")
     device = resolve_device(args.device)
-    workers = args.workers if args.workers is not None else _cores()
+    workers = args.workers if args.workers is not None else default_workers()
     data = load_dataset(args.dataset, args.data_dir, seed=args.seed,
                         allow_synthetic=args.allow_synthetic)
     cifar = data.family == "cifar10"

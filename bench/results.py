@@ -134,16 +134,20 @@ def read_result(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise BenchError(f"{p}: no such result file") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise BenchError(f"{p}: not a readable result file ({type(exc).__name__}: {exc})") from None
+    return validate_doc(doc, str(p))
+
+
+def validate_doc(doc: Any, where: str) -> dict[str, Any]:
+    """Check a parsed document is a result this version understands; tag it with `where`."""
     if not isinstance(doc, dict) or "schema_version" not in doc or "config" not in doc:
-        raise BenchError(f"{p}: not a bench result file (no schema_version/config)")
+        raise BenchError(f"{where}: not a bench result file (no schema_version/config)")
     version = doc["schema_version"]
     if not isinstance(version, int) or version > SCHEMA_VERSION:
         raise BenchError(
-            f"{p}: result schema {version} is newer than this tool understands ({SCHEMA_VERSION});"
-            " upgrade bench"
+            f"{where}: result schema {version} is newer than this tool understands "
+            f"({SCHEMA_VERSION}); upgrade bench"
         )
-    doc["_path"] = str(p)
-    return doc
+    return {**doc, "_path": where}
 
 
 def expand_paths(items: Iterable[str | os.PathLike[str]]) -> list[Path]:

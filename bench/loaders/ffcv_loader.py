@@ -19,7 +19,6 @@ order is reproducible from `cfg.seed`, the crops and flips are not.
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 from queue import Full
@@ -28,17 +27,13 @@ from typing import Any
 import torch
 
 from ..datasets import DatasetArrays
+from ..device import default_workers
 from ..errors import BenchError
 from .base import LoaderConfig
 
 _DIED = object()  # what the consumer receives when the pipeline thread raised
 
 
-def _cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 def _guarded_iterator_class() -> type:
@@ -101,7 +96,7 @@ class FfcvLoader:
         opts = cfg.options
         self.os_cache = bool(opts.get("os_cache", True))
         self.batches_ahead = int(opts.get("batches_ahead", 3))
-        self.workers_requested = cfg.workers or _cores()
+        self.workers_requested = cfg.workers or default_workers()
         import numba
 
         # numba refuses more threads than NUMBA_NUM_THREADS (default: the cores)
