@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import math
+import statistics
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -13,7 +14,7 @@ import torch
 
 from .datasets import load_dataset
 from .errors import BenchError
-from .results import read_result
+from .results import CONFIG_KEYS, read_result
 from .runner import RunConfig, run
 
 SUITES = ("default", "ci", "smoke", "vgg-ablation")
@@ -181,7 +182,35 @@ def experiments_table(docs: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def repeats_table(docs: list[dict]) -> str:
+    """Per configuration over its repeats: median and min-max of images/s and epoch time,
+    accuracy as mean +- std (each repeat has its own seed)."""
+    groups: dict[tuple, list[dict]] = {}
+    for d in docs:
+        if d["status"] == "ok":
+            key = tuple(str(d["config"].get(k)) for k in CONFIG_KEYS)
+            groups.setdefault(key, []).append(d.get("summary") or {})
+    lines = ["| configuration | repeats | images/s median (min-max) | epoch s median (min-max) | "
+             "accuracy % mean +- std |", "|---|---|---|---|---|"]
+    for key, runs in groups.items():
+        cells = []
+        for field, spec in (("images_per_s", ",.0f"), ("epoch_time_s", ".2f")):
+            vals = sorted(r[field] for r in runs if r.get(field) is not None)
+            cells.append(f"{_fmt(statistics.median(vals), spec)} ({_fmt(vals[0], spec)}-"
+                         f"{_fmt(vals[-1], spec)})" if vals else "-")
+        accs = [r["final_test_acc"] * 100 for r in runs if r.get("final_test_acc") is not None]
+        acc = (f"{statistics.mean(accs):.2f} +- "
+               f"{statistics.stdev(accs) if len(accs) > 1 else 0.0:.2f}" if accs else "-")
+        name = "/".join(key[:4]) + f" bs{key[6]} {key[7]}"
+        lines.append(f"| {name} | {len(runs)} | {cells[0]} | {cells[1]} | {acc} |")
+    return "\n".join(lines)
+
+
 def suite_table(paths: list[Path]) -> str:
-    """Markdown tables of a suite run: per experiment (seed vs fast), then per run."""
+    """Markdown tables of a suite run: per experiment (seed vs fast), per run, and the
+    spread over repeats when there are any."""
     docs = [read_result(p) for p in paths]
-    return experiments_table(docs) + "\n\n" + runs_table(docs)
+    out = experiments_table(docs) + "\n\n" + runs_table(docs)
+    if any(d.get("repeat", 0) > 0 for d in docs):
+        out += "\n\n" + repeats_table(docs)
+    return out

@@ -184,3 +184,18 @@ def test_env_prints_fingerprint(capsys) -> None:
     assert main(["env"]) == 0
     env = json.loads(capsys.readouterr().out)
     assert env["packages"]["torch"] and "cpu_model" in env
+
+
+def test_suite_table_summarises_repeats(tmp_path) -> None:
+    from bench.results import Result, write_result
+    from bench.suites import suite_table
+
+    cfg = {"model": "fc", "dataset": "mnist", "loader": "gpu", "precision": "fp32",
+           "compile": "none", "channels_last": False, "batch_size": 64, "recipe": "fast",
+           "world_size": 1}
+    paths = [write_result(Result(config=cfg, env={}, repeat=r, summary={
+        "images_per_s": ips, "epoch_time_s": 60000 / ips, "final_test_acc": acc}), tmp_path)
+        for r, (ips, acc) in enumerate([(100.0, 0.90), (120.0, 0.92), (110.0, 0.94)])]
+    table = suite_table(paths)
+    assert "| fc/mnist/gpu/fp32 bs64 fast | 3 | 110 (100-120) |" in table
+    assert "92.00 +- 2.00" in table
