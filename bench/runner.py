@@ -72,6 +72,7 @@ class RunConfig:
     lr: float | None = None
     threads: int | None = None
     allow_synthetic: bool = False
+    download: bool = True  # try torchvision's (checksummed) download when files are missing
     suite: str | None = None
     repeat: int = 0
     quiet: bool = False
@@ -193,7 +194,8 @@ def _run(cfg: RunConfig) -> tuple[Result, Path | None]:
     if device.type == "cpu" and recipe.threads > 0:
         torch.set_num_threads(recipe.threads)
     torch.manual_seed(cfg.seed)
-    data = load_dataset(dataset, cfg.data_dir, seed=cfg.seed, allow_synthetic=cfg.allow_synthetic)
+    data = load_dataset(dataset, cfg.data_dir, seed=cfg.seed, allow_synthetic=cfg.allow_synthetic,
+                        download=cfg.download)
     target = target_accuracy(cfg.model, dataset) if data.real else None
 
     set_matmul_precision(device, recipe.precision)
