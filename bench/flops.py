@@ -33,3 +33,47 @@ def flop_counts(model_name: str, batch: int = 2) -> dict[str, float]:
 
 def train_flops_per_image(model_name: str) -> float:
     return flop_counts(model_name)["train_flops_per_image"]
+
+
+@functools.cache
+def activation_elements_per_image(model_name: str) -> int:
+    """Elements of every leaf module's output for one image (the tensors a step writes)."""
+    spec = get_model_spec(model_name)
+    model = build_model(model_name)
+    total = 0
+
+    def hook(_m: torch.nn.Module, _i: object, out: object) -> None:
+        nonlocal total
+        if isinstance(out, torch.Tensor):
+            total += out[0].numel()
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if not list(m.children())]
+    with torch.no_grad():
+        model(torch.zeros(1, *INPUT_SHAPES[spec.family]))
+    for h in handles:
+        h.remove()
+    return total
+
+
+def train_bytes_per_image(model_name: str, batch_size: int, precision: str) -> float:
+    """A simple traffic model of one training step, per image, for the roofline.
+
+    Activations: written in the forward pass, read in the backward, their gradients written and
+    read (4 passes) in the compute dtype. Parameters (fp32): read forward and backward, gradient
+    written, optimizer reads param, grad and two moments and writes three (about 10 passes),
+    shared by the batch. Input images: read once. Caches are ignored, so this is an upper bound
+    of DRAM traffic and the intensity a lower bound.
+    """
+    act_bytes = 2 if precision in ("bf16", "fp16") else 4
+    spec = get_model_spec(model_name)
+    input_elems = 1
+    for d in INPUT_SHAPES[spec.family]:
+        input_elems *= d
+    return (4 * activation_elements_per_image(model_name) * act_bytes
+            + 10 * 4 * spec.params / max(batch_size, 1) + input_elems * act_bytes)
+
+
+def arithmetic_intensity(model_name: str, batch_size: int, precision: str) -> float:
+    """Training FLOPs per byte moved (see `train_bytes_per_image` for the traffic model)."""
+    return train_flops_per_image(model_name) / train_bytes_per_image(model_name, batch_size,
+                                                                      precision)

@@ -25,6 +25,7 @@ FIGURES = {
     "speedup": "speedup.png",
     "time_to_accuracy": "time_to_accuracy.png",
     "accuracy_vs_time": "accuracy_vs_time.png",
+    "roofline": "roofline.png",
 }
 
 
@@ -192,6 +193,48 @@ def plot_tta(summary: list[dict[str, Any]], path: Path) -> None:
     save_figure(fig, path)
 
 
+def roofline_points(runs) -> list[dict[str, Any]]:
+    """Runs that carry what a roofline needs: intensity, achieved and peak FLOP/s, bandwidth."""
+    need = ("arithmetic_intensity", "achieved_tflops", "peak_tflops", "peak_copy_gbs")
+    if len(runs) == 0 or any(c not in runs for c in need):
+        return []
+    pts = []
+    for r in runs[runs["status"] == "ok"].to_dict("records"):
+        vals = {c: _clean(r.get(c)) for c in need}
+        if all(v for v in vals.values()):
+            pts.append({**vals, "device": r.get("device_label"),
+                        "label": f"{r.get('model')} {r.get('precision')} {r.get('recipe')}"})
+    return pts
+
+
+def plot_roofline(points: list[dict[str, Any]], path: Path) -> None:
+    """Achieved FLOP/s against arithmetic intensity under each device's measured roofs."""
+    import numpy as np
+
+    fig = _figure(6, height=5.0)
+    ax = fig.add_subplot()
+    xs = np.logspace(-1, 3.5, 200)
+    for device in sorted({p["device"] for p in points}):
+        mine = [p for p in points if p["device"] == device]
+        peak = max(p["peak_tflops"] for p in mine) * 1e3  # GFLOP/s
+        bw = max(p["peak_copy_gbs"] for p in mine)
+        line = ax.plot(xs, np.minimum(peak, xs * bw), label=f"{device} roof "
+                       f"({peak:,.0f} GFLOP/s, {bw:,.0f} GB/s)")[0]
+        for p in mine:
+            ax.scatter(p["arithmetic_intensity"], p["achieved_tflops"] * 1e3,
+                       color=line.get_color(), s=18)
+            ax.annotate(p["label"], (p["arithmetic_intensity"], p["achieved_tflops"] * 1e3),
+                        fontsize=7, xytext=(3, 3), textcoords="offset points")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("arithmetic intensity, training FLOP per byte (traffic model: bench/flops.py)")
+    ax.set_ylabel("achieved GFLOP/s")
+    ax.set_title("Roofline (peak of each run's precision)")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7)
+    save_figure(fig, path)
+
+
 def plot_accuracy_curves(epochs, path: Path) -> None:
     """Test accuracy against cumulative training time; one panel per configuration."""
     rows = epochs[epochs["test_acc"].notna()]
@@ -283,6 +326,9 @@ def write_report(items: Sequence[str | Path], out_dir: str | Path,
     ok_epochs = epochs[epochs["status"] == "ok"] if len(epochs) else epochs
     if len(ok_epochs) and "test_acc" in ok_epochs and ok_epochs["test_acc"].notna().any():
         figure("accuracy_vs_time", "Accuracy vs training time", plot_accuracy_curves, ok_epochs)
+    points = roofline_points(runs)
+    if points:
+        figure("roofline", "Roofline", plot_roofline, points)
     failed = runs[runs["status"] != "ok"] if len(runs) else runs
     if len(failed):
         md += ["## Runs that did not finish", "", markdown_table(

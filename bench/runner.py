@@ -119,8 +119,10 @@ def _dist_info() -> tuple[int, int]:
 
 
 def _summarise(state: TrainState, loader_images: int, flops: float | None, params: int,
-               target: float | None, device: torch.device, precision: str) -> dict[str, Any]:
+               target: float | None, device: torch.device, precision: str,
+               intensity: float | None = None) -> dict[str, Any]:
     s: dict[str, Any] = dict(steady_state(state.windows))
+    s["arithmetic_intensity"] = intensity
     timed = [e["train_time_s"] for e in state.epochs if e.get("timed")]
     if len(state.epochs) >= 2 and timed:
         s["epoch_time_s"], s["epoch_time_source"] = statistics.median(timed), "median timed epochs"
@@ -154,15 +156,20 @@ def _summarise(state: TrainState, loader_images: int, flops: float | None, param
     s["achieved_tflops"] = (flops * s["images_per_s"] / 1e12
                             if flops and s.get("images_per_s") else None)
     s["mfu"] = None
-    try:
-        from .peak import cached_peak_flops
+    from .peak import cached_peak_flops, load_cached_peak
 
-        peak = cached_peak_flops(device, precision)
-    except ImportError:
-        peak = None
-    if peak and s["achieved_tflops"]:
+    peak = cached_peak_flops(device, precision)
+    if peak:
         s["peak_tflops"] = peak / 1e12
+    if peak and s["achieved_tflops"]:
         s["mfu"] = s["achieved_tflops"] * 1e12 / peak
+    bandwidth = (load_cached_peak(device) or {}).get("copy_bytes_per_s")
+    s["peak_copy_gbs"] = bandwidth / 1e9 if bandwidth else None
+    ai = s.get("arithmetic_intensity")
+    if ai and peak and bandwidth:
+        # roofline: below the ridge point (peak / bandwidth) memory traffic limits the step
+        s["ridge_flops_per_byte"] = peak / bandwidth
+        s["roofline_bound"] = "bandwidth" if ai < peak / bandwidth else "compute"
     return s
 
 
@@ -257,11 +264,12 @@ def _run(cfg: RunConfig) -> tuple[Result, Path | None]:
                        stop_at_target=recipe.stop_at_target, batch_size=per_rank_batch)
 
     try:
-        from .flops import train_flops_per_image
+        from .flops import arithmetic_intensity, train_flops_per_image
 
         flops = train_flops_per_image(cfg.model)
+        intensity = arithmetic_intensity(cfg.model, per_rank_batch, recipe.precision)
     except Exception:  # FLOP counting is informative only; never fail a run for it
-        flops = None
+        flops = intensity = None
     config = {
         "model": cfg.model, "dataset": dataset, "loader": recipe.loader,
         "device": str(device), "precision": recipe.precision,
@@ -271,8 +279,11 @@ def _run(cfg: RunConfig) -> tuple[Result, Path | None]:
         "threads": torch.get_num_threads() if device.type == "cpu" else None,
         "data_dir": cfg.data_dir, "world_size": world, "per_rank_batch_size": per_rank_batch,
     }
+    from .peak import load_cached_peak
+
+    env = {**fingerprint(), "peak": load_cached_peak(device)}  # the MFU denominator, as measured
     result = Result(
-        config=config, env=fingerprint(), recipe=dataclasses.asdict(recipe),
+        config=config, env=env, recipe=dataclasses.asdict(recipe),
         data=data.describe(), loader=train_loader.describe(),
         model={"name": cfg.model, "params": params, "description": spec.description},
         timed_window=TIMED_WINDOW, suite=cfg.suite, repeat=cfg.repeat,
@@ -303,7 +314,7 @@ def _run(cfg: RunConfig) -> tuple[Result, Path | None]:
                 traceback.print_exc()
     result.epochs = state.epochs
     result.summary = _summarise(state, train_loader.num_samples, flops, params, target, device,
-                                recipe.precision)
+                                recipe.precision, intensity)
     result.evals = state.evals
     result.windows = [dataclasses.asdict(w) for w in state.windows]
     if world > 1:  # rank 0 gathers every rank's report and writes the job's one result

@@ -69,3 +69,13 @@ def test_peak_probe_shape_and_cache(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(peak, "matmul_flops", lambda d, p, n, r: 1e9)
     monkeypatch.setattr(peak, "conv1x1_flops", lambda d, p, *a: 1e9)
     assert peak.measure_peak(cpu, quick=True)["flops"]["bf16"] == 3e11
+
+
+def test_arithmetic_intensity_orders_the_models() -> None:
+    from bench.flops import arithmetic_intensity, train_bytes_per_image
+
+    # fc moves more bytes than it computes on; VGG16 reuses every byte many times
+    ai = {m: arithmetic_intensity(m, 128, "bf16") for m in ("fc", "cnn", "lenet", "vgg16")}
+    assert ai["fc"] < ai["cnn"] < ai["lenet"] < ai["vgg16"]
+    # halving the activation width (fp32 -> bf16) cuts the modelled traffic
+    assert train_bytes_per_image("vgg16", 128, "bf16") < train_bytes_per_image("vgg16", 128, "fp32")

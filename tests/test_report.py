@@ -34,7 +34,8 @@ def make_result(model: str, device: str, ips: float, repeat: int = 0,
                    final_test_acc=0.96, best_test_acc=0.96, target_accuracy=0.95,
                    time_to_accuracy_s=epoch_s * 3 if reached else None, compile_time_s=0.0,
                    total_train_time_s=epoch_s * 3, peak_memory_bytes=2**30, mfu=None,
-                   flops_per_image=None)
+                   flops_per_image=1e6, arithmetic_intensity=20.0 if model == "fc" else 60.0,
+                   achieved_tflops=ips * 1e6 / 1e12, peak_tflops=0.5, peak_copy_gbs=30.0)
     config = dict(model=model, dataset="mnist", loader="torch", device="cuda", precision="fp32",
                   compile=False, channels_last=False, batch_size=128, recipe="course", epochs=3,
                   max_steps=None, seed=repeat)
@@ -73,7 +74,8 @@ def test_report_writes_figures_and_markdown(results_dir, tmp_path):
 
 def test_report_single_device_and_bad_baseline(results_dir, tmp_path):
     written = report.write_report([results_dir / "A100"], tmp_path / "one")
-    assert {p.name for p in written} == {"throughput.png", "accuracy_vs_time.png", "report.md"}
+    assert {p.name for p in written} == {"throughput.png", "accuracy_vs_time.png", "roofline.png",
+                                         "report.md"}
     with pytest.raises(BenchError, match="not among"):
         report.write_report([results_dir], tmp_path / "x", baseline_device="TPU")
 
