@@ -63,6 +63,6 @@ def test_loader_epoch(benchmark, data, name, dtype):
         return n
 
     n = benchmark.pedantic(one_epoch, rounds=3, warmup_rounds=1, iterations=1)
-    benchmark.extra_info.update(
-        images_per_epoch=n, workers=cfg.workers, dataset=data.name,
-        images_per_s_median=n / benchmark.stats.stats.median)
+    benchmark.extra_info.update(images_per_epoch=n, workers=cfg.workers, dataset=data.name)
+    if benchmark.stats is not None:  # None under --benchmark-disable
+        benchmark.extra_info["images_per_s_median"] = n / benchmark.stats.stats.median
