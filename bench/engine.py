@@ -264,8 +264,9 @@ def train(step: StepFn, model: nn.Module, train_loader: Any, test_loader: Any,
                          and state.steps % cfg.eval_every == 0)
             if warm_edge or eval_edge or win_steps >= cfg.window_steps:
                 seconds = now(device) - win_start
+                # every window that ends by the warm-up edge belongs to the warm-up
                 state.windows.append(Window(epoch, win_steps, win_steps * cfg.batch_size,
-                                            seconds, warmup=warm_edge))
+                                            seconds, warmup=state.warmup_time_s is None))
                 state.train_time_s += seconds
                 ep_time += seconds
                 if warm_edge:

@@ -147,8 +147,9 @@ def _summarise(state: TrainState, loader_images: int, flops: float | None, param
     })
     warm = [w for w in state.windows if w.warmup]
     if warm and s.get("images_per_s"):
-        w = warm[0]
-        s["compile_time_s"] = max(0.0, w.seconds - w.images / s["images_per_s"])
+        # warm-up time beyond what the same images cost in steady state: compile, autotune, JIT
+        s["compile_time_s"] = max(0.0, sum(w.seconds for w in warm)
+                                  - sum(w.images for w in warm) / s["images_per_s"])
     else:
         s["compile_time_s"] = None
     peak_bytes, kind = devmod.peak_memory_bytes(device)

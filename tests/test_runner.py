@@ -199,3 +199,14 @@ def test_suite_table_summarises_repeats(tmp_path) -> None:
     table = suite_table(paths)
     assert "| fc/mnist/gpu/fp32 bs64 fast | 3 | 110 (100-120) |" in table
     assert "92.00 +- 2.00" in table
+
+
+def test_frequent_evaluation_keeps_warmup_out_of_steady_state(tiny_data, tmp_path) -> None:
+    result, _ = run(_cfg(tiny_data, tmp_path, batch_size=16, max_steps=9, eval_every=2,
+                         loader="gpu"))
+    step, ends = 0, []
+    for w in result.windows:  # (step at which the window ended, counted as warm-up?)
+        step += w["steps"]
+        ends.append((step, w["warmup"]))
+    assert ends == [(2, True), (4, True), (5, True), (6, False), (8, False), (9, False)]
+    assert result.summary["steady_windows"] == 3
