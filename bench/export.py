@@ -9,15 +9,13 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from .compare import docs_epochs, docs_frame, load_docs
 from .errors import BenchError
-from .results import atomic_write_text
+from .results import atomic_write, atomic_write_text
 
 FORMATS = (".csv", ".parquet")
 
@@ -35,15 +33,7 @@ def _scalar_columns(df):  # -> DataFrame
 def _write_parquet(df, path: Path) -> None:
     if importlib.util.find_spec("pyarrow") is None:
         raise BenchError(f"--to {path}: parquet needs pyarrow: pip install pyarrow")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        df.to_parquet(tmp, index=False, engine="pyarrow")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda tmp: df.to_parquet(tmp, index=False, engine="pyarrow"))
 
 
 def export(items: Sequence[str | Path], to: str | Path, epochs: bool = False) -> Path:

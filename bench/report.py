@@ -9,16 +9,14 @@ global pyplot state, so the report works headless and inside tests.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from .compare import config_label, docs_epochs, docs_frame, load_docs, markdown_table, run_key
 from .errors import BenchError
-from .results import atomic_write_text
+from .results import atomic_write, atomic_write_text
 
 FIGURES = {
     "throughput": "throughput.png",
@@ -103,23 +101,9 @@ def speedups(summary: list[dict[str, Any]], baseline: str) -> list[dict[str, Any
 
 
 def save_figure(fig: Any, path: Path) -> None:
-    """PNG written to a temporary file, then renamed: readers never see half a picture."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a figure is for sharing
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+    """PNG written atomically: readers never see half a picture."""
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight"),
+                 suffix=".png")
 
 
 def _figure(n_groups: int, height: float = 4.0):

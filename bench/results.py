@@ -12,7 +12,7 @@ import math
 import os
 import tempfile
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -97,23 +97,31 @@ def _umask() -> int:
     return mask
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write text so that `path` either holds the old content or all of the new, never a part."""
+def atomic_write(path: Path, write: Callable[[str], None], suffix: str = ".tmp") -> None:
+    """Call write(tmp_name) on a temporary file beside `path`, then rename it over `path`:
+    readers see the old content or all of the new, never a part (rename is atomic on POSIX)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
     try:
-        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; results are for sharing
-        with os.fdopen(fd, "w") as f:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; our outputs are for sharing
+        os.close(fd)
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write text atomically, flushed to disk before the rename."""
+
+    def write(tmp: str) -> None:
+        with open(tmp, "w") as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+
+    atomic_write(path, write)
 
 
 def write_result(result: Result, out_dir: str | os.PathLike[str]) -> Path:

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from .errors import BenchError
+from .results import atomic_write
 from .runner import RunConfig, run
 
 
@@ -43,12 +43,10 @@ def plot_sweep(rows: list[dict[str, Any]], title: str, out: Path) -> None:
     ax.set_title(title)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".png", dir=out.parent)
-    os.close(fd)
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, out)
+    try:
+        atomic_write(out, lambda tmp: fig.savefig(tmp, format="png", dpi=100), suffix=".png")
+    finally:
+        plt.close(fig)
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
