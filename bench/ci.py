@@ -15,25 +15,27 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .compare import (
+from .compare import compare_frames, format_markdown, format_text, parse_threshold
+from .errors import BenchError
+from .results import (
+    BASELINES_SUBDIR,
     DEFAULT_RESULTS_DIR,
-    compare_frames,
+    ResultDoc,
+    atomic_write_text,
     config_label,
+    device_slug,
     docs_frame,
-    format_markdown,
-    format_text,
+    flatten,
+    fmt_num,
     load_docs,
     markdown_table,
-    parse_threshold,
     read_docs,
     run_key,
 )
-from .envinfo import device_slug
-from .errors import BenchError
-from .results import atomic_write_text, flatten
+from .runspec import add_run_flags
 
 SUITE = "ci"
-BASELINE_DIR = Path(DEFAULT_RESULTS_DIR) / "baselines"
+BASELINE_DIR = Path(DEFAULT_RESULTS_DIR) / BASELINES_SUBDIR
 
 
 def baseline_path(device_label: str, folder: Path = BASELINE_DIR) -> Path:
@@ -48,7 +50,7 @@ def append_step_summary(markdown: str) -> None:
             f.write(markdown.rstrip("\n") + "\n\n")
 
 
-def _device_of(docs: Sequence[dict[str, Any]]) -> str:
+def _device_of(docs: Sequence[ResultDoc]) -> str:
     labels = sorted({flatten(d)["device_label"] for d in docs})
     if len(labels) != 1:
         raise BenchError(f"the ci suite ran on {len(labels)} devices ({', '.join(labels)});"
@@ -56,13 +58,13 @@ def _device_of(docs: Sequence[dict[str, Any]]) -> str:
     return labels[0]
 
 
-def _failures(docs: Sequence[dict[str, Any]]) -> list[str]:
+def _failures(docs: Sequence[ResultDoc]) -> list[str]:
     return [f"{config_label(run_key(d.get('config') or {}))}: status {d.get('status')}"
             + (f" ({d['message']})" if d.get("message") else "")
             for d in docs if d.get("status") != "ok"]
 
 
-def record_baseline(docs: Sequence[dict[str, Any]], path: Path) -> None:
+def record_baseline(docs: Sequence[ResultDoc], path: Path) -> None:
     """Replace the baseline atomically; refuse an incomplete one, it would hide configurations."""
     failures = _failures(docs)
     if failures:
@@ -72,9 +74,9 @@ def record_baseline(docs: Sequence[dict[str, Any]], path: Path) -> None:
     atomic_write_text(path, json.dumps(clean, indent=1) + "\n")
 
 
-def _results_markdown(docs: Sequence[dict[str, Any]], note: str) -> str:
+def _results_markdown(docs: Sequence[ResultDoc], note: str) -> str:
     rows = [[config_label(run_key(r)), r.get("device_label"), r.get("status"),
-             f"{r['images_per_s']:,.1f}" if r.get("images_per_s") is not None else "-"]
+             fmt_num(r.get("images_per_s"), ",.1f")]
             for r in (flatten(d) for d in docs)]
     return f"### bench ci\n\n{note}\n\n" + markdown_table(
         ["configuration", "device", "status", "images/s"], rows)
@@ -124,10 +126,7 @@ def register(sub: Any) -> None:
     p = sub.add_parser("ci", help="run the ci suite and compare it with this device's baseline",
                        description="Exit status: 0 pass or no baseline, 1 regression or failed"
                        " run, 2 bad input. Writes a markdown summary to $GITHUB_STEP_SUMMARY.")
-    p.add_argument("--data-dir", default=os.environ.get("BENCH_DATA_DIR"),
-                   help="folder holding the datasets (default $BENCH_DATA_DIR)")
-    p.add_argument("--out", default=DEFAULT_RESULTS_DIR, help="where run results go")
-    p.add_argument("--device", default="auto")
+    add_run_flags(p, include=("data_dir", "out", "device"))
     p.add_argument("--repeats", type=int, default=1,
                    help="repeats per configuration; 2+ let the noise rule apply (default 1)")
     p.add_argument("--threshold", default="5%", help="regression threshold (default 5%%)")

@@ -2,6 +2,10 @@
 
 Exit codes: 0 ok; 1 run error or regression found; 2 bad input (BenchError); 3 NaN loss;
 4 out of memory; 130 interrupted.
+
+Verbs are registered lazily: only the module of the verb being run is imported (its parser
+is built then), the others appear as one-line stubs in `bench --help`. So `bench compare` or
+`bench report` start without importing torch.
 """
 
 from __future__ import annotations
@@ -9,115 +13,96 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
-import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from typing import Any
 
+from .defaults import EXIT_BAD_INPUT, EXIT_CODES
 from .errors import BenchError
+from .runspec import RunConfig, add_run_flags
 
-# Verb modules that register their own parsers; optional ones are skipped if absent.
-VERB_MODULES = ("bench.compare", "bench.report", "bench.export", "bench.samples", "bench.ci",
-                "datasets_ffcv.convert", "bench.loader_bench", "bench.peak", "bench.sweep")
-
-
-
-
-def _batch_size(s: str) -> int | str:
-    if s == "auto":
-        return s
-    try:
-        return int(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be an integer or 'auto', not {s!r}") from None
-
-
-def add_run_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", required=True, help="fc, cnn, lenet, vgg11, vgg16")
-    p.add_argument("--dataset", help="mnist, mnist-perm, cifar10, synthetic-mnist, "
-                   "synthetic-cifar10 (default: the model's dataset)")
-    p.add_argument("--loader", help="torch, gpu, ffcv (default: the recipe's)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
-    p.add_argument("--precision", help="fp32, tf32, bf16, fp16 (default: the recipe's)")
-    p.add_argument("--channels-last", dest="channels_last", action=argparse.BooleanOptionalAction,
-                   default=None)
-    p.add_argument("--compile", help="none, default, max-autotune, reduce-overhead")
-    p.add_argument("--recipe", default="seed", help="seed (the course's settings) or fast")
-    p.add_argument("--batch-size", type=_batch_size, help="integer or 'auto'")
-    p.add_argument("--epochs", type=float)
-    p.add_argument("--max-steps", type=int)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--data-dir", default=os.environ.get("BENCH_DATA_DIR"))
-    p.add_argument("--out", default="results")
-    p.add_argument("--workers", type=int)
-    p.add_argument("--eval-every", type=int, help="evaluate every N steps (0: every epoch)")
-    p.add_argument("--lr", type=float)
-    p.add_argument("--threads", type=int, help="CPU intra-op threads (default: the recipe's)")
-    p.add_argument("--allow-synthetic", action="store_true",
-                   help="fall back to synthetic data when the real dataset is missing")
-    p.add_argument("--repeats", type=int, default=1)
-    p.add_argument("--nproc", type=int, default=1, help="launch N data-parallel processes "
-                   "through torchrun")
-    p.add_argument("--no-eval", dest="evaluate", action="store_false",
-                   help="throughput only: skip evaluation (no accuracy recorded)")
-    p.add_argument("--quiet", action="store_true")
+# verb -> (module:function that adds its parser, one-line help for `bench --help`)
+VERBS: dict[str, tuple[str, str]] = {
+    "run": ("bench.cli:register_run", "train one configuration and write its result"),
+    "suite": ("bench.cli:register_suite", "run a named suite and print its table"),
+    "env": ("bench.cli:register_env", "print the environment fingerprint"),
+    "compare": ("bench.compare:register", "compare two result sets (e.g. two GPUs, or a run "
+                "against a baseline)"),
+    "report": ("bench.report:register", "figures and report.md across devices"),
+    "export": ("bench.export:register", "write results to CSV or parquet"),
+    "samples": ("bench.samples:register", "draw a grid of training images with class names"),
+    "ci": ("bench.ci:register", "run the ci suite and compare it with this device's baseline"),
+    "convert": ("datasets_ffcv.convert:register", "write ffcv .beton copies of datasets (train "
+                "and test)"),
+    "loaders": ("bench.loader_bench:register", "time the data loaders alone (no model), side "
+                "by side"),
+    "peak": ("bench.peak:register", "measure this device's FLOP/s and copy GB/s (cached)"),
+    "sweep": ("bench.sweep:register", "images/s against batch size for one model (table + PNG)"),
+}
 
 
-def _run_config(args: argparse.Namespace, repeat: int = 0):
-    from .runner import RunConfig
-
-    return RunConfig(
-        model=args.model, dataset=args.dataset, loader=args.loader, device=args.device,
-        precision=args.precision, channels_last=args.channels_last, compile=args.compile,
-        recipe=args.recipe, batch_size=args.batch_size, epochs=args.epochs,
-        max_steps=args.max_steps, seed=args.seed + repeat, data_dir=args.data_dir,
-        out=args.out, workers=args.workers, eval_every=args.eval_every, lr=args.lr,
-        threads=args.threads,
-        allow_synthetic=args.allow_synthetic, repeat=repeat, quiet=args.quiet,
-        evaluate=args.evaluate)
+# ----------------------------------------------------------------------------- run
+def _run_line(result: Any, path: Any) -> str:
+    """The one line a finished run prints."""
+    c, s = result.config, result.summary
+    acc = s.get("final_test_acc")
+    tta = s.get("time_to_accuracy_s")
+    return (f"{result.status}: {c['model']}/{c['dataset']} {c['loader']} {c['precision']} "
+            f"bs={c['batch_size']}: {(s.get('images_per_s') or 0):,.0f} img/s, "
+            f"acc {f'{acc * 100:.2f}%' if acc is not None else '-'}, "
+            f"train {s.get('total_train_time_s') or 0:.2f}s "
+            f"(warm-up {s.get('warmup_time_s') or 0:.2f}s), "
+            + (f"time-to-target {tta:.2f}s" if tta is not None else "target not reached")
+            + (f" -> {path}" if path else ""))
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .runner import EXIT_CODES, run, validate
+    from .device import resolve_device
+    from .distributed import DistContext, launch, launched_by_torchrun
+    from .runner import run, validate
 
     if args.repeats <= 0:
         raise BenchError(f"--repeats must be positive, got {args.repeats}")
     if args.nproc > 1:
-        from .distributed import launch
-
         return launch(sys.argv[1:] if args.argv is None else args.argv, args.nproc)
-    validate(_run_config(args))
+    base = RunConfig.from_args(args)
+    validate(base)
+    dist = DistContext.join(resolve_device(base.device)) if launched_by_torchrun() else None
     code = 0
     for r in range(args.repeats):
-        result, path = run(_run_config(args, r))
-        distributed = result.config.get("world_size", 1) > 1
-        if distributed and path is None:  # under torchrun rank 0 alone reports
+        result, path = run(replace(base, seed=base.seed + r, repeat=r), dist)
+        if dist is not None and dist.rank != 0:  # under torchrun rank 0 alone reports
             code = EXIT_CODES.get(result.status, 1)
             if result.status != "ok":
                 break  # the process group is gone: no further repeats
             continue
-        s = result.summary
-        acc = s.get("final_test_acc")
-        print(f"{result.status}: {result.config['model']}/{result.config['dataset']} "
-              f"{result.config['loader']} {result.config['precision']} "
-              f"bs={result.config['batch_size']}: "
-              f"{(s.get('images_per_s') or 0):,.0f} img/s, "
-              f"acc {f'{acc * 100:.2f}%' if acc is not None else '-'}, "
-              f"train {s.get('total_train_time_s') or 0:.2f}s "
-              f"(warm-up {s.get('warmup_time_s') or 0:.2f}s), "
-              + (f"time-to-target {s['time_to_accuracy_s']:.2f}s"
-                 if s.get("time_to_accuracy_s") is not None else "target not reached")
-              + (f" -> {path}" if path else ""))
+        print(_run_line(result, path))
         if result.status != "ok":
             print(f"bench: {result.status}: {result.message}", file=sys.stderr)
             code = EXIT_CODES.get(result.status, 1)
-            if result.status == "interrupted" or distributed:
+            if result.status == "interrupted" or dist is not None:
                 break
     return code
 
 
+def register_run(sub: Any) -> None:
+    p = sub.add_parser("run", help=VERBS["run"][1])
+    add_run_flags(p)
+    p.add_argument("--repeats", type=int, default=1, help="runs of this configuration, seeds "
+                   "seed, seed+1, ... (default: 1)")
+    p.add_argument("--nproc", type=int, default=1, help="launch N data-parallel processes "
+                   "through torchrun (default: 1)")
+    p.set_defaults(func=cmd_run, argv=None)
+
+
+# ----------------------------------------------------------------------------- suite
 def cmd_suite(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from .results import atomic_write_text
-    from .suites import run_suite, suite_table
+    from .results.suite_tables import suite_table
+    from .suites import run_suite
 
     if args.repeats <= 0:
         raise BenchError(f"--repeats must be positive, got {args.repeats}")
@@ -129,12 +114,24 @@ def cmd_suite(args: argparse.Namespace) -> int:
         raise BenchError("the suite produced no results")
     table = suite_table(paths)
     print(table)
-    from pathlib import Path
-
     atomic_write_text(Path(args.out) / f"suite-{args.name}-latest.md", table + "\n")
     return 0
 
 
+def register_suite(sub: Any) -> None:
+    p = sub.add_parser("suite", help=VERBS["suite"][1])
+    p.add_argument("name", nargs="?", default="default",
+                   help="default, ci, smoke, vgg-ablation, or a suite named by a model")
+    add_run_flags(p, include=("data_dir", "out", "device"))
+    p.add_argument("--repeats", type=int, default=1, help="runs of every configuration "
+                   "(default: 1)")
+    add_run_flags(p, include=("compile", "threads", "quiet"),
+                  helps={"compile": "override every run's compile mode",
+                         "threads": "override every run's CPU thread count"})
+    p.set_defaults(func=cmd_suite)
+
+
+# ----------------------------------------------------------------------------- env
 def cmd_env(args: argparse.Namespace) -> int:
     from .envinfo import fingerprint
 
@@ -142,51 +139,60 @@ def cmd_env(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="bench", description=__doc__)
-    sub = parser.add_subparsers(dest="verb", required=True)
-    p = sub.add_parser("run", help="train one configuration and write its result")
-    add_run_flags(p)
-    p.set_defaults(func=cmd_run, argv=None)
-    p = sub.add_parser("suite", help="run a named suite and print its table")
-    p.add_argument("name", nargs="?", default="default", help="default, ci, smoke")
-    p.add_argument("--data-dir", default=os.environ.get("BENCH_DATA_DIR"))
-    p.add_argument("--out", default="results")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--repeats", type=int, default=1)
-    p.add_argument("--compile", help="override every run's compile mode")
-    p.add_argument("--threads", type=int, help="override every run's CPU thread count")
-    p.add_argument("--quiet", action="store_true")
-    p.set_defaults(func=cmd_suite)
-    p = sub.add_parser("env", help="print the environment fingerprint")
+def register_env(sub: Any) -> None:
+    p = sub.add_parser("env", help=VERBS["env"][1])
     p.set_defaults(func=cmd_env)
-    for mod_name in VERB_MODULES:
-        try:
-            mod = importlib.import_module(mod_name)
-        except ModuleNotFoundError as exc:
-            if exc.name and (exc.name == mod_name or mod_name.startswith(exc.name)):
-                continue  # verb not built yet
-            raise
-        if hasattr(mod, "register"):
-            mod.register(sub)
+
+
+# ----------------------------------------------------------------------------- parser
+def _registrar(target: str) -> Callable[[Any], None] | None:
+    """The verb's register function; None when its optional module is not installed."""
+    mod_name, func = target.split(":")
+    try:
+        mod = importlib.import_module(mod_name)
+    except ModuleNotFoundError as exc:
+        if exc.name and (exc.name == mod_name or mod_name.startswith(exc.name)):
+            return None
+        raise
+    return getattr(mod, func)
+
+
+def _chosen_verb(argv: Sequence[str]) -> str | None:
+    return next((a for a in argv if not a.startswith("-")), None)
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The CLI parser; only the verb named in argv (all of them when argv is None) is built in
+    full, the others are stubs so that their modules are not imported."""
+    parser = argparse.ArgumentParser(prog="bench", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+    chosen = _chosen_verb(argv) if argv is not None else None
+    for name, (target, help_text) in VERBS.items():
+        register = _registrar(target) if argv is None or name == chosen else None
+        if register is not None:
+            register(sub)
+        else:
+            sub.add_parser(name, help=help_text, add_help=False)
     return parser
 
 
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    args_list = list(sys.argv[1:] if argv is None else argv)
     try:
-        args = parser.parse_args(argv)
+        parser = build_parser(args_list)
+        args = parser.parse_args(args_list)
         if argv is not None and getattr(args, "argv", False) is None:
             args.argv = list(argv)  # `--nproc` re-launches these, not sys.argv
+        if not hasattr(args, "func"):
+            raise BenchError(f"verb {args.verb!r} is not available here (an optional "
+                             "dependency is missing)")
         return int(args.func(args) or 0)
     except BenchError as exc:
         print(f"bench: error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("bench: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_CODES["interrupted"]
 
 
 def entry() -> None:

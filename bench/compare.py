@@ -2,8 +2,8 @@
 
 Each side is a result file, a baseline file (a JSON list of result docs, as `bench ci` records),
 a folder of those (recursive, skipping `baselines/` subfolders), or a suite name. A suite name
-means the newest run of that suite under `--results-dir` (default `results/`), see
-`newest_suite_batch`.
+means the newest run of that suite under `--results-dir` (default `results/`); loading is the
+results library's (`results.load_side`).
 
 Runs are matched on `results.CONFIG_KEYS` (never on the device: comparing GPU generations is the
 point). Repeats of one configuration are aggregated (median images/s); a slowdown is a regression
@@ -17,188 +17,37 @@ makes them) so it is tested without files.
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
 import json
 import math
 import statistics
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .errors import BenchError
-from .results import CONFIG_KEYS, expand_paths, flatten, read_result, validate_doc
+from .results import (
+    CONFIG_KEYS,
+    DEFAULT_RESULTS_DIR,
+    Key,
+    RunRow,
+    config_label,
+    docs_frame,
+    fmt_ips,
+    load_side,
+    markdown_escape,
+    markdown_table,
+    norm,
+    num,
+    run_key,
+    text_table,
+)
 
-DEFAULT_RESULTS_DIR = "results"
-BASELINES_SUBDIR = "baselines"
 FORMATS = ("text", "md", "json")
-
-Key = tuple[Any, ...]
-
-
-# --------------------------------------------------------------------------- loading
-
-
-def read_docs(path: str | Path) -> list[dict[str, Any]]:
-    """Docs of one file: a single result, or a baseline file holding a list of results.
-
-    Anything unreadable is handed to `read_result`, which owns the one-line error messages.
-    """
-    p = Path(path)
-    try:
-        doc = json.loads(p.read_text())
-    except (OSError, UnicodeDecodeError, ValueError):
-        return [read_result(p)]
-    if isinstance(doc, list):
-        return [validate_doc(d, f"{p}#{i}") for i, d in enumerate(doc)]
-    return [read_result(p)]
-
-
-def _files(item: str | Path) -> list[Path]:
-    """A file as given; a folder's *.json files, recursively, except under `baselines/`.
-
-    Recorded baselines are copies of earlier runs: counted again they would pose as repeats.
-    Name a baseline file (or the baselines folder itself) to use it.
-    """
-    p = Path(item)
-    files = expand_paths([p])
-    if not p.is_dir():
-        return files
-    return [f for f in files if BASELINES_SUBDIR not in f.relative_to(p).parts[:-1]]
-
-
-def load_docs(items: Iterable[str | Path]) -> list[dict[str, Any]]:
-    """All docs of files/folders (folders recursively), in path order."""
-    return [d for item in items for p in _files(item) for d in read_docs(p)]
-
-
-def docs_frame(docs: Sequence[dict[str, Any]]):  # -> pandas.DataFrame
-    """One flat row per run (`results.flatten`)."""
-    import pandas as pd
-
-    return pd.DataFrame([flatten(d) for d in docs])
-
-
-def docs_epochs(docs: Sequence[dict[str, Any]]):  # -> pandas.DataFrame
-    """Per-epoch rows with the run's identity columns, like `results.load_epochs`."""
-    import pandas as pd
-
-    rows = []
-    for d in docs:
-        base = flatten(d)
-        ident = {k: base.get(k) for k in ("run_id", "device_label", "status", "repeat",
-                                           *CONFIG_KEYS)}
-        rows.extend({**ident, **e} for e in d.get("epochs") or [])
-    return pd.DataFrame(rows)
-
-
-def _created(doc: dict[str, Any]) -> _dt.datetime:
-    """Parse `created`; unparseable stamps sort first so they never count as newest."""
-    try:
-        t = _dt.datetime.fromisoformat(str(doc.get("created")))
-    except ValueError:
-        return _dt.datetime.min.replace(tzinfo=_dt.timezone.utc)
-    return t if t.tzinfo else t.replace(tzinfo=_dt.timezone.utc)
-
-
-def newest_suite_batch(docs: Sequence[dict[str, Any]], suite: str) -> list[dict[str, Any]]:
-    """The newest run of `suite` among `docs`.
-
-    Result files carry no batch id, so a batch is rebuilt from the newest result of the suite:
-    walking back in `created` order through results in the same folder from the same host, it
-    takes each (configuration, repeat) once and stops at the first one seen again - that is
-    where the previous invocation of the suite ends.
-    """
-    runs = sorted((d for d in docs if d.get("suite") == suite), key=_created, reverse=True)
-    if not runs:
-        return []
-    folder = Path(str(runs[0].get("_path"))).parent
-    host = (runs[0].get("env") or {}).get("host")
-    batch: list[dict[str, Any]] = []
-    seen: set[tuple[Key, Any]] = set()
-    for d in runs:
-        if Path(str(d.get("_path"))).parent != folder or (d.get("env") or {}).get("host") != host:
-            continue
-        k = (tuple(_norm((d.get("config") or {}).get(c)) for c in CONFIG_KEYS), d.get("repeat"))
-        if k in seen:
-            break
-        seen.add(k)
-        batch.append(d)
-    return batch
-
-
-def _scan_results(results_dir: Path) -> list[dict[str, Any]]:
-    """Every readable result under results_dir except the recorded baselines (copies)."""
-    docs: list[dict[str, Any]] = []
-    bad: list[str] = []
-    for p in _files(results_dir) if results_dir.is_dir() else []:
-        try:
-            docs.extend(read_docs(p))
-        except BenchError as exc:
-            bad.append(str(exc))
-    if bad:
-        print(f"bench: warning: skipped {len(bad)} unreadable file(s) under {results_dir}"
-              f" (first: {bad[0]})", file=sys.stderr)
-    return docs
-
-
-def load_side(item: str, side: str, results_dir: str | Path = DEFAULT_RESULTS_DIR):
-    """Docs of one side of a comparison: a path, or else a suite name; never empty."""
-    p = Path(item)
-    if p.exists():
-        docs = load_docs([p])
-        if not docs:
-            raise BenchError(f"{side} {item}: no result files in it")
-        return docs
-    if "/" in item or item.endswith(".json"):
-        raise BenchError(f"{side} {item}: no such file or folder")
-    docs = newest_suite_batch(_scan_results(Path(results_dir)), item)
-    if not docs:
-        raise BenchError(
-            f"{side} {item!r}: no such file or folder, and no run of a suite of that name"
-            f" under {results_dir}/"
-        )
-    return docs
 
 
 # --------------------------------------------------------------------------- the pure core
-
-
-def _norm(v: Any) -> Any:
-    """Plain Python value for keys: NaN->None, numpy scalars->Python, 128.0->128."""
-    if v is not None and hasattr(v, "item") and not isinstance(v, (str, bytes)):
-        v = v.item()
-    if isinstance(v, float):
-        if math.isnan(v):
-            return None
-        if v.is_integer():
-            return int(v)
-    return v
-
-
-def _num(v: Any) -> float | None:
-    v = _norm(v)
-    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
-
-
-def run_key(row: dict[str, Any]) -> Key:
-    return tuple(_norm(row.get(k)) for k in CONFIG_KEYS)
-
-
-def config_label(key: Key) -> str:
-    """Short human name of a configuration, e.g. 'vgg11/cifar10 torch bf16 bs256 compile'."""
-    d = dict(zip(CONFIG_KEYS, key, strict=True))
-    parts = [f"{d['model']}/{d['dataset']}", d["loader"], d["precision"]]
-    if d["batch_size"] is not None:
-        parts.append(f"bs{d['batch_size']}")
-    if d["compile"] not in (None, False, "", "none", "off"):
-        parts.append("compile" if d["compile"] is True else f"compile={d['compile']}")
-    if d["channels_last"]:
-        parts.append("channels_last")
-    if d["recipe"] not in (None, ""):
-        parts.append(f"recipe={d['recipe']}")
-    return " ".join(str(p) for p in parts if p is not None)
 
 
 @dataclass
@@ -278,19 +127,19 @@ class Comparison:
         return d
 
 
-def _side_stats(rows: list[dict[str, Any]]) -> SideStats:
-    ips = sorted(v for v in (_num(r.get("images_per_s")) for r in rows) if v is not None)
+def _side_stats(rows: list[RunRow]) -> SideStats:
+    ips = sorted(v for v in (num(r.get("images_per_s")) for r in rows) if v is not None)
     med = statistics.median(ips)
     if len(ips) >= 2:
         spread, kind = (ips[-1] - ips[0]) / med if med else None, "repeats"
     else:
-        q1, q3 = _num(rows[0].get("images_per_s_q1")), _num(rows[0].get("images_per_s_q3"))
+        q1, q3 = num(rows[0].get("images_per_s_q1")), num(rows[0].get("images_per_s_q3"))
         if q1 is not None and q3 is not None and med:
             spread, kind = (q3 - q1) / med, "in-run IQR"
         else:
             spread, kind = None, "none"
-    times = [v for v in (_num(r.get("epoch_time_s")) for r in rows) if v is not None]
-    acc = [v for v in (_num(r.get("final_test_acc")) for r in rows) if v is not None]
+    times = [v for v in (num(r.get("epoch_time_s")) for r in rows) if v is not None]
+    acc = [v for v in (num(r.get("final_test_acc")) for r in rows) if v is not None]
     devices = sorted({str(r.get("device_label")) for r in rows})
     return SideStats(len(ips), med, ips[0], ips[-1], spread, kind,
                      statistics.median(times) if times else None, acc, devices)
@@ -302,7 +151,10 @@ def _acc_delta(b: list[float], c: list[float]) -> tuple[float | None, float | No
     delta = statistics.fmean(c) - statistics.fmean(b)
     if len(b) < 2 and len(c) < 2:
         return delta, None
-    sd = lambda xs: statistics.stdev(xs) if len(xs) >= 2 else 0.0
+
+    def sd(xs: list[float]) -> float:
+        return statistics.stdev(xs) if len(xs) >= 2 else 0.0
+
     return delta, math.hypot(sd(b), sd(c))
 
 
@@ -318,19 +170,19 @@ def _verdict(ratio: float, noise: float | None, threshold: float) -> tuple[str, 
     return "ok", "threshold"
 
 
-def _split(df, side: str) -> tuple[dict[Key, list[dict[str, Any]]], dict[Key, list[Skipped]]]:
+def _split(df, side: str) -> tuple[dict[Key, list[RunRow]], dict[Key, list[Skipped]]]:
     """Group the usable runs of one side by configuration; the rest become Skipped entries."""
-    groups: dict[Key, list[dict[str, Any]]] = {}
+    groups: dict[Key, list[RunRow]] = {}
     skipped: dict[Key, list[Skipped]] = {}
-    records = df.to_dict("records") if len(df) else []
+    records: list[RunRow] = df.to_dict("records") if len(df) else []
     for r in records:
         key = run_key(r)
-        status = str(_norm(r.get("status")) or "?")
-        path = _norm(r.get("path"))
+        status = str(norm(r.get("status")) or "?")
+        path = norm(r.get("path"))
         if status != "ok":
-            msg = _norm(r.get("message"))
+            msg = norm(r.get("message"))
             reason = f"status {status}" + (f": {msg}" if msg else "")
-        elif _num(r.get("images_per_s")) is None:
+        elif num(r.get("images_per_s")) is None:
             reason = "no images_per_s in summary"
         else:
             groups.setdefault(key, []).append(r)
@@ -387,16 +239,12 @@ def parse_threshold(text: str) -> float:
     return value
 
 
-def _fmt_ips(v: float) -> str:
-    return f"{v:,.0f}" if abs(v) >= 100 else f"{v:.1f}"
-
-
 def _fmt_side(s: SideStats) -> str:
     if s.spread_kind == "repeats":
-        return f"{_fmt_ips(s.images_per_s)} (spread {s.spread:.1%}, {s.n} runs)"
+        return f"{fmt_ips(s.images_per_s)} (spread {s.spread:.1%}, {s.n} runs)"
     if s.spread_kind == "in-run IQR":
-        return f"{_fmt_ips(s.images_per_s)} (in-run IQR {s.spread:.1%}, 1 run)"
-    return f"{_fmt_ips(s.images_per_s)} (1 run)"
+        return f"{fmt_ips(s.images_per_s)} (in-run IQR {s.spread:.1%}, 1 run)"
+    return f"{fmt_ips(s.images_per_s)} (1 run)"
 
 
 def _fmt_acc(delta: float | None, sd: float | None) -> str:
@@ -421,23 +269,6 @@ def table_rows(cmp: Comparison) -> list[list[str]]:
             _fmt_acc(r.acc_delta, r.acc_delta_std), verdict, rule,
         ])
     return rows
-
-
-def markdown_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
-    """A GitHub markdown table (pandas' to_markdown needs tabulate, which may be absent)."""
-    esc = lambda v: str(v).replace("|", "\\|").replace("\n", " ")
-    lines = ["| " + " | ".join(esc(h) for h in headers) + " |",
-             "|" + "|".join("---" for _ in headers) + "|"]
-    lines += ["| " + " | ".join(esc(v) for v in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def text_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    """Columns padded to their widest cell, for terminals and logs."""
-    cells = [list(map(str, headers))] + [list(map(str, r)) for r in rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
-    pad = lambda r: "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
-    return "\n".join(pad(r) for r in cells)
 
 
 def _summary_line(cmp: Comparison) -> str:
@@ -491,10 +322,6 @@ def format_markdown(cmp: Comparison) -> str:
             out.append(f"**{title}** ({len(items)}):")
             out += [f"- {markdown_escape(i)}" for i in items] + [""]
     return "\n".join(out)
-
-
-def markdown_escape(text: str) -> str:
-    return text.replace("|", "\\|").replace("*", "\\*").replace("_", "\\_")
 
 
 def format_json(cmp: Comparison) -> str:

@@ -2,7 +2,7 @@
 
 `bench run --nproc N` re-launches itself through torch.distributed.run (torchrun), the standard
 elastic launcher, so single- and multi-node runs take the same path; `torchrun ... -m bench run`
-works as well. Each process joins the process group in `init_from_env` (NCCL on CUDA, gloo on
+works as well. Each process joins the process group in `DistContext.join` (NCCL on CUDA, gloo on
 CPU) with a finite timeout, so a dead rank cannot block the others forever.
 
 End of a run (`finish`): every rank publishes a small JSON report (status, timings, parameter
@@ -34,6 +34,7 @@ Debug/test hooks (read from the environment, zero cost when unset):
 from __future__ import annotations
 
 import atexit
+import contextlib
 import datetime as _dt
 import hashlib
 import json
@@ -43,13 +44,15 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn as nn
 
+from .defaults import EXIT_CODES
 from .errors import BenchError
 
 TORCHRUN_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR")
@@ -62,13 +65,6 @@ TERMINATING_WAIT_S = 5.0
 FAILED_WAIT_S = 5.0
 POLL_S = 0.05
 
-_store: Any = None  # the rendezvous store, kept past destroy_process_group
-_backend: str | None = None
-_runs = 0  # runs finished in this process: namespaces the store keys of repeated runs
-_phase = "idle"  # "train" until finish() starts, then "finish"; "done" after a failure
-_terminating = False  # SIGTERM seen
-_stop_raised = False  # LauncherStop raised once already
-_shard_hashes: list[str] = []
 
 
 class LauncherStop(Exception):
@@ -93,40 +89,97 @@ def launched_by_torchrun() -> bool:
 
 
 # ----------------------------------------------------------------------------- start-up
-def init_from_env(device: torch.device) -> torch.device:
-    """Join the process group described by torchrun's environment; return this rank's device.
+@dataclass
+class DistContext:
+    """This process's place in a torchrun job, and what the end of a run needs to know.
 
-    On CUDA each local rank owns cuda:LOCAL_RANK (whatever index --device named), because
-    NCCL needs one GPU per rank. Idempotent: repeated runs in one process reuse the group.
+    Made once per process by `join` and passed to every run (the runner, the step hooks,
+    `finish`); repeated runs in one process share the process group and count themselves in
+    `runs`, which namespaces their keys in the store.
     """
-    global _store, _backend, _phase
-    if not launched_by_torchrun():
-        return device
-    import torch.distributed as dist
 
-    if not dist.is_available():
-        raise BenchError("this torch build has no torch.distributed; cannot run under torchrun")
-    local_rank = int(os.environ["LOCAL_RANK"])
-    if device.type == "cuda":
-        n = torch.cuda.device_count()
-        if local_rank >= n:
-            raise BenchError(f"LOCAL_RANK {local_rank} but only {n} CUDA device(s) are visible: "
-                             "use --nproc_per_node <= the GPUs per node")
-        device = torch.device("cuda", local_rank)
-        torch.cuda.set_device(device)
-    if not dist.is_initialized():
-        backend = "nccl" if device.type == "cuda" else "gloo"
-        dist.init_process_group(backend, timeout=_dt.timedelta(seconds=timeout_s()))
-        atexit.register(_destroy)
-        signal.signal(signal.SIGTERM, _on_sigterm)
-    _backend = dist.get_backend()
-    _store = dist.distributed_c10d._get_default_store()
-    _phase = "train"
+    rank: int
+    world: int
+    device: torch.device  # this rank's device (cuda:LOCAL_RANK on GPUs)
+    backend: str
+    store: Any  # the rendezvous store, kept past destroy_process_group
+    runs: int = 0  # runs finished in this process
+    phase: str = "train"  # "train" until finish() starts, then "finish"; "done" after a failure
+    terminating: bool = False  # SIGTERM seen
+    stop_raised: bool = False  # LauncherStop raised once already
+    in_training_loop: bool = False  # inside `training_loop()`: raising on SIGTERM is safe
+    shard_hashes: list[str] = field(default_factory=list)
+
+    @classmethod
+    def join(cls, device: torch.device) -> DistContext:
+        """Join the process group described by torchrun's environment.
+
+        On CUDA each local rank owns cuda:LOCAL_RANK (whatever index --device named), because
+        NCCL needs one GPU per rank. Idempotent: a second join reuses the group.
+        """
+        import torch.distributed as dist
+
+        if not launched_by_torchrun():
+            raise BenchError("not started by torchrun (RANK/WORLD_SIZE/LOCAL_RANK/MASTER_ADDR "
+                             "unset): use --nproc N")
+        if not dist.is_available():
+            raise BenchError("this torch build has no torch.distributed; cannot run under "
+                             "torchrun")
+        device = _rank_device(device, int(os.environ["LOCAL_RANK"]))
+        fresh = not dist.is_initialized()
+        if fresh:
+            backend = "nccl" if device.type == "cuda" else "gloo"
+            dist.init_process_group(backend, timeout=_dt.timedelta(seconds=timeout_s()))
+            atexit.register(_destroy)
+        ctx = cls(rank=dist.get_rank(), world=dist.get_world_size(), device=device,
+                  backend=dist.get_backend(), store=dist.distributed_c10d._get_default_store())
+        if fresh:
+            signal.signal(signal.SIGTERM, ctx.on_sigterm)
+        return ctx
+
+    @contextlib.contextmanager
+    def training_loop(self) -> Iterator[None]:
+        """Mark the span in which a SIGTERM may be raised as LauncherStop (see on_sigterm)."""
+        self.in_training_loop = True
+        try:
+            yield
+        finally:
+            self.in_training_loop = False
+
+    def on_sigterm(self, signum: int, frame: Any) -> None:
+        """torchrun sends SIGTERM to the survivors when a rank exits (or when it is stopped).
+
+        Inside the training loop, raise once: the runner records the error and rank 0 still
+        writes the result. Anywhere else (the runner's own error handling, finishing) raising
+        could lose the result, so only note it: rank 0 then shortens its wait for reports so
+        the result is written before torchrun's SIGKILL. After a failed run's finish, die as
+        asked.
+        """
+        self.terminating = True
+        if self.phase == "done":
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)
+            return
+        if self.phase == "train" and self.in_training_loop and not self.stop_raised:
+            self.stop_raised = True
+            raise LauncherStop("stopped by the launcher (SIGTERM), usually because another "
+                               "rank exited")
+
+
+def _rank_device(device: torch.device, local_rank: int) -> torch.device:
+    if device.type != "cuda":
+        return device
+    n = torch.cuda.device_count()
+    if local_rank >= n:
+        raise BenchError(f"LOCAL_RANK {local_rank} but only {n} CUDA device(s) are visible: "
+                         "use --nproc_per_node <= the GPUs per node")
+    device = torch.device("cuda", local_rank)
+    torch.cuda.set_device(device)
     return device
 
 
 def _destroy() -> None:
-    """Leave the process group at exit (registered by init_from_env)."""
+    """Leave the process group at exit (registered by DistContext.join)."""
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():
@@ -134,36 +187,6 @@ def _destroy() -> None:
             dist.destroy_process_group()
         except Exception:  # exiting anyway; a broken group must not hide the real outcome
             pass
-
-
-def _in_training_loop(frame: Any) -> bool:
-    from .engine import train
-
-    while frame is not None:
-        if frame.f_code is train.__code__:
-            return True
-        frame = frame.f_back
-    return False
-
-
-def _on_sigterm(signum: int, frame: Any) -> None:
-    """torchrun sends SIGTERM to the survivors when a rank exits (or when it is stopped itself).
-
-    Inside the training loop, raise once: the runner records the error and rank 0 still
-    writes the result. Anywhere else (the runner's own error handling, finishing) raising could
-    lose the result, so only note it: rank 0 then shortens its wait for reports so the result
-    is written before torchrun's SIGKILL. After a failed run's finish, die as asked.
-    """
-    global _terminating, _stop_raised
-    _terminating = True
-    if _phase == "done":
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        os.kill(os.getpid(), signal.SIGTERM)
-        return
-    if _phase == "train" and not _stop_raised and _in_training_loop(frame):
-        _stop_raised = True
-        raise LauncherStop("stopped by the launcher (SIGTERM), usually because another rank "
-                           "exited")
 
 
 def wrap_ddp(model: nn.Module, device: torch.device) -> nn.Module:
@@ -200,8 +223,9 @@ def wrap_ddp(model: nn.Module, device: torch.device) -> nn.Module:
 StepFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-def instrument_step(step: StepFn, rank: int) -> StepFn:
+def instrument_step(step: StepFn, ctx: DistContext) -> StepFn:
     """Wrap the step for the fault-injection and shard-dump hooks; unchanged when both are off."""
+    rank = ctx.rank
     fault_rank = os.environ.get("BENCH_FAULT_RANK")
     shards = os.environ.get("BENCH_DEBUG_SHARDS")
     fault = fault_rank is not None and int(fault_rank) == rank
@@ -225,15 +249,15 @@ def instrument_step(step: StepFn, rank: int) -> StepFn:
             raise RuntimeError(f"injected fault on rank {rank} at step {calls}")
         if shards:
             rows = x.detach().reshape(len(x), -1).float().cpu().numpy()
-            _shard_hashes.extend(hashlib.blake2b(r.tobytes(), digest_size=8).hexdigest()
+            ctx.shard_hashes.extend(hashlib.blake2b(r.tobytes(), digest_size=8).hexdigest()
                                  for r in rows)
         return step(x, y)
 
     return wrapped
 
 
-def rank0_evaluate(model: nn.Module, loader: Any, device: torch.device, precision: str
-                   ) -> Callable[[], tuple[float, float]]:
+def rank0_evaluate(model: nn.Module, loader: Any, device: torch.device, precision: str,
+                   ctx: DistContext) -> Callable[[], tuple[float, float]]:
     """Evaluation for the engine: every rank evaluates the full test set, then all take rank 0's
     (loss, accuracy). Stop-at-target then stops every rank at the same step even where the
     ranks' figures could differ in the last bit (other GPUs or hosts); a rank that stopped
@@ -242,7 +266,7 @@ def rank0_evaluate(model: nn.Module, loader: Any, device: torch.device, precisio
 
     from .engine import evaluate
 
-    on = device if _backend == "nccl" else torch.device("cpu")
+    on = device if ctx.backend == "nccl" else torch.device("cpu")
 
     def fn() -> tuple[float, float]:
         loss, acc = evaluate(model, loader, device, precision)
@@ -253,12 +277,12 @@ def rank0_evaluate(model: nn.Module, loader: Any, device: torch.device, precisio
     return fn
 
 
-def _dump_shards(rank: int) -> None:
+def _dump_shards(ctx: DistContext) -> None:
     folder = os.environ.get("BENCH_DEBUG_SHARDS")
     if folder:
         Path(folder).mkdir(parents=True, exist_ok=True)
-        (Path(folder) / f"rank{rank}.json").write_text(json.dumps(_shard_hashes))
-    _shard_hashes.clear()
+        (Path(folder) / f"rank{ctx.rank}.json").write_text(json.dumps(ctx.shard_hashes))
+    ctx.shard_hashes.clear()
 
 
 # ----------------------------------------------------------------------------- finishing
@@ -287,7 +311,7 @@ def _local_report(result: Any, model: nn.Module, rank: int) -> dict[str, Any]:
     }
 
 
-def _wait_for(store: Any, keys: list[str], timeout: float) -> list[str]:
+def _wait_for(ctx: DistContext, keys: list[str], timeout: float) -> list[str]:
     """Poll the store until all keys exist or the timeout passes; return the missing keys.
 
     Polling (not store.wait) keeps the main thread in Python so SIGTERM is handled promptly.
@@ -295,10 +319,10 @@ def _wait_for(store: Any, keys: list[str], timeout: float) -> list[str]:
     deadline = time.monotonic() + timeout
     missing = list(keys)
     while True:
-        missing = [k for k in missing if not store.check([k])]
+        missing = [k for k in missing if not ctx.store.check([k])]
         if not missing:
             return []
-        if _terminating:
+        if ctx.terminating:
             deadline = min(deadline, time.monotonic() + TERMINATING_WAIT_S)
         if time.monotonic() >= deadline:
             return missing
@@ -357,7 +381,7 @@ def _short(message: str | None, n: int = 160) -> str:
 
 
 def _merge(result: Any, reports: dict[int, dict[str, Any]], missing: list[int], world: int,
-           out_dir: str, waited_s: float) -> None:
+           out_dir: str, waited_s: float, backend: str | None = None) -> None:
     """Rank 0: turn its own result into the job's result (status, throughput, spread)."""
     import statistics
 
@@ -391,7 +415,7 @@ def _merge(result: Any, reports: dict[int, dict[str, Any]], missing: list[int], 
     rates = [r["images_per_s"] for r in ranked if r.get("images_per_s")]
     checks = {r.get("params_checksum") for r in ranked}
     dist_info: dict[str, Any] = {
-        "world_size": world, "backend": _backend, "ranks_reported": len(ranked),
+        "world_size": world, "backend": backend, "ranks_reported": len(ranked),
         "images_per_s_method": "median over steady windows of (images of all ranks / slowest "
                                "rank's window seconds)",
         "per_rank": [{k: r.get(k) for k in ("rank", "host", "status", "images_per_s",
@@ -433,7 +457,30 @@ def _merge(result: Any, reports: dict[int, dict[str, Any]], missing: list[int], 
     s["distributed"] = dist_info
 
 
-def finish(result: Any, model: nn.Module, rank: int, world: int, out_dir: str,
+def _rank0_finish(ctx: DistContext, result: Any, prefix: str, failed: bool, out_dir: str,
+                  write: bool) -> Path | None:
+    """Rank 0: wait for every report (briefly when it failed itself), merge, write, tell."""
+    from .results import write_result
+
+    keys = [prefix + f"report/{r}" for r in range(ctx.world)]
+    timeout = timeout_s()
+    t0 = time.monotonic()
+    missing_keys = _wait_for(ctx, keys, min(timeout, FAILED_WAIT_S) if failed else timeout)
+    waited = time.monotonic() - t0
+    reports = {r: json.loads(ctx.store.get(k)) for r, k in enumerate(keys)
+               if k not in missing_keys}
+    missing = [r for r, k in enumerate(keys) if k in missing_keys]
+    _merge(result, reports, missing, ctx.world, out_dir, waited, ctx.backend)
+    path = write_result(result, out_dir) if write else None
+    verdict = {"status": result.status, "message": result.message}
+    ctx.store.set(prefix + "verdict", json.dumps(verdict))
+    status_file = os.environ.get("BENCH_LAUNCH_STATUS")
+    if status_file:
+        Path(status_file).write_text(result.status)
+    return path
+
+
+def finish(ctx: DistContext, result: Any, model: nn.Module, out_dir: str,
            write: bool) -> Path | None:
     """Exchange reports, write the job's one result on rank 0; return its path there.
 
@@ -441,48 +488,27 @@ def finish(result: Any, model: nn.Module, rank: int, world: int, out_dir: str,
     that did not waits for rank 0's verdict and takes the job's status, so it exits with the
     same code as rank 0.
     """
-    global _phase, _runs
-    from .results import write_result
-
-    _phase = "finish"
-    store = _store
-    if store is None:
-        raise RuntimeError("finish() without init_from_env()")
+    ctx.phase = "finish"
     attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
-    prefix = f"bench/{attempt}/{_runs}/"
-    _runs += 1
-    timeout = timeout_s()
-    report = _local_report(result, model, rank)
-    if report["status"] != "ok":
-        report["fail_seq"] = store.add(prefix + "fail_seq", 1)
-    store.set(prefix + f"report/{rank}", json.dumps(report))
-    _dump_shards(rank)
+    prefix = f"bench/{attempt}/{ctx.runs}/"
+    ctx.runs += 1
+    report = _local_report(result, model, ctx.rank)
     failed = report["status"] != "ok"
+    if failed:
+        report["fail_seq"] = ctx.store.add(prefix + "fail_seq", 1)
+    ctx.store.set(prefix + f"report/{ctx.rank}", json.dumps(report))
+    _dump_shards(ctx)
     path = None
-    if rank == 0:
-        keys = [prefix + f"report/{r}" for r in range(world)]
-        t0 = time.monotonic()
-        missing_keys = _wait_for(store, keys, min(timeout, FAILED_WAIT_S) if failed else timeout)
-        waited = time.monotonic() - t0
-        reports = {r: json.loads(store.get(k)) for r, k in enumerate(keys)
-                   if k not in missing_keys}
-        missing = [r for r, k in enumerate(keys) if k in missing_keys]
-        _merge(result, reports, missing, world, out_dir, waited)
-        if write:
-            path = write_result(result, out_dir)
-        verdict = {"status": result.status, "message": result.message}
-        store.set(prefix + "verdict", json.dumps(verdict))
-        status_file = os.environ.get("BENCH_LAUNCH_STATUS")
-        if status_file:
-            Path(status_file).write_text(result.status)
+    if ctx.rank == 0:
+        path = _rank0_finish(ctx, result, prefix, failed, out_dir, write)
     elif failed:  # exit now: that frees the peers blocked in a collective with this rank
-        print(f"bench: rank {rank}: {report['status']}: {report['message']}",
+        print(f"bench: rank {ctx.rank}: {report['status']}: {report['message']}",
               file=sys.stderr, flush=True)
-    elif not _wait_for(store, [prefix + "verdict"], timeout + 30):
+    elif not _wait_for(ctx, [prefix + "verdict"], timeout_s() + 30):
         # adopt the job's status, so that every rank exits with the same code
-        verdict = json.loads(store.get(prefix + "verdict"))
+        verdict = json.loads(ctx.store.get(prefix + "verdict"))
         result.status, result.message = verdict["status"], verdict["message"]
-    _phase = "done" if result.status != "ok" else "train"
+    ctx.phase = "done" if result.status != "ok" else "train"
     return path
 
 
@@ -519,8 +545,6 @@ def launch(argv: Sequence[str], nproc: int) -> int:
     here); it then stops the workers, and rank 0 records the interruption. The exit code is the
     bench exit code of the job's status (torchrun itself only says 0 or 1).
     """
-    from .runner import EXIT_CODES
-
     if nproc < 1:
         raise BenchError(f"--nproc must be positive, got {nproc}")
     fd, status_file = tempfile.mkstemp(prefix="bench-launch-", suffix=".status")

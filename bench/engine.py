@@ -12,6 +12,7 @@ images/s, included in the training clock used for time-to-accuracy.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 import statistics
 import sys
@@ -24,8 +25,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .defaults import COMPILE_MODES, PRECISIONS, WARMUP_STEPS, WINDOW_STEPS
+from .defaults import precision as precision_spec
 from .device import now, synchronize
 from .recipes import Recipe
+from .results.schema import EpochRow, EvalRow
 
 TIMED_WINDOW = {
     "inside": [
@@ -42,8 +46,10 @@ TIMED_WINDOW = {
     "time_to_accuracy": "training clock incl. warm-up/compile, excl. evaluation",
 }
 
-PRECISIONS = ("fp32", "tf32", "bf16", "fp16")
-COMPILE_MODES = ("none", "default", "max-autotune", "reduce-overhead")
+__all__ = ["COMPILE_MODES", "PRECISIONS", "TIMED_WINDOW", "EngineConfig", "NonFiniteLoss",
+           "Progress", "TrainState", "Window", "autocast_context", "build_optimizer",
+           "build_scheduler", "evaluate", "make_train_step", "maybe_compile",
+           "set_matmul_precision", "steady_state", "train"]
 
 
 class NonFiniteLoss(Exception):
@@ -68,8 +74,8 @@ class TrainState:
     """What the run has done so far; read by the runner even after an interruption."""
 
     windows: list[Window] = field(default_factory=list)
-    epochs: list[dict[str, Any]] = field(default_factory=list)
-    evals: list[dict[str, Any]] = field(default_factory=list)
+    epochs: list[EpochRow] = field(default_factory=list)
+    evals: list[EvalRow] = field(default_factory=list)
     steps: int = 0
     train_time_s: float = 0.0
     eval_time_s: float = 0.0
@@ -80,20 +86,15 @@ class TrainState:
 
 
 def autocast_context(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
-    if precision in ("bf16", "fp16"):
-        dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    dtype = precision_spec(precision).autocast_dtype
+    if dtype is not None:
         return torch.autocast(device_type=device.type, dtype=dtype)
     return contextlib.nullcontext()
 
 
-def input_dtype(precision: str) -> torch.dtype:
-    """Loaders hand the model its inputs already in the autocast dtype: half the bytes moved."""
-    return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32)
-
-
 def set_matmul_precision(device: torch.device, precision: str) -> None:
     """fp32 means true fp32 (no TF32); tf32 enables TensorFloat-32 on CUDA."""
-    allow = precision == "tf32"
+    allow = precision_spec(precision).tf32
     torch.backends.cuda.matmul.allow_tf32 = allow
     torch.backends.cudnn.allow_tf32 = allow
     # shapes are fixed (drop_last), so cuDNN's autotuner pays off; it runs in the warm-up window
@@ -136,7 +137,7 @@ def make_train_step(model: nn.Module, opt: torch.optim.Optimizer, scheduler: Any
                     device: torch.device, precision: str, label_smoothing: float,
                     cudagraphs: bool = False) -> StepFn:
     """One optimiser step; returns the detached loss on the device (no host sync)."""
-    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+    scaler = torch.amp.GradScaler(device.type, enabled=precision_spec(precision).grad_scaler)
     # CUDA graphs (--compile reduce-overhead): tell cudagraph trees a new iteration starts, so
     # the previous step's outputs may be overwritten by the replay.
     mark_step = (torch.compiler.cudagraph_mark_step_begin
@@ -199,117 +200,134 @@ class Progress:
 
 @dataclass
 class EngineConfig:
-    epochs: float
-    max_steps: int | None
+    total_steps: int  # the runner computes it once: epochs x steps per epoch, capped by max_steps
     eval_every: int
     target_accuracy: float | None
     stop_at_target: bool
     evaluate: bool = True
-    warmup_steps: int = 5
-    window_steps: int = 50
+    warmup_steps: int = WARMUP_STEPS
+    window_steps: int = WINDOW_STEPS
     batch_size: int = 64
 
 
-def train(step: StepFn, model: nn.Module, train_loader: Any, test_loader: Any,
-          device: torch.device, precision: str, cfg: EngineConfig, state: TrainState,
-          progress: Progress, evaluate_fn: Callable[[], tuple[float, float]] | None = None,
-          ) -> TrainState:
-    """Run the epochs, filling `state` as it goes (so an interruption loses nothing)."""
-    evaluate_fn = evaluate_fn or (lambda: evaluate(model, test_loader, device, precision))
-    steps_per_epoch = len(train_loader)
-    total_steps = math.ceil(cfg.epochs * steps_per_epoch)
-    if cfg.max_steps:
-        total_steps = min(total_steps, cfg.max_steps)
-    n_epochs = math.ceil(total_steps / max(steps_per_epoch, 1))
-    model.train()
+EvaluateFn = Callable[[], tuple[float, float]]
 
-    def do_eval(epoch: int) -> tuple[float, float]:
+
+@dataclass
+class _Epoch:
+    """Tallies of the epoch in progress."""
+
+    index: int
+    loss_sum: torch.Tensor
+    steps: int = 0
+    seconds: float = 0.0
+    last_eval: tuple[float, float] | None = None
+
+
+class _Trainer:
+    """The loop of `train`, in steps small enough to read: epochs, windows, evaluations."""
+
+    def __init__(self, step: StepFn, train_loader: Any, device: torch.device, cfg: EngineConfig,
+                 state: TrainState, progress: Progress, evaluate_fn: EvaluateFn) -> None:
+        self.step, self.loader, self.device = step, train_loader, device
+        self.cfg, self.state, self.progress, self.evaluate_fn = cfg, state, progress, evaluate_fn
+        self.n_epochs = math.ceil(cfg.total_steps / max(len(train_loader), 1))
+
+    def run(self) -> None:
+        for index in range(self.n_epochs):
+            stopped = self._epoch(index)
+            if stopped or self.state.steps >= self.cfg.total_steps:
+                break
+
+    def _epoch(self, index: int) -> bool:
+        """Train one epoch; True when the target was reached and the run should stop."""
+        self.loader.set_epoch(index)
+        ep = _Epoch(index, torch.zeros((), device=self.device, dtype=torch.float32))
+        stop = self._steps(ep, iter(self.loader))
+        mean_loss = ep.loss_sum.item() / max(ep.steps, 1)
+        if not math.isfinite(mean_loss):
+            raise NonFiniteLoss(f"non-finite training loss in epoch {index}")
+        evals = self.state.evals
+        if self.cfg.evaluate and (ep.last_eval is None or evals[-1]["step"] != self.state.steps):
+            ep.last_eval = self._evaluate(index)
+        self._record_epoch(ep, mean_loss)
+        return stop
+
+    def _steps(self, ep: _Epoch, batches: Iterator) -> bool:
+        """The step loop of one epoch; the clock is read only at window edges."""
+        cfg, state = self.cfg, self.state
+        win_start, win_steps = now(self.device), 0
+        for x, y in itertools.islice(batches, max(cfg.total_steps - state.steps, 0)):
+            ep.loss_sum += self.step(x, y)
+            state.steps += 1
+            ep.steps += 1
+            win_steps += 1
+            warm_edge = state.warmup_time_s is None and state.steps == cfg.warmup_steps
+            eval_edge = cfg.evaluate and cfg.eval_every > 0 and state.steps % cfg.eval_every == 0
+            if not (warm_edge or eval_edge or win_steps >= cfg.window_steps):
+                continue
+            self._close_window(ep, win_steps, now(self.device) - win_start, ends_warmup=warm_edge)
+            if not math.isfinite(ep.loss_sum.item()):
+                raise NonFiniteLoss(f"non-finite training loss at step {state.steps}")
+            if eval_edge:
+                ep.last_eval = self._evaluate(ep.index)
+                self.progress.line(f"step {state.steps} acc {ep.last_eval[1]:.4f} "
+                                   f"train {state.train_time_s:.2f}s", force=False)
+                if state.reached_target and cfg.stop_at_target:
+                    return True
+            win_start, win_steps = now(self.device), 0
+        if win_steps:  # the epoch's last, partial window; it ends a warm-up still open
+            self._close_window(ep, win_steps, now(self.device) - win_start, ends_warmup=True)
+        return False
+
+    def _close_window(self, ep: _Epoch, steps: int, seconds: float, ends_warmup: bool) -> None:
+        """Record one timed window; every window that ends by the warm-up edge is warm-up."""
+        state = self.state
+        state.windows.append(Window(ep.index, steps, steps * self.cfg.batch_size, seconds,
+                                    warmup=state.warmup_time_s is None))
+        state.train_time_s += seconds
+        ep.seconds += seconds
+        if ends_warmup and state.warmup_time_s is None:
+            state.warmup_time_s = state.train_time_s
+
+    def _evaluate(self, epoch: int) -> tuple[float, float]:
+        """Evaluate off the training clock; note the first time the target is reached."""
+        state, target = self.state, self.cfg.target_accuracy
         t = time.perf_counter()
-        test_loss, test_acc = evaluate_fn()
+        test_loss, test_acc = self.evaluate_fn()
         dt = time.perf_counter() - t
         state.eval_time_s += dt
-        state.evals.append({"step": state.steps, "epoch": epoch, "test_loss": test_loss,
-                            "test_acc": test_acc, "train_time_s": state.train_time_s,
-                            "eval_time_s": dt})
-        if (cfg.target_accuracy is not None and not state.reached_target
-                and test_acc >= cfg.target_accuracy):
+        state.evals.append(EvalRow(step=state.steps, epoch=epoch, test_loss=test_loss,
+                                   test_acc=test_acc, train_time_s=state.train_time_s,
+                                   eval_time_s=dt))
+        if target is not None and not state.reached_target and test_acc >= target:
             state.reached_target = True
             state.time_to_accuracy_s = state.train_time_s
             state.steps_to_accuracy = state.steps
         return test_loss, test_acc
 
-    for epoch in range(n_epochs):
-        train_loader.set_epoch(epoch)
-        loss_sum = torch.zeros((), device=device, dtype=torch.float32)
-        ep_time = 0.0
-        ep_steps = 0
-        win_start = now(device)
-        win_steps = 0
-        stop = False
-        last_eval: tuple[float, float] | None = None
-        it: Iterator = iter(train_loader)
-        while True:
-            if state.steps >= total_steps:
-                break
-            try:
-                x, y = next(it)
-            except StopIteration:
-                break
-            loss_sum += step(x, y)
-            state.steps += 1
-            ep_steps += 1
-            win_steps += 1
-            warm_edge = state.warmup_time_s is None and state.steps == cfg.warmup_steps
-            eval_edge = (cfg.evaluate and cfg.eval_every > 0
-                         and state.steps % cfg.eval_every == 0)
-            if warm_edge or eval_edge or win_steps >= cfg.window_steps:
-                seconds = now(device) - win_start
-                # every window that ends by the warm-up edge belongs to the warm-up
-                state.windows.append(Window(epoch, win_steps, win_steps * cfg.batch_size,
-                                            seconds, warmup=state.warmup_time_s is None))
-                state.train_time_s += seconds
-                ep_time += seconds
-                if warm_edge:
-                    state.warmup_time_s = state.train_time_s
-                if not math.isfinite(loss_sum.item()):
-                    raise NonFiniteLoss(f"non-finite training loss at step {state.steps}")
-                if eval_edge:
-                    last_eval = do_eval(epoch)
-                    progress.line(f"step {state.steps} acc {last_eval[1]:.4f} "
-                                  f"train {state.train_time_s:.2f}s", force=False)
-                    if state.reached_target and cfg.stop_at_target:
-                        stop = True
-                        break
-                win_steps = 0
-                win_start = now(device)
-        if win_steps:
-            seconds = now(device) - win_start
-            state.windows.append(Window(epoch, win_steps, win_steps * cfg.batch_size, seconds,
-                                        warmup=state.warmup_time_s is None))
-            state.train_time_s += seconds
-            ep_time += seconds
-            if state.warmup_time_s is None:
-                state.warmup_time_s = state.train_time_s
-        mean_loss = loss_sum.item() / max(ep_steps, 1)
-        if not math.isfinite(mean_loss):
-            raise NonFiniteLoss(f"non-finite training loss in epoch {epoch}")
-        if cfg.evaluate and (last_eval is None or state.evals[-1]["step"] != state.steps):
-            last_eval = do_eval(epoch)
-        test_loss, test_acc = last_eval if last_eval else (None, None)
-        images = ep_steps * cfg.batch_size
-        state.epochs.append({
-            "epoch": epoch, "steps": ep_steps, "images": images, "train_time_s": ep_time,
-            "images_per_s": images / ep_time if ep_time > 0 else None,
-            "train_loss": mean_loss, "cumulative_train_time_s": state.train_time_s,
-            "timed": epoch > 0 or n_epochs == 1,
-            "test_loss": test_loss, "test_acc": test_acc,
-            "eval_time_s": state.evals[-1]["eval_time_s"] if last_eval else None,
-        })
-        progress.line(f"epoch {epoch + 1}/{n_epochs}: {ep_steps} steps {ep_time:.2f}s "
-                      f"{images / max(ep_time, 1e-9):,.0f} img/s loss {mean_loss:.4f} "
-                      + (f"test acc {test_acc:.4f}" if test_acc is not None else ""))
-        if stop or state.steps >= total_steps:
-            break
+    def _record_epoch(self, ep: _Epoch, mean_loss: float) -> None:
+        test_loss, test_acc = ep.last_eval if ep.last_eval else (None, None)
+        images = ep.steps * self.cfg.batch_size
+        self.state.epochs.append(EpochRow(
+            epoch=ep.index, steps=ep.steps, images=images, train_time_s=ep.seconds,
+            images_per_s=images / ep.seconds if ep.seconds > 0 else None,
+            train_loss=mean_loss, cumulative_train_time_s=self.state.train_time_s,
+            timed=ep.index > 0 or self.n_epochs == 1, test_loss=test_loss, test_acc=test_acc,
+            eval_time_s=self.state.evals[-1]["eval_time_s"] if ep.last_eval else None))
+        self.progress.line(
+            f"epoch {ep.index + 1}/{self.n_epochs}: {ep.steps} steps {ep.seconds:.2f}s "
+            f"{images / max(ep.seconds, 1e-9):,.0f} img/s loss {mean_loss:.4f} "
+            + (f"test acc {test_acc:.4f}" if test_acc is not None else ""))
+
+
+def train(step: StepFn, model: nn.Module, train_loader: Any, test_loader: Any,
+          device: torch.device, precision: str, cfg: EngineConfig, state: TrainState,
+          progress: Progress, evaluate_fn: EvaluateFn | None = None) -> TrainState:
+    """Run the epochs, filling `state` as it goes (so an interruption loses nothing)."""
+    evaluate_fn = evaluate_fn or (lambda: evaluate(model, test_loader, device, precision))
+    model.train()
+    _Trainer(step, train_loader, device, cfg, state, progress, evaluate_fn).run()
     synchronize(device)
     return state
 

@@ -13,6 +13,11 @@ from typing import Any
 
 import torch
 
+# the labels live in the torch-free results library; re-exported for existing callers
+from .results.labels import device_label, device_slug
+
+__all__ = ["device_label", "device_slug", "fingerprint"]
+
 _PACKAGES = ("torch", "torchvision", "ffcv", "numba", "numpy", "triton", "pandas")
 
 
@@ -121,18 +126,3 @@ def fingerprint() -> dict[str, Any]:
         env["gpu_count"] = 0
         env["gpus"] = []
     return env
-
-
-def device_label(env: dict[str, Any], device_type: str) -> str:
-    """Human label for grouping results: the GPU name on CUDA, the CPU model otherwise."""
-    if device_type == "cuda" and env.get("gpus"):
-        return str(env["gpus"][0]["name"])
-    return f"CPU {env.get('cpu_model', '?')} x{env.get('torch_threads', '?')}"
-
-
-def device_slug(label: str) -> str:
-    """File-name-safe slug of a device label, e.g. 'nvidia-h100-80gb-hbm3'."""
-    s = "".join(ch.lower() if ch.isalnum() else "-" for ch in label)
-    while "--" in s:
-        s = s.replace("--", "-")
-    return s.strip("-")

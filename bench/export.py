@@ -13,9 +13,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .compare import docs_epochs, docs_frame, load_docs
 from .errors import BenchError
-from .results import atomic_write, atomic_write_text
+from .results import atomic_write, atomic_write_text, docs_epochs, docs_frame, load_docs
 
 FORMATS = (".csv", ".parquet")
 

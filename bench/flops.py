@@ -3,22 +3,27 @@
 from __future__ import annotations
 
 import functools
+import math
 
 import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
+from .datasets import FAMILIES
+from .defaults import precision as precision_spec
 from .models import build_model, get_model_spec
 
-INPUT_SHAPES = {"mnist": (1, 28, 28), "cifar10": (3, 32, 32)}
+
+def input_shape(model_name: str) -> tuple[int, int, int]:
+    """(C, H, W) of one image of the model's dataset family."""
+    return FAMILIES[get_model_spec(model_name).family].input_shape
 
 
 @functools.cache
 def flop_counts(model_name: str, batch: int = 2) -> dict[str, float]:
     """FLOPs per image (1 multiply-add = 2 FLOPs) of the forward pass and of a training step."""
-    spec = get_model_spec(model_name)
     model = build_model(model_name)
-    x = torch.randn(batch, *INPUT_SHAPES[spec.family])
+    x = torch.randn(batch, *input_shape(model_name))
     y = torch.zeros(batch, dtype=torch.long)
     with FlopCounterMode(display=False) as fwd:
         out = model(x)
@@ -38,7 +43,6 @@ def train_flops_per_image(model_name: str) -> float:
 @functools.cache
 def activation_elements_per_image(model_name: str) -> int:
     """Elements of every leaf module's output for one image (the tensors a step writes)."""
-    spec = get_model_spec(model_name)
     model = build_model(model_name)
     total = 0
 
@@ -49,7 +53,7 @@ def activation_elements_per_image(model_name: str) -> int:
 
     handles = [m.register_forward_hook(hook) for m in model.modules() if not list(m.children())]
     with torch.no_grad():
-        model(torch.zeros(1, *INPUT_SHAPES[spec.family]))
+        model(torch.zeros(1, *input_shape(model_name)))
     for h in handles:
         h.remove()
     return total
@@ -64,11 +68,9 @@ def train_bytes_per_image(model_name: str, batch_size: int, precision: str) -> f
     shared by the batch. Input images: read once. Caches are ignored, so this is an upper bound
     of DRAM traffic and the intensity a lower bound.
     """
-    act_bytes = 2 if precision in ("bf16", "fp16") else 4
+    act_bytes = precision_spec(precision).activation_bytes
     spec = get_model_spec(model_name)
-    input_elems = 1
-    for d in INPUT_SHAPES[spec.family]:
-        input_elems *= d
+    input_elems = math.prod(input_shape(model_name))
     return (4 * activation_elements_per_image(model_name) * act_bytes
             + 10 * 4 * spec.params / max(batch_size, 1) + input_elems * act_bytes)
 

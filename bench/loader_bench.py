@@ -22,12 +22,14 @@ from typing import Any
 
 import torch
 
-from .datasets import DATASETS, DatasetArrays, load_dataset
+from .datasets import DATASETS, FAMILIES, DatasetArrays, load_dataset
+from .defaults import precision
 from .device import default_workers, now, resolve_device
 from .errors import BenchError
 from .loaders import LOADERS, Loader, LoaderConfig, make_loader
+from .runspec import add_run_flags
 
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+DTYPES = ("fp32", "bf16")
 
 
 @dataclass
@@ -135,15 +137,14 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                     "settings and worker count (VGG settings on CIFAR-10: crop+flip, "
                     "cifar10 normalisation). One warm-up epoch, then --epochs timed epochs.")
     p.add_argument("--dataset", default="cifar10", choices=list(DATASETS))
-    p.add_argument("--data-dir", default=None)
-    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
+    add_run_flags(p, include=("data_dir", "device"))
     p.add_argument("--batch-size", type=int, default=512)
     p.add_argument("--workers", type=int, default=None,
                    help="worker processes/threads for every loader (default: the cores)")
     p.add_argument("--epochs", type=int, default=3, help="timed epochs after the warm-up")
     p.add_argument("--loaders", default=",".join(LOADERS),
                    help=f"comma-separated, from {', '.join(LOADERS)}")
-    p.add_argument("--dtype", default="fp32", choices=list(DTYPES))
+    p.add_argument("--dtype", default="fp32", choices=DTYPES)
     p.add_argument("--no-augment", action="store_true", help="no crop/flip (default: on "
                    "for cifar10 families, off for mnist)")
     p.add_argument("--no-channels-last", action="store_true")
@@ -168,14 +169,15 @@ def handler(args: argparse.Namespace) -> int:
     workers = args.workers if args.workers is not None else default_workers()
     data = load_dataset(args.dataset, args.data_dir, seed=args.seed,
                         allow_synthetic=args.allow_synthetic)
-    cifar = data.family == "cifar10"
+    family = FAMILIES[data.family]
     options: dict[str, Any] = {"progress": True}
     if args.beton_dir:
         options["beton_dir"] = args.beton_dir
     cfg = LoaderConfig(
-        split="train", batch_size=args.batch_size, device=device, dtype=DTYPES[args.dtype],
-        channels_last=not args.no_channels_last, augment=cifar and not args.no_augment,
-        norm="cifar10" if cifar else "mnist", shuffle=True, drop_last=True, seed=args.seed,
+        split="train", batch_size=args.batch_size, device=device,
+        dtype=precision(args.dtype).input_dtype,
+        channels_last=not args.no_channels_last, augment=family.augment and not args.no_augment,
+        norm=family.name, shuffle=True, drop_last=True, seed=args.seed,
         workers=workers, options=options)
     print(f"dataset {data.name} ({'real' if data.real else 'synthetic'}, "
           f"{len(data.train_y)} train images), device {device}, batch {args.batch_size}, "

@@ -20,12 +20,11 @@ import torch
 import torch.nn.functional as F
 
 from .datasets import cache_dir
+from .defaults import precision as precision_spec
 from .device import resolve_device, synchronize
 from .envinfo import fingerprint
 from .results import atomic_write_text
-
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16,
-          "tf32": torch.float32}
+from .runspec import add_run_flags
 
 
 def _best_seconds(fn, device: torch.device, repeats: int, inner: int) -> float:
@@ -42,15 +41,15 @@ def _best_seconds(fn, device: torch.device, repeats: int, inner: int) -> float:
 
 
 def matmul_flops(device: torch.device, precision: str, n: int, repeats: int) -> float:
-    a = torch.randn(n, n, device=device).to(DTYPES[precision])
-    b = torch.randn(n, n, device=device).to(DTYPES[precision])
+    a = torch.randn(n, n, device=device).to(precision_spec(precision).input_dtype)
+    b = torch.randn(n, n, device=device).to(precision_spec(precision).input_dtype)
     sec = _best_seconds(lambda: torch.matmul(a, b), device, repeats, 3)
     return 2 * n ** 3 / sec
 
 
 def conv1x1_flops(device: torch.device, precision: str, batch: int, ch: int, hw: int,
                   repeats: int) -> float:
-    dt = DTYPES[precision]
+    dt = precision_spec(precision).input_dtype
     x = torch.randn(batch, ch, hw, hw, device=device).to(dt).contiguous(
         memory_format=torch.channels_last)
     w = torch.randn(ch, ch, 1, 1, device=device).to(dt).contiguous(
@@ -155,6 +154,6 @@ def cmd_peak(args: argparse.Namespace) -> int:
 
 def register(sub: Any) -> None:
     p = sub.add_parser("peak", help="measure this device's FLOP/s and copy GB/s (cached)")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--quick", action="store_true")
+    add_run_flags(p, include=("device",))
+    p.add_argument("--quick", action="store_true", help="fewer repeats per probe")
     p.set_defaults(func=cmd_peak)

@@ -11,12 +11,23 @@ from __future__ import annotations
 import argparse
 import statistics
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
-from .compare import config_label, docs_epochs, docs_frame, load_docs, markdown_table, run_key
 from .errors import BenchError
-from .results import atomic_write, atomic_write_text
+from .results import (
+    RunRow,
+    atomic_write_text,
+    config_label,
+    docs_epochs,
+    docs_frame,
+    fmt_num,
+    load_docs,
+    markdown_table,
+    run_key,
+    save_figure,
+)
 
 FIGURES = {
     "throughput": "throughput.png",
@@ -25,6 +36,25 @@ FIGURES = {
     "accuracy_vs_time": "accuracy_vs_time.png",
     "roofline": "roofline.png",
 }
+
+
+class ConfigStats(TypedDict):
+    """One configuration on one device, its repeats aggregated (a row of `summarize`)."""
+
+    config: str  # results.config_label
+    device: str
+    runs: int
+    images_per_s: float | None  # median over repeats
+    ips_min: float | None
+    ips_max: float | None
+    epoch_time_s: float | None  # median
+    final_acc: float | None  # mean
+    final_acc_sd: float | None  # with 2+ repeats
+    target_accuracy: float | None
+    tta_s: float | None  # median over the repeats that reached the target
+    tta_reached: int
+    peak_memory_bytes: float | None
+    mfu: float | None
 
 
 def _clean(v: Any) -> float | None:
@@ -45,12 +75,17 @@ def _med(values: Sequence[Any]) -> float | None:
     return statistics.median(xs) if xs else None
 
 
-def summarize(runs) -> list[dict[str, Any]]:
+def _column(frame, name: str) -> list[Any]:
+    """A column's values, or none when the frame lacks it (no run recorded that figure)."""
+    return list(frame[name]) if name in frame else []
+
+
+def summarize(runs) -> list[ConfigStats]:
     """One row per (configuration, device): repeats aggregated with median and min/max."""
     ok = runs[runs["status"] == "ok"] if len(runs) else runs
-    out = []
+    out: list[ConfigStats] = []
     for (label, device), grp in _groups(ok):
-        col = lambda c, grp=grp: list(grp[c]) if c in grp else []
+        col = partial(_column, grp)
         ips, tta, acc = (_finite(col(c)) for c in ("images_per_s", "time_to_accuracy_s",
                                                    "final_test_acc"))
         out.append({
@@ -71,12 +106,13 @@ def _groups(runs):
     """(config label, device) -> rows, in a stable order."""
     if not len(runs):
         return []
-    labels = [config_label(run_key(r)) for r in runs.to_dict("records")]
+    records: list[RunRow] = runs.to_dict("records")
+    labels = [config_label(run_key(r)) for r in records]
     runs = runs.assign(_config=labels)
     return [(k, g) for k, g in runs.groupby(["_config", "device_label"], sort=True, dropna=False)]
 
 
-def choose_baseline_device(devices: Sequence[str], summary: list[dict[str, Any]],
+def choose_baseline_device(devices: Sequence[str], summary: list[ConfigStats],
                            requested: str | None) -> str:
     """The requested device, else the one with the most configurations (ties: by name)."""
     if requested is not None:
@@ -88,7 +124,7 @@ def choose_baseline_device(devices: Sequence[str], summary: list[dict[str, Any]]
     return sorted(devices, key=lambda d: (-counts[d], d))[0]
 
 
-def speedups(summary: list[dict[str, Any]], baseline: str) -> list[dict[str, Any]]:
+def speedups(summary: list[ConfigStats], baseline: str) -> list[dict[str, Any]]:
     """images/s of every device relative to the baseline device, per configuration."""
     base = {s["config"]: s["images_per_s"] for s in summary if s["device"] == baseline}
     return [{"config": s["config"], "device": s["device"],
@@ -98,12 +134,6 @@ def speedups(summary: list[dict[str, Any]], baseline: str) -> list[dict[str, Any
 
 
 # --------------------------------------------------------------------------- figures
-
-
-def save_figure(fig: Any, path: Path) -> None:
-    """PNG written atomically: readers never see half a picture."""
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight"),
-                 suffix=".png")
 
 
 def _figure(n_groups: int, height: float = 4.0):
@@ -133,7 +163,7 @@ def _grouped_bars(ax: Any, groups: list[str], series: dict[str, dict[str, tuple]
     ax.grid(axis="y", alpha=0.3)
 
 
-def plot_throughput(summary: list[dict[str, Any]], path: Path) -> None:
+def plot_throughput(summary: list[ConfigStats], path: Path) -> None:
     groups = sorted({s["config"] for s in summary})
     series: dict[str, dict[str, tuple]] = {}
     for s in summary:
@@ -162,7 +192,7 @@ def plot_speedup(rows: list[dict[str, Any]], baseline: str, path: Path) -> None:
     save_figure(fig, path)
 
 
-def plot_tta(summary: list[dict[str, Any]], path: Path) -> None:
+def plot_tta(summary: list[ConfigStats], path: Path) -> None:
     rows = [s for s in summary if s["target_accuracy"] is not None]
     groups = sorted({s["config"] for s in rows})
     series: dict[str, dict[str, tuple]] = {}
@@ -183,7 +213,8 @@ def roofline_points(runs) -> list[dict[str, Any]]:
     if len(runs) == 0 or any(c not in runs for c in need):
         return []
     pts = []
-    for r in runs[runs["status"] == "ok"].to_dict("records"):
+    records: list[RunRow] = runs[runs["status"] == "ok"].to_dict("records")
+    for r in records:
         vals = {c: _clean(r.get(c)) for c in need}
         if all(v for v in vals.values()):
             pts.append({**vals, "device": r.get("device_label"),
@@ -252,21 +283,17 @@ def plot_accuracy_curves(epochs, path: Path) -> None:
 # --------------------------------------------------------------------------- markdown
 
 
-def _f(v: Any, fmt: str) -> str:
-    return "-" if v is None else format(v, fmt)
-
-
-def _summary_md(summary: list[dict[str, Any]]) -> str:
-    rows = [[s["config"], s["device"], s["runs"], _f(s["images_per_s"], ",.1f"),
-             f"{_f(s['ips_min'], ',.1f')}–{_f(s['ips_max'], ',.1f')}",
-             _f(s["epoch_time_s"], ".2f"),
-             _f(s["final_acc"], ".2%") + (f" ± {s['final_acc_sd']:.2%}"
-                                          if s["final_acc_sd"] is not None else ""),
-             (f"{_f(s['tta_s'], '.1f')} ({s['tta_reached']}/{s['runs']})"
+def _summary_md(summary: list[ConfigStats]) -> str:
+    rows = [[s["config"], s["device"], s["runs"], fmt_num(s["images_per_s"], ",.1f"),
+             f"{fmt_num(s['ips_min'], ',.1f')}–{fmt_num(s['ips_max'], ',.1f')}",
+             fmt_num(s["epoch_time_s"], ".2f"),
+             fmt_num(s["final_acc"], ".2%") + (f" ± {s['final_acc_sd']:.2%}"
+                                               if s["final_acc_sd"] is not None else ""),
+             (f"{fmt_num(s['tta_s'], '.1f')} ({s['tta_reached']}/{s['runs']})"
               if s["target_accuracy"] is not None else "-"),
-             _f(None if s["peak_memory_bytes"] is None else s["peak_memory_bytes"] / 2**20,
-                ",.0f"),
-             _f(s["mfu"], ".1%")] for s in summary]
+             fmt_num(None if s["peak_memory_bytes"] is None else s["peak_memory_bytes"] / 2**20,
+                     ",.0f"),
+             fmt_num(s["mfu"], ".1%")] for s in summary]
     return markdown_table(["configuration", "device", "runs", "images/s", "min–max",
                            "epoch s", "final acc", "time to acc s (reached)", "peak MiB", "MFU"],
                           rows)

@@ -1,15 +1,18 @@
 """One benchmark run from configuration to a written result, whatever happens in between.
 
-Every outcome a user can meet (NaN, out-of-memory, Ctrl-C, an error) ends as a result file with
-its status; configuration mistakes are BenchErrors raised before anything runs.
+Four phases, each a function: `resolve` (flags + the model's recipe -> a plan, no side
+effects), `build` (data, model, loaders, optimiser, step: what the run needs), `execute` (the
+training loop; every outcome becomes a status) and `summarise` (the headline figures). Every
+outcome a user can meet (NaN, out-of-memory, Ctrl-C, an error) ends as a result file with its
+status; configuration mistakes are BenchErrors raised before anything runs.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
-import statistics
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,10 +22,10 @@ import torch
 
 from . import device as devmod
 from .autobatch import candidate_sizes, find_batch_size, probe_step
-from .datasets import get_dataset_spec, load_dataset
+from .datasets import DatasetArrays, get_dataset_spec, load_dataset
+from .defaults import EXIT_CODES, precision
+from .distributed import DistContext, finish, instrument_step, rank0_evaluate, wrap_ddp
 from .engine import (
-    COMPILE_MODES,
-    PRECISIONS,
     TIMED_WINDOW,
     EngineConfig,
     NonFiniteLoss,
@@ -31,296 +34,249 @@ from .engine import (
     autocast_context,
     build_optimizer,
     build_scheduler,
-    input_dtype,
     make_train_step,
     maybe_compile,
     set_matmul_precision,
-    steady_state,
     train,
 )
 from .envinfo import fingerprint
 from .errors import BenchError
-from .loaders import LOADERS, LoaderConfig, make_loader
-from .models import count_params, get_model_spec
-from .recipes import get_recipe, target_accuracy, with_overrides
+from .loaders import Loader, LoaderConfig, make_loader
+from .models import ModelSpec, count_params, get_model_spec
+from .recipes import Recipe, with_overrides
 from .results import Result, write_result
+from .runspec import RunConfig, recipe_overrides, recorded_options, validate_options
+from .summary import summarise
 
-DEFAULT_DATASET = {"mnist": "mnist", "cifar10": "cifar10"}
-EXIT_CODES = {"ok": 0, "error": 1, "nan": 3, "oom": 4, "interrupted": 130}
-
-
-@dataclass
-class RunConfig:
-    """Flags of `bench run`; None means 'take it from the recipe'."""
-
-    model: str
-    dataset: str | None = None
-    loader: str | None = None
-    device: str = "auto"
-    precision: str | None = None
-    channels_last: bool | None = None
-    compile: str | None = None
-    recipe: str = "seed"
-    batch_size: int | str | None = None
-    epochs: float | None = None
-    max_steps: int | None = None
-    seed: int = 0
-    data_dir: str | None = None
-    out: str = "results"
-    workers: int | None = None
-    eval_every: int | None = None
-    lr: float | None = None
-    threads: int | None = None
-    allow_synthetic: bool = False
-    download: bool = True  # try torchvision's (checksummed) download when files are missing
-    suite: str | None = None
-    repeat: int = 0
-    quiet: bool = False
-    evaluate: bool = True  # False: throughput only (no test pass, accuracy not recorded)
-    write: bool = True
+__all__ = ["EXIT_CODES", "RunConfig", "build", "execute", "resolve", "run", "validate"]
 
 
 def validate(cfg: RunConfig) -> None:
     """Reject bad flags with one line before any work starts."""
+    validate_options(cfg)
     spec = get_model_spec(cfg.model)
-    dataset = cfg.dataset or DEFAULT_DATASET[spec.family]
-    ds = get_dataset_spec(dataset)
-    if ds.family != spec.family:
+    dataset = get_dataset_spec(cfg.dataset or spec.default_dataset)
+    if dataset.family != spec.family:
         raise BenchError(f"model {cfg.model!r} takes {spec.family}-shaped input; dataset "
-                         f"{dataset!r} is {ds.family}")
-    if cfg.loader is not None and cfg.loader not in LOADERS:
-        raise BenchError(f"unknown loader {cfg.loader!r}; choices: {', '.join(LOADERS)}")
-    if cfg.precision is not None and cfg.precision not in PRECISIONS:
-        raise BenchError(f"unknown precision {cfg.precision!r}; choices: {', '.join(PRECISIONS)}")
-    if cfg.compile is not None and cfg.compile not in COMPILE_MODES:
-        raise BenchError(f"unknown compile mode {cfg.compile!r}; "
-                         f"choices: {', '.join(COMPILE_MODES)}")
-    if isinstance(cfg.batch_size, str) and cfg.batch_size != "auto":
-        raise BenchError(f"--batch-size must be a positive integer or 'auto', "
-                         f"not {cfg.batch_size!r}")
-    if isinstance(cfg.batch_size, int) and cfg.batch_size <= 0:
-        raise BenchError(f"--batch-size must be positive, got {cfg.batch_size}")
-    if cfg.epochs is not None and not (cfg.epochs > 0 and math.isfinite(cfg.epochs)):
-        raise BenchError(f"--epochs must be positive, got {cfg.epochs}")
-    if cfg.max_steps is not None and cfg.max_steps <= 0:
-        raise BenchError(f"--max-steps must be positive, got {cfg.max_steps}")
-    if cfg.workers is not None and cfg.workers < 0:
-        raise BenchError(f"--workers must be >= 0, got {cfg.workers}")
-    if cfg.eval_every is not None and cfg.eval_every < 0:
-        raise BenchError(f"--eval-every must be >= 0, got {cfg.eval_every}")
-    get_recipe(cfg.recipe, cfg.model)
+                         f"{dataset.name!r} is {dataset.family}")
+    spec.recipe(cfg.recipe)
     devmod.resolve_device(cfg.device)
 
 
-def _dist_info() -> tuple[int, int]:
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return 0, 1
+# ----------------------------------------------------------------------------- resolve
+@dataclass(frozen=True)
+class Plan:
+    """What will run: the flags resolved against the model's facts and its recipe."""
+
+    cfg: RunConfig
+    spec: ModelSpec
+    dataset: str
+    device: torch.device
+    recipe: Recipe  # flags applied; batch size 'auto' is resolved in `build`
+    rank: int = 0
+    world: int = 1
 
 
-def _summarise(state: TrainState, loader_images: int, flops: float | None, params: int,
-               target: float | None, device: torch.device, precision: str,
-               intensity: float | None = None) -> dict[str, Any]:
-    s: dict[str, Any] = dict(steady_state(state.windows))
-    s["arithmetic_intensity"] = intensity
-    timed = [e["train_time_s"] for e in state.epochs if e.get("timed")]
-    if len(state.epochs) >= 2 and timed:
-        s["epoch_time_s"], s["epoch_time_source"] = statistics.median(timed), "median timed epochs"
-    elif s.get("images_per_s"):
-        s["epoch_time_s"] = loader_images / s["images_per_s"]
-        s["epoch_time_source"] = "epoch images / steady-state images/s"
-    else:
-        s["epoch_time_s"], s["epoch_time_source"] = None, None
-    accs = [e["test_acc"] for e in state.evals if e.get("test_acc") is not None]
-    s.update({
-        "final_test_acc": accs[-1] if accs else None,
-        "best_test_acc": max(accs) if accs else None,
-        "target_accuracy": target,
-        "time_to_accuracy_s": state.time_to_accuracy_s,
-        "steps_to_accuracy": state.steps_to_accuracy,
-        "steps": state.steps,
-        "total_train_time_s": state.train_time_s,
-        "total_eval_time_s": state.eval_time_s,
-        "warmup_time_s": state.warmup_time_s,
-        "params": params,
-        "flops_per_image": flops,
-    })
-    warm = [w for w in state.windows if w.warmup]
-    if warm and s.get("images_per_s"):
-        # warm-up time beyond what the same images cost in steady state: compile, autotune, JIT
-        s["compile_time_s"] = max(0.0, sum(w.seconds for w in warm)
-                                  - sum(w.images for w in warm) / s["images_per_s"])
-    else:
-        s["compile_time_s"] = None
-    peak_bytes, kind = devmod.peak_memory_bytes(device)
-    s["peak_memory_bytes"], s["peak_memory_kind"] = peak_bytes, kind
-    s["achieved_tflops"] = (flops * s["images_per_s"] / 1e12
-                            if flops and s.get("images_per_s") else None)
-    s["mfu"] = None
-    from .peak import cached_peak_flops, load_cached_peak
-
-    peak = cached_peak_flops(device, precision)
-    if peak:
-        s["peak_tflops"] = peak / 1e12
-    if peak and s["achieved_tflops"]:
-        s["mfu"] = s["achieved_tflops"] * 1e12 / peak
-    bandwidth = (load_cached_peak(device) or {}).get("copy_bytes_per_s")
-    s["peak_copy_gbs"] = bandwidth / 1e9 if bandwidth else None
-    ai = s.get("arithmetic_intensity")
-    if ai and peak and bandwidth:
-        # roofline: below the ridge point (peak / bandwidth) memory traffic limits the step
-        s["ridge_flops_per_byte"] = peak / bandwidth
-        s["roofline_bound"] = "bandwidth" if ai < peak / bandwidth else "compute"
-    return s
-
-
-def run(cfg: RunConfig) -> tuple[Result, Path | None]:
-    """Run one configuration; always returns a Result (written unless cfg.write is False)."""
-    threads = torch.get_num_threads()
-    try:
-        return _run(cfg)
-    finally:  # a recipe's thread count must not leak into the next run of a suite
-        torch.set_num_threads(threads)
-
-
-def _run(cfg: RunConfig) -> tuple[Result, Path | None]:
+def resolve(cfg: RunConfig, dist: DistContext | None = None) -> Plan:
     validate(cfg)
     spec = get_model_spec(cfg.model)
-    dataset = cfg.dataset or DEFAULT_DATASET[spec.family]
-    device = devmod.resolve_device(cfg.device)
-    if "WORLD_SIZE" in os.environ:  # started by torchrun: join its process group
-        from .distributed import init_from_env
+    device = dist.device if dist is not None else devmod.resolve_device(cfg.device)
+    recipe = with_overrides(spec.recipe(cfg.recipe, device.type), **recipe_overrides(cfg))
+    return Plan(cfg, spec, cfg.dataset or spec.default_dataset, device, recipe,
+                rank=dist.rank if dist else 0, world=dist.world if dist else 1)
 
-        device = init_from_env(device)
-    base = get_recipe(cfg.recipe, cfg.model)
-    recipe = with_overrides(
-        base, precision=cfg.precision, channels_last=cfg.channels_last, compile=cfg.compile,
-        batch_size=cfg.batch_size if isinstance(cfg.batch_size, int) else None,
-        epochs=cfg.epochs, loader=cfg.loader, workers=cfg.workers, eval_every=cfg.eval_every,
-        lr=cfg.lr, threads=cfg.threads)
-    rank, world = _dist_info()
-    if device.type == "cpu" and recipe.threads > 0:
-        torch.set_num_threads(recipe.threads)
+
+# ----------------------------------------------------------------------------- build
+@dataclass
+class Built:
+    """Everything the training loop and the summary need."""
+
+    plan: Plan
+    recipe: Recipe  # as run (batch size resolved)
+    data: DatasetArrays
+    model: torch.nn.Module  # the module as trained (compiled and/or DDP-wrapped)
+    train_loader: Loader
+    step: Any
+    engine: EngineConfig
+    result: Result
+    evaluate_fn: Any = None
+    test_loader: Loader | None = None
+
+
+def _load_data(plan: Plan) -> DatasetArrays:
+    cfg = plan.cfg
     torch.manual_seed(cfg.seed)
-    data = load_dataset(dataset, cfg.data_dir, seed=cfg.seed, allow_synthetic=cfg.allow_synthetic,
-                        download=cfg.download)
-    target = target_accuracy(cfg.model, dataset) if data.real else None
+    return load_dataset(plan.dataset, cfg.data_dir, seed=cfg.seed,
+                        allow_synthetic=cfg.allow_synthetic, download=cfg.download)
 
-    set_matmul_precision(device, recipe.precision)
-    model = spec.build().to(device)
-    params = count_params(model)
-    fmt = torch.channels_last if recipe.channels_last else torch.contiguous_format
-    if recipe.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    autobatch_log = None
-    if cfg.batch_size == "auto":
-        h, w, c = data.train_x.shape[1:]
-        shape = (c, h, w)
-        cands = candidate_sizes(device, model, shape, len(data.train_y))
-        bs, autobatch_log = find_batch_size(
-            probe_step(model, device, shape, lambda: autocast_context(device, recipe.precision),
-                       fmt), cands, device)
-        recipe = dataclasses.replace(recipe, batch_size=bs)
-    per_rank_batch = recipe.batch_size // world if world > 1 else recipe.batch_size
-    if per_rank_batch <= 0:
-        raise BenchError(f"batch size {recipe.batch_size} is smaller than the world size {world}")
-    workers = recipe.workers
-    common = dict(device=device, dtype=input_dtype(recipe.precision),
-                  channels_last=recipe.channels_last, norm=recipe.norm, seed=cfg.seed,
-                  workers=workers, rank=rank, world_size=world)
+
+def _auto_batch(plan: Plan, model: torch.nn.Module, data: DatasetArrays
+                ) -> tuple[Recipe, list[dict[str, Any]] | None]:
+    """`--batch-size auto`: the largest batch that runs a step, backing off on OOM."""
+    if plan.cfg.batch_size != "auto":
+        return plan.recipe, None
+    h, w, c = data.train_x.shape[1:]
+    shape = (c, h, w)
+    fmt = torch.channels_last if plan.recipe.channels_last else torch.contiguous_format
+    cands = candidate_sizes(plan.device, model, shape, len(data.train_y))
+    probe = probe_step(model, plan.device, shape,
+                       lambda: autocast_context(plan.device, plan.recipe.precision), fmt)
+    bs, log = find_batch_size(probe, cands, plan.device)
+    return dataclasses.replace(plan.recipe, batch_size=bs), log
+
+
+def _loaders(plan: Plan, recipe: Recipe, data: DatasetArrays, per_rank_batch: int
+             ) -> tuple[Loader, Loader]:
+    common = dict(device=plan.device, dtype=precision(recipe.precision).input_dtype,
+                  channels_last=recipe.channels_last, norm=recipe.norm, seed=plan.cfg.seed,
+                  workers=recipe.workers)
     train_loader = make_loader(recipe.loader, data, LoaderConfig(
         split="train", batch_size=per_rank_batch, augment=recipe.augment, shuffle=True,
-        drop_last=True, **common))
+        drop_last=True, rank=plan.rank, world_size=plan.world, **common))
     # Evaluation always covers the full test set on every rank (never a shard).
-    test_common = {**common, "rank": 0, "world_size": 1}
     test_loader = make_loader(recipe.loader, data, LoaderConfig(
         split="test", batch_size=recipe.test_batch_size, augment=False, shuffle=False,
-        drop_last=False, **test_common))
+        drop_last=False, **common))
     if len(train_loader) == 0:
         raise BenchError(f"batch size {per_rank_batch} exceeds the {len(data.train_y)} training "
                          "images: no full batch")
+    return train_loader, test_loader
 
-    total_steps = math.ceil(recipe.epochs * len(train_loader))
-    if cfg.max_steps:
-        total_steps = min(total_steps, cfg.max_steps)
+
+def total_steps(recipe: Recipe, steps_per_epoch: int, max_steps: int | None) -> int:
+    """Training steps of the run: the recipe's epochs, capped by --max-steps."""
+    steps = math.ceil(recipe.epochs * steps_per_epoch)
+    return min(steps, max_steps) if max_steps else steps
+
+
+def _result_skeleton(plan: Plan, recipe: Recipe, data: DatasetArrays, loader: Loader,
+                     params: int, per_rank_batch: int) -> Result:
+    """The result before training: what ran, where, on what (derived from the run options)."""
+    from .peak import load_cached_peak
+
+    cfg, device = plan.cfg, plan.device
+    config = {**recorded_options(cfg, recipe), "dataset": plan.dataset, "device": str(device),
+              "recipe": recipe.name,
+              "threads": torch.get_num_threads() if device.type == "cpu" else None,
+              "world_size": plan.world, "per_rank_batch_size": per_rank_batch}
+    env = {**fingerprint(), "peak": load_cached_peak(device)}  # the MFU denominator, as measured
+    return Result(
+        config=config, env=env, recipe=dataclasses.asdict(recipe), data=data.describe(),
+        loader=loader.describe(),
+        model={"name": cfg.model, "params": params, "description": plan.spec.description},
+        timed_window=TIMED_WINDOW, suite=cfg.suite, repeat=cfg.repeat)
+
+
+def build(plan: Plan, dist: DistContext | None = None) -> Built:
+    """Data, model, loaders, optimiser and the step function; compilation happens lazily in
+    the warm-up window, not here."""
+    cfg, device = plan.cfg, plan.device
+    if device.type == "cpu" and plan.recipe.threads > 0:
+        torch.set_num_threads(plan.recipe.threads)
+    data = _load_data(plan)
+    set_matmul_precision(device, plan.recipe.precision)
+    model = plan.spec.build().to(device)
+    params = count_params(model)
+    if plan.recipe.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    recipe, search_log = _auto_batch(plan, model, data)
+    per_rank_batch = recipe.batch_size // plan.world
+    if per_rank_batch <= 0:
+        raise BenchError(f"batch size {recipe.batch_size} is smaller than the world size "
+                         f"{plan.world}")
+    train_loader, test_loader = _loaders(plan, recipe, data, per_rank_batch)
+    steps = total_steps(recipe, len(train_loader), cfg.max_steps)
     opt = build_optimizer(model, recipe)
-    sched = build_scheduler(opt, recipe, total_steps)
     compiled = maybe_compile(model, recipe.compile)
-    if world > 1:
-        from .distributed import wrap_ddp
-
+    if dist is not None:
         compiled = wrap_ddp(compiled, device)
-    step = make_train_step(compiled, opt, sched, device, recipe.precision,
-                           recipe.label_smoothing,
+    step = make_train_step(compiled, opt, build_scheduler(opt, recipe, steps), device,
+                           recipe.precision, recipe.label_smoothing,
                            cudagraphs=recipe.compile == "reduce-overhead")
     evaluate_fn = None
-    if world > 1:  # fault-injection / shard-dump hooks; the step itself when they are off
-        from .distributed import instrument_step, rank0_evaluate
-
-        step = instrument_step(step, rank)
+    if dist is not None:  # fault-injection / shard-dump hooks; the step itself when they are off
+        step = instrument_step(step, dist)
         # every rank evaluates, all act on rank 0's figure (the one stored)
-        evaluate_fn = rank0_evaluate(compiled, test_loader, device, recipe.precision)
-    eng = EngineConfig(epochs=recipe.epochs, max_steps=cfg.max_steps, evaluate=cfg.evaluate,
-                       eval_every=recipe.eval_every, target_accuracy=target,
-                       stop_at_target=recipe.stop_at_target, batch_size=per_rank_batch)
+        evaluate_fn = rank0_evaluate(compiled, test_loader, device, recipe.precision, dist)
+    target = plan.spec.target(plan.dataset) if data.real else None
+    engine = EngineConfig(total_steps=steps, eval_every=recipe.eval_every,
+                          target_accuracy=target, stop_at_target=recipe.stop_at_target,
+                          evaluate=cfg.evaluate, warmup_steps=cfg.warmup_steps,
+                          window_steps=cfg.window_steps, batch_size=per_rank_batch)
+    result = _result_skeleton(plan, recipe, data, train_loader, params, per_rank_batch)
+    if search_log is not None:
+        result.config["batch_size_search"] = search_log
+    return Built(plan, recipe, data, compiled, train_loader, step, engine, result, evaluate_fn,
+                 test_loader)
 
+
+# ----------------------------------------------------------------------------- execute
+def _record_failure(result: Result, exc: BaseException, batch_size: int,
+                    device: torch.device) -> None:
+    """Turn what stopped training into the result's status; nothing is raised further."""
+    if isinstance(exc, KeyboardInterrupt):
+        result.status = "interrupted"
+        result.message = (f"interrupted by the user after {len(result.epochs)} complete "
+                          "epoch(s)")
+    elif isinstance(exc, NonFiniteLoss):
+        result.status, result.message = "nan", str(exc)
+    elif devmod.is_oom(exc):
+        result.status = "oom"
+        result.message = f"out of memory at batch size {batch_size}"
+        devmod.empty_cache(device)
+    else:  # recorded, never lost; BENCH_DEBUG=1 shows the traceback
+        first_line = (str(exc).splitlines() or [""])[0][:300]
+        result.status, result.message = "error", f"{type(exc).__name__}: {first_line}"
+        if os.environ.get("BENCH_DEBUG"):
+            traceback.print_exception(exc)
+
+
+def execute(built: Built, dist: DistContext | None = None) -> TrainState:
+    """Train; the state is filled as it goes, so an interruption keeps what finished."""
+    plan, state = built.plan, TrainState()
+    progress = Progress(not plan.cfg.quiet and plan.rank == 0,
+                        f"{plan.cfg.model}/{plan.dataset}/{built.recipe.loader}/"
+                        f"{built.recipe.precision}")
+    devmod.reset_peak_memory(plan.device)
+    in_loop = dist.training_loop() if dist is not None else contextlib.nullcontext()
+    try:
+        with in_loop:
+            train(built.step, built.model, built.train_loader, built.test_loader, plan.device,
+                  built.recipe.precision, built.engine, state, progress,
+                  evaluate_fn=built.evaluate_fn)
+    except (KeyboardInterrupt, Exception) as exc:
+        built.result.epochs = state.epochs
+        _record_failure(built.result, exc, built.recipe.batch_size, plan.device)
+    return state
+
+
+# ----------------------------------------------------------------------------- run
+def _flops(model: str, batch: int, precision_name: str) -> tuple[float | None, float | None]:
     try:
         from .flops import arithmetic_intensity, train_flops_per_image
 
-        flops = train_flops_per_image(cfg.model)
-        intensity = arithmetic_intensity(cfg.model, per_rank_batch, recipe.precision)
+        return (train_flops_per_image(model),
+                arithmetic_intensity(model, batch, precision_name))
     except Exception:  # FLOP counting is informative only; never fail a run for it
-        flops = intensity = None
-    config = {
-        "model": cfg.model, "dataset": dataset, "loader": recipe.loader,
-        "device": str(device), "precision": recipe.precision,
-        "compile": recipe.compile, "channels_last": recipe.channels_last,
-        "batch_size": recipe.batch_size, "recipe": recipe.name, "epochs": recipe.epochs,
-        "max_steps": cfg.max_steps, "seed": cfg.seed, "workers": workers,
-        "threads": torch.get_num_threads() if device.type == "cpu" else None,
-        "data_dir": cfg.data_dir, "world_size": world, "per_rank_batch_size": per_rank_batch,
-    }
-    from .peak import load_cached_peak
+        return None, None
 
-    env = {**fingerprint(), "peak": load_cached_peak(device)}  # the MFU denominator, as measured
-    result = Result(
-        config=config, env=env, recipe=dataclasses.asdict(recipe),
-        data=data.describe(), loader=train_loader.describe(),
-        model={"name": cfg.model, "params": params, "description": spec.description},
-        timed_window=TIMED_WINDOW, suite=cfg.suite, repeat=cfg.repeat,
-    )
-    if autobatch_log is not None:
-        result.config["batch_size_search"] = autobatch_log
-    state = TrainState()
-    progress = Progress(not cfg.quiet and rank == 0,
-                        f"{cfg.model}/{dataset}/{recipe.loader}/{recipe.precision}")
-    devmod.reset_peak_memory(device)
+
+def run(cfg: RunConfig, dist: DistContext | None = None) -> tuple[Result, Path | None]:
+    """Run one configuration; always returns a Result (written unless cfg.write is False)."""
+    threads = torch.get_num_threads()
     try:
-        train(step, compiled, train_loader, test_loader, device, recipe.precision, eng, state,
-              progress, evaluate_fn=evaluate_fn)
-    except KeyboardInterrupt:
-        result.status = "interrupted"
-        result.message = f"interrupted by the user after {len(state.epochs)} complete epoch(s)"
-    except NonFiniteLoss as exc:
-        result.status, result.message = "nan", str(exc)
-    except Exception as exc:  # recorded, never lost; BENCH_DEBUG=1 shows the traceback
-        if devmod.is_oom(exc):
-            result.status = "oom"
-            result.message = f"out of memory at batch size {recipe.batch_size}"
-            devmod.empty_cache(device)
-        else:
-            first_line = (str(exc).splitlines() or [""])[0][:300]
-            result.status, result.message = "error", f"{type(exc).__name__}: {first_line}"
-            if os.environ.get("BENCH_DEBUG"):
-                traceback.print_exc()
-    result.epochs = state.epochs
-    result.summary = _summarise(state, train_loader.num_samples, flops, params, target, device,
-                                recipe.precision, intensity)
-    result.evals = state.evals
-    result.windows = [dataclasses.asdict(w) for w in state.windows]
-    if world > 1:  # rank 0 gathers every rank's report and writes the job's one result
-        from .distributed import finish
-
-        return result, finish(result, compiled, rank, world, cfg.out, cfg.write)
-    path = write_result(result, cfg.out) if (cfg.write and rank == 0) else None
-    return result, path
+        plan = resolve(cfg, dist)
+        built = build(plan, dist)
+        state = execute(built, dist)
+        result = built.result
+        flops, intensity = _flops(cfg.model, built.engine.batch_size, built.recipe.precision)
+        result.epochs, result.evals = state.epochs, state.evals
+        result.windows = [dataclasses.asdict(w) for w in state.windows]
+        result.summary = summarise(state, built.train_loader.num_samples, flops,
+                                   result.model["params"], built.engine.target_accuracy,
+                                   plan.device, built.recipe.precision, intensity)
+        if dist is not None:  # rank 0 gathers every rank's report and writes the job's result
+            return result, finish(dist, result, built.model, cfg.out, cfg.write)
+        return result, write_result(result, cfg.out) if cfg.write else None
+    finally:  # a recipe's thread count must not leak into the next run of a suite
+        torch.set_num_threads(threads)

@@ -8,14 +8,14 @@ version, so one sees that the pixels are the same, only scrambled.
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .errors import BenchError
-from .report import save_figure
+from .results import save_figure
+from .runspec import add_run_flags
 
 
 def pick_indices(labels: np.ndarray, n: int, seed: int = 0) -> list[int]:
@@ -61,8 +61,11 @@ def draw_samples(data: Any, out: str | Path, n: int = 32, seed: int = 0,
     if images.ndim == 3:
         images = images[..., None]
     classes = list(data.classes)
-    name = lambda i: classes[int(data.train_y[i])] if int(data.train_y[i]) < len(classes) \
-        else str(int(data.train_y[i]))
+
+    def name(i: int) -> str:
+        y = int(data.train_y[i])
+        return classes[y] if y < len(classes) else str(y)
+
     perm = getattr(data, "perm", None)
     tiles: list[tuple[np.ndarray, str]] = []
     if perm is not None:
@@ -99,8 +102,7 @@ def register(sub: Any) -> None:
     p = sub.add_parser("samples", help="draw a grid of training images with class names")
     p.add_argument("dataset", help="mnist, mnist-perm, cifar10, synthetic-mnist, ...")
     p.add_argument("--out", required=True, help="PNG file to write")
-    p.add_argument("--data-dir", default=os.environ.get("BENCH_DATA_DIR"),
-                   help="folder holding the datasets (default $BENCH_DATA_DIR)")
+    add_run_flags(p, include=("data_dir",))
     p.add_argument("--n", type=int, default=32, help="number of images (default 32)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--allow-synthetic", action="store_true",

@@ -7,13 +7,13 @@ can be compared and reported like any other run; out-of-memory sizes are recorde
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 from typing import Any
 
 from .errors import BenchError
 from .results import atomic_write
-from .runner import RunConfig, run
+from .runner import run
+from .runspec import RunConfig, add_run_flags
 
 
 def parse_sizes(text: str) -> list[int]:
@@ -53,12 +53,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     sizes = parse_sizes(args.batch_sizes)
     rows = []
     for b in sizes:
-        cfg = RunConfig(model=args.model, dataset=args.dataset, loader=args.loader,
-                        device=args.device, precision=args.precision,
-                        channels_last=args.channels_last, compile=args.compile,
-                        recipe=args.recipe, batch_size=b, max_steps=args.steps,
-                        data_dir=args.data_dir, out=args.out, allow_synthetic=True,
-                        evaluate=False, quiet=True, suite="sweep")
+        cfg = RunConfig.from_args(args, batch_size=b, max_steps=args.steps, allow_synthetic=True,
+                                  evaluate=False, quiet=True, suite="sweep")
         result, _ = run(cfg)
         s = result.summary
         rows.append({"batch_size": b, "status": result.status,
@@ -73,17 +69,12 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 def register(sub: Any) -> None:
     p = sub.add_parser("sweep", help="images/s against batch size for one model (table + PNG)")
-    p.add_argument("--model", required=True)
-    p.add_argument("--dataset")
-    p.add_argument("--batch-sizes", default="32,64,128,256")
-    p.add_argument("--steps", type=int, default=30, help="training steps per batch size")
-    p.add_argument("--loader")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--precision")
-    p.add_argument("--channels-last", dest="channels_last",
-                   action=argparse.BooleanOptionalAction, default=None)
-    p.add_argument("--compile")
-    p.add_argument("--recipe", default="fast")
-    p.add_argument("--data-dir", default=os.environ.get("BENCH_DATA_DIR"))
-    p.add_argument("--out", default="results")
+    add_run_flags(p, include=("model", "dataset"))
+    p.add_argument("--batch-sizes", default="32,64,128,256",
+                   help="comma-separated batch sizes (default: 32,64,128,256)")
+    p.add_argument("--steps", type=int, default=30,
+                   help="training steps per batch size (default: 30)")
+    add_run_flags(p, include=("loader", "device", "precision", "channels_last", "compile",
+                              "recipe", "data_dir", "out", "warmup_steps", "window_steps"),
+                  defaults_={"recipe": "fast"})
     p.set_defaults(func=cmd_sweep)

@@ -16,10 +16,10 @@ import time
 
 import torch
 
+from bench.defaults import precision as precision_spec
 from bench.engine import build_optimizer, make_train_step
-from bench.flops import INPUT_SHAPES, train_flops_per_image
+from bench.flops import input_shape, train_flops_per_image
 from bench.models import build_model, get_model_spec
-from bench.recipes import get_recipe
 
 
 def make_step(name: str, precision: str, channels_last: bool, batch: int, compiled: bool):
@@ -27,14 +27,13 @@ def make_step(name: str, precision: str, channels_last: bool, batch: int, compil
     model = build_model(name)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    opt = build_optimizer(model, get_recipe("fast", name))
+    opt = build_optimizer(model, get_model_spec(name).recipe("fast"))
     run_model = torch.compile(model) if compiled else model
     step = make_train_step(run_model, opt, None, torch.device("cpu"), precision, 0.0)
-    x = torch.randn(batch, *INPUT_SHAPES[get_model_spec(name).family])
+    x = torch.randn(batch, *input_shape(name))
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
-    if precision in ("bf16", "fp16"):
-        x = x.to(torch.bfloat16 if precision == "bf16" else torch.float16)
+    x = x.to(precision_spec(precision).input_dtype)
     y = torch.randint(0, 10, (batch,))
     return lambda: step(x, y)
 

@@ -48,26 +48,8 @@ class GuardedWriter(DatasetWriter):
         try:
             for p in processes:
                 p.start()
-            bar = tqdm(total=self.num_samples, desc=self.desc, unit="img",
-                       disable=not self.progress, leave=False)
-            previous = 0
-            while previous != self.num_samples:
-                val = done_number.value
-                if val > previous:
-                    bar.update(val - previous)
-                previous = val
-                if previous != self.num_samples:
-                    _check_workers(processes)
-                    time.sleep(0.05)
-            bar.close()
-            allocation_list = []
-            for _ in processes:
-                while True:
-                    try:
-                        allocation_list.extend(allocations_queue.get(timeout=0.5))
-                        break
-                    except queue.Empty:
-                        _check_workers(processes)
+            self._wait_for_samples(processes, done_number)
+            allocation_list = _collect_allocations(processes, allocations_queue)
             for p in processes:
                 p.join()
             self.finalize(allocation_list)
@@ -78,6 +60,35 @@ class GuardedWriter(DatasetWriter):
                     p.join()
             self.metadata_sm.close()
             self.metadata_sm.unlink()
+
+
+    def _wait_for_samples(self, processes: list[Process], done_number: Any) -> None:
+        """Follow the workers' shared counter to the sample count, watching them stay alive."""
+        bar = tqdm(total=self.num_samples, desc=self.desc, unit="img",
+                   disable=not self.progress, leave=False)
+        previous = 0
+        while previous != self.num_samples:
+            val = done_number.value
+            if val > previous:
+                bar.update(val - previous)
+            previous = val
+            if previous != self.num_samples:
+                _check_workers(processes)
+                time.sleep(0.05)
+        bar.close()
+
+
+def _collect_allocations(processes: list[Process], allocations_queue: Queue) -> list:
+    """Each worker's page allocations (one queue item per worker), watching them stay alive."""
+    allocation_list: list = []
+    for _ in processes:
+        while True:
+            try:
+                allocation_list.extend(allocations_queue.get(timeout=0.5))
+                break
+            except queue.Empty:
+                _check_workers(processes)
+    return allocation_list
 
 
 def _check_workers(processes: list[Process]) -> None:

@@ -148,29 +148,14 @@ def prepare_batch_triton(
         return out.permute(0, 3, 1, 2)
 
     has_crop = crop_offsets is not None and pad > 0  # the reference ignores offsets when pad == 0
-    has_flip = flips is not None
-    has_perm = perm is not None
     # Placeholders for absent inputs: never dereferenced (constexpr flags), any pointer will do.
-    offs = indices
-    if has_crop:
-        assert crop_offsets is not None
-        offs = crop_offsets.to(dev)
-        if tuple(offs.shape) != (b, 2):
-            raise ValueError(f"crop_offsets must be (B, 2), got {tuple(offs.shape)}")
-    flp = indices
-    if has_flip:
-        assert flips is not None
-        flp = flips.to(dev)
-        if flp.dtype == torch.bool:
-            flp = flp.view(torch.uint8)  # same bytes; avoids relying on i1 pointer loads
-        if tuple(flp.shape) != (b,):
-            raise ValueError(f"flips must be (B,), got {tuple(flp.shape)}")
-    prm = indices
-    if has_perm:
-        assert perm is not None
-        prm = perm.to(dev)
-        if tuple(prm.shape) != (h * w,):
-            raise ValueError(f"perm must be (H*W,), got {tuple(prm.shape)}")
+    offs = _optional_input(crop_offsets if has_crop else None, indices, (b, 2),
+                           "crop_offsets must be (B, 2)")
+    flp = _optional_input(flips, indices, (b,), "flips must be (B,)")
+    if flips is not None and flp.dtype == torch.bool:
+        flp = flp.view(torch.uint8)  # same bytes; avoids relying on i1 pointer loads
+    prm = _optional_input(perm, indices, (h * w,), "perm must be (H*W,)")
+    has_flip, has_perm = flips is not None, perm is not None
     # Broadcast like the reference does (scalar or (C,)); no copy when already (C,) fp32.
     mean32 = mean.to(dev, torch.float32).expand(c).contiguous()
     std32 = std.to(dev, torch.float32).expand(c).contiguous()
@@ -204,6 +189,17 @@ def prepare_batch_triton(
     )
     # NHWC storage viewed as NCHW = channels-last memory, as the reference returns.
     return out.permute(0, 3, 1, 2)
+
+
+def _optional_input(t: torch.Tensor | None, placeholder: torch.Tensor, shape: tuple[int, ...],
+                    rule: str) -> torch.Tensor:
+    """An optional kernel input on the data's device, shape-checked; the placeholder if absent."""
+    if t is None:
+        return placeholder
+    t = t.to(placeholder.device)
+    if tuple(t.shape) != shape:
+        raise ValueError(f"{rule}, got {tuple(t.shape)}")
+    return t
 
 
 def _cdiv(a: int, b: int) -> int:

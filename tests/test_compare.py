@@ -14,7 +14,14 @@ import pytest
 from bench import ci, compare
 from bench.compare import compare_frames, parse_threshold
 from bench.errors import BenchError
-from bench.results import SCHEMA_VERSION, Result, flatten, write_result
+from bench.results import (
+    SCHEMA_VERSION,
+    Result,
+    flatten,
+    load_docs,
+    newest_suite_batch,
+    write_result,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -192,7 +199,7 @@ def test_suite_name_picks_newest_batch(tmp_path, capsys):
            for i, m in enumerate(("cnn", "fc"))]
     other = make_result("lenet", suite="default", created="2024-03-01T00:00:00+00:00")
     write_all(results, *old, *new, other)
-    batch = compare.newest_suite_batch(compare.load_docs([results]), "ci")
+    batch = newest_suite_batch(load_docs([results]), "ci")
     assert sorted(d["summary"]["images_per_s"] for d in batch) == [1000, 1000]
     base = write_all(tmp_path / "base", *(make_result(m, ips=1000) for m in ("cnn", "fc")))
     assert run_cli(base, "ci", "--results-dir", results) == 0
@@ -242,8 +249,8 @@ def test_ci_records_then_gates(fake_suite, capsys):
     baseline = Path("results/baselines/nvidia-a100.json")
     docs = json.loads(baseline.read_text())
     assert isinstance(docs, list) and len(docs) == 2 and "_path" not in docs[0]
-    assert len(compare.load_docs(["results"])) == 2  # folders skip baselines/ (copies)
-    assert len(compare.load_docs([baseline])) == 2
+    assert len(load_docs(["results"])) == 2  # folders skip baselines/ (copies)
+    assert len(load_docs([baseline])) == 2
 
     fake_suite["results"] = [make_result(ips=980), make_result("fc", ips=5100)]
     assert run_ci() == 0

@@ -1,11 +1,11 @@
 import pytest
 import torch
 
+from bench.datasets import DATASETS, FAMILIES
 from bench.engine import autocast_context, build_optimizer, make_train_step
+from bench.errors import BenchError
 from bench.models import MODELS, build_model, count_params, get_model_spec
-from bench.recipes import get_recipe
-
-SHAPES = {"mnist": (1, 28, 28), "cifar10": (3, 32, 32)}
+from bench.recipes import RECIPE_NAMES
 
 
 @pytest.mark.parametrize("name,expected", [("fc", 6442), ("cnn", 6422), ("lenet", 62006),
@@ -27,14 +27,14 @@ def test_two_training_steps(name: str, precision: str, channels_last: bool) -> N
     torch.manual_seed(0)
     spec = get_model_spec(name)
     model = build_model(name)
-    x = torch.randn(4, *SHAPES[spec.family])
+    x = torch.randn(4, *FAMILIES[spec.family].input_shape)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)
     if precision == "bf16":
         x = x.to(torch.bfloat16)
     y = torch.tensor([0, 1, 2, 3])
-    opt = build_optimizer(model, get_recipe("seed", name))
+    opt = build_optimizer(model, spec.recipe("seed"))
     before = [p.detach().clone() for p in model.parameters()]
     step = make_train_step(model, opt, None, torch.device("cpu"), precision, 0.0)
     losses = [step(x, y) for _ in range(2)]
@@ -49,10 +49,35 @@ def test_compile_default_trains() -> None:
     torch.manual_seed(0)
     model = build_model("fc")
     compiled = torch.compile(model)
-    opt = build_optimizer(model, get_recipe("seed", "fc"))
+    opt = build_optimizer(model, get_model_spec("fc").recipe("seed"))
     step = make_train_step(compiled, opt, None, torch.device("cpu"), "fp32", 0.0)
     x, y = torch.randn(8, 1, 28, 28), torch.arange(8) % 10
     first = step(x, y)
     for _ in range(3):
         last = step(x, y)
     assert torch.isfinite(last) and last < first
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_every_model_states_its_facts(name: str) -> None:
+    """A model's file says everything the harness needs: recipes, datasets, targets."""
+    spec = get_model_spec(name)
+    assert spec.family in FAMILIES
+    for recipe in RECIPE_NAMES:
+        assert spec.recipe(recipe).name == recipe
+        assert spec.recipe(recipe, "cuda").name == recipe
+    for dataset in spec.datasets:
+        assert DATASETS[dataset].family == spec.family
+        assert 0 < spec.targets[dataset] < 1
+    assert spec.default_dataset == (spec.datasets[0] if spec.datasets else spec.family)
+
+
+def test_device_specific_recipe_wins() -> None:
+    spec = get_model_spec("fc")
+    cuda_fast = spec.recipe("fast").__class__("fast", batch_size=1024)
+    special = spec.__class__(**{**spec.__dict__, "name": "fc-x",
+                                "recipes": {**spec.recipes, "fast@cuda": cuda_fast}})
+    assert special.recipe("fast", "cuda").batch_size == 1024
+    assert special.recipe("fast", "cpu") == spec.recipe("fast")
+    with pytest.raises(BenchError, match="no settings"):
+        special.recipe("slow")

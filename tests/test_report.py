@@ -14,7 +14,7 @@ from matplotlib.image import imread
 
 from bench import compare, export, report, samples
 from bench.errors import BenchError
-from bench.results import EpochRow, Result, write_result
+from bench.results import EpochRow, Result, docs_frame, load_docs, write_result
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -26,7 +26,7 @@ def make_result(model: str, device: str, ips: float, repeat: int = 0,
     epochs = [EpochRow(epoch=e, steps=100, images=60000, train_time_s=epoch_s,
                        images_per_s=ips, train_loss=1.0 / (e + 1),
                        cumulative_train_time_s=epoch_s * (e + 1), timed=e > 0,
-                       test_loss=0.5 / (e + 1), test_acc=0.90 + 0.03 * e).__dict__
+                       test_loss=0.5 / (e + 1), test_acc=0.90 + 0.03 * e, eval_time_s=None)
               for e in range(3)]
     reached = ips > 1500
     summary = dict(images_per_s=ips, images_per_s_min=ips * 0.97, images_per_s_max=ips * 1.03,
@@ -89,7 +89,7 @@ def test_report_cli(results_dir, tmp_path, capsys):
 def test_export_csv_round_trip(results_dir, tmp_path):
     path = export.export([results_dir], tmp_path / "out" / "results.csv")
     df = pd.read_csv(path)
-    want = compare.docs_frame(compare.load_docs([results_dir]))
+    want = docs_frame(load_docs([results_dir]))
     assert len(df) == len(want) == 9
     assert set(want.columns) <= set(df.columns)
     merged = df.set_index("run_id").loc[want["run_id"]]

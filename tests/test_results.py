@@ -1,17 +1,39 @@
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from bench.errors import BenchError
 from bench.results import (
+    CONFIG_KEYS,
     SCHEMA_VERSION,
     Result,
+    config_label,
+    device_label,
+    device_slug,
+    experiments_table,
+    flatten,
+    fmt_ips,
+    fmt_num,
+    fmt_percent,
     load_epochs,
     load_results,
+    markdown_table,
+    norm,
+    num,
     read_result,
+    repeats_table,
+    run_key,
+    runs_table,
+    suite_table,
+    text_table,
+    validate_doc,
     write_result,
 )
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def _result(**kw) -> Result:
@@ -57,3 +79,97 @@ def test_failed_write_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyP
     with pytest.raises(OSError):
         write_result(_result(), tmp_path)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_load_results_skips_baselines_like_load_docs(tmp_path: Path) -> None:
+    run = write_result(_result(), tmp_path / "runs")
+    baselines = tmp_path / "runs" / "baselines"
+    baselines.mkdir()
+    (baselines / "cpu.json").write_text(json.dumps([read_result(run)] * 2))  # copies of the run
+    assert len(load_results([tmp_path])) == 1  # a folder's baselines/ are not repeats
+    assert len(load_results([baselines / "cpu.json"])) == 2  # named, a baseline file is read
+    ep = load_epochs([tmp_path])
+    assert len(ep) == 1 and {"run_id", "device_label", "status", "repeat", *CONFIG_KEYS} <= set(ep)
+
+
+def _doc() -> dict:
+    return validate_doc(_result().to_dict(), "mem")
+
+
+def test_labels_and_keys() -> None:
+    env = {"cpu_model": "Zen", "torch_threads": 2, "gpus": [{"name": "NVIDIA H100 80GB HBM3"}]}
+    assert device_label(env, "cuda") == "NVIDIA H100 80GB HBM3"
+    assert device_label(env, "cpu") == "CPU Zen x2"
+    assert device_slug("NVIDIA H100 80GB HBM3") == "nvidia-h100-80gb-hbm3"
+    row = flatten(_doc())
+    assert run_key(row) == ("fc", "mnist", "gpu", "fp32", "none", False, 64, "fast", None)
+    assert config_label(run_key(row)) == "fc/mnist gpu fp32 bs64 recipe=fast"
+    assert norm(float("nan")) is None and norm(128.0) == 128 and num(True) is None
+
+
+def test_tables_escape_cells_and_pad_columns() -> None:
+    assert markdown_table(["a", "b"], [["x|y", 1]]) == "| a | b |\n|---|---|\n| x\\|y | 1 |"
+    assert text_table(["name", "n"], [["ab", 10]]) == "name  n\nab    10"
+    assert fmt_num(None, ".2f") == fmt_num(float("nan"), ".2f") == "-"
+    assert fmt_percent(0.9712) == "97.12"
+    assert (fmt_ips(1234.5), fmt_ips(42.25)) == ("1,234", "42.2")
+
+
+def _suite_doc(model: str, recipe: str, repeat: int = 0, status: str = "ok", real: bool = True,
+               **summary: float) -> dict:
+    cfg = {"model": model, "dataset": "mnist", "loader": "gpu", "precision": "fp32",
+           "compile": "none", "channels_last": False, "batch_size": 64, "recipe": recipe,
+           "world_size": 1}
+    r = Result(config=cfg, env={}, status=status, repeat=repeat, data={"real": real},
+               summary=summary)
+    return validate_doc(r.to_dict(), "mem")
+
+
+def test_suite_tables() -> None:
+    """Golden output, byte for byte as the tables `bench suite` has always printed."""
+    docs = [_suite_doc("fc", "seed", images_per_s=1500.0, epoch_time_s=40.0, final_test_acc=0.97,
+                       best_test_acc=0.975, time_to_accuracy_s=80.0, target_accuracy=0.97,
+                       warmup_time_s=0.5),
+            _suite_doc("fc", "fast", images_per_s=30000.0, epoch_time_s=2.0, final_test_acc=0.98,
+                       best_test_acc=0.981, time_to_accuracy_s=1.25, target_accuracy=0.97,
+                       warmup_time_s=0.25, mfu=0.125),
+            _suite_doc("fc", "fast", repeat=1, images_per_s=36000.0, epoch_time_s=1.5,
+                       final_test_acc=0.96),
+            _suite_doc("cnn", "fast", status="oom", real=False)]
+    assert experiments_table(docs).splitlines()[1:] == [
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| fc on mnist | 97.00 | 80.00 | - | -x | 1,500 | 36,000 | 24.0x | 97.50 | - | - |",
+        "| cnn on mnist (synthetic) | - | - | - | -x | - | - | -x | - | - | - |"]
+    assert runs_table(docs).splitlines() == [
+        "| model | dataset | recipe | loader | precision | CL | compile | bs | status | images/s"
+        " | epoch s | accuracy % | time to target s | warm-up s | MFU % |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| fc | mnist | seed | gpu | fp32 | n | none | 64 | ok | 1,500 | 40.00 | 97.00 | 80.00"
+        " | 0.50 | - |",
+        "| fc | mnist | fast | gpu | fp32 | n | none | 64 | ok | 30,000 | 2.00 | 98.00 | 1.25"
+        " | 0.25 | 12.5 |",
+        "| fc | mnist | fast | gpu | fp32 | n | none | 64 | ok | 36,000 | 1.50 | 96.00 | -"
+        " | - | - |",
+        "| cnn | mnist (synthetic) | fast | gpu | fp32 | n | none | 64 | oom | - | - | - | -"
+        " | - | - |"]
+    assert repeats_table(docs).splitlines()[2:] == [
+        "| fc/mnist/gpu/fp32 bs64 seed | 1 | 1,500 (1,500-1,500) | 40.00 (40.00-40.00)"
+        " | 97.00 +- 0.00 |",
+        "| fc/mnist/gpu/fp32 bs64 fast | 2 | 33,000 (30,000-36,000) | 1.75 (1.50-2.00)"
+        " | 97.00 +- 1.41 |"]
+
+
+def test_suite_table_from_files(tmp_path: Path) -> None:
+    paths = [write_result(Result(config=_suite_doc("fc", "fast")["config"], env={}, repeat=r,
+                                 summary={"images_per_s": 100.0 + r}), tmp_path)
+             for r in range(2)]
+    parts = suite_table(paths).split("\n\n")
+    assert len(parts) == 3 and parts[2].endswith("| 2 | 100 (100-101) | - | - |")
+    assert suite_table(paths[:1]).count("\n\n") == 1  # no repeats table without repeats
+
+
+def test_readers_do_not_import_torch() -> None:
+    """compare/report/export/ci stay quick to start: the library and they import no torch."""
+    code = ("import sys, bench.compare, bench.report, bench.export, bench.ci, bench.results;"
+            " sys.exit('torch' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code], cwd=ROOT).returncode == 0

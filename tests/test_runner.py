@@ -11,6 +11,7 @@ import torch
 from bench import runner
 from bench.cli import main
 from bench.results import read_result
+from bench.results.suite_tables import suite_table
 from bench.runner import RunConfig, run
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -117,7 +118,7 @@ def test_suite_goes_on_after_oom(tiny_data, tmp_path, monkeypatch) -> None:
     paths = suites.run_suite("x", data_dir=str(tiny_data[0]), out_dir=str(tmp_path), device="cpu",
                              quiet=True)
     assert [read_result(p)["status"] for p in paths] == ["oom", "ok"]
-    assert "oom" in suites.suite_table(paths)
+    assert "oom" in suite_table(paths)
 
 
 def test_batch_size_auto_backs_off(tiny_data, tmp_path, monkeypatch) -> None:
@@ -188,7 +189,6 @@ def test_env_prints_fingerprint(capsys) -> None:
 
 def test_suite_table_summarises_repeats(tmp_path) -> None:
     from bench.results import Result, write_result
-    from bench.suites import suite_table
 
     cfg = {"model": "fc", "dataset": "mnist", "loader": "gpu", "precision": "fp32",
            "compile": "none", "channels_last": False, "batch_size": 64, "recipe": "fast",

@@ -11,12 +11,7 @@ from typing import Any, Protocol
 
 import torch
 
-# Normalisation constants on the [0, 1] pixel scale.
-NORMS: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
-    "mnist": ((0.1307,), (0.3081,)),
-    "half": ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),  # the course's LeNet: Normalize(0.5, 0.5)
-    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
-}
+from ..datasets import NORMS
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..recipes import COURSE_MNIST_SEED, Recipe
+from .registry import ModelSpec, register_model
+
 
 class FC(nn.Module):
     def __init__(self, hidden: int = 8, num_classes: int = 10) -> None:
@@ -17,3 +20,22 @@ class FC(nn.Module):
         x = F.relu(self.fc1(x))
         x = F.relu(self.fc2(x))
         return F.log_softmax(self.fc3(x), dim=1)
+
+
+# fast: data resident in memory, batch 256, one-cycle Adam ending within the run, evaluation
+# every 5 steps to stop at the target. Tuned on the 2-core CPU (docs/perf.md): one thread, as
+# OpenMP spin-waits cost 4x when a neighbour is busy.
+register_model(ModelSpec(
+    name="fc", build=FC, family="mnist", params=6_442,
+    description="784-8-8-10 MLP, ReLU, log-softmax (course)",
+    recipes={
+        "seed": COURSE_MNIST_SEED,
+        "fast": Recipe("fast", batch_size=256, optimizer="adam", lr=0.04, schedule="onecycle",
+                       warmup_frac=0.2, epochs=0.6, loader="gpu", norm="mnist", eval_every=5,
+                       stop_at_target=True, threads=1, fused_optimizer=True),
+    },
+    # the course's accuracy after its epoch: the bar the fast recipe must reach
+    targets={"mnist": 0.88, "mnist-perm": 0.86},
+    datasets=("mnist", "mnist-perm"),
+    suites=frozenset({"default", "ci", "smoke"}),
+))

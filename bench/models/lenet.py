@@ -4,6 +4,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..recipes import Recipe
+from .registry import ModelSpec, register_model
+
 
 class LeNet(nn.Module):
     def __init__(self, num_classes: int = 10) -> None:
@@ -21,3 +24,20 @@ class LeNet(nn.Module):
         x = F.relu(self.fc1(x))
         x = F.relu(self.fc2(x))
         return self.fc3(x)
+
+
+# seed: the course's notebook (Adam 1e-3, batch 64, 10 epochs, Normalize(0.5, 0.5)), ~63%.
+register_model(ModelSpec(
+    name="lenet", build=LeNet, family="cifar10", params=62_006,
+    description="LeNet-5 style CNN (course)",
+    recipes={
+        "seed": Recipe("seed", batch_size=64, optimizer="adam", lr=1e-3, epochs=10, norm="half"),
+        "fast": Recipe("fast", batch_size=128, optimizer="adam", lr=0.005, schedule="onecycle",
+                       warmup_frac=0.2, epochs=5, precision="bf16", channels_last=True,
+                       loader="gpu", norm="half", eval_every=40, stop_at_target=True,
+                       fused_optimizer=True),
+    },
+    targets={"cifar10": 0.62},
+    datasets=("cifar10",),
+    suites=frozenset({"default", "ci", "smoke"}),
+))

@@ -1,0 +1,233 @@
+"""Dataset registry: the family table, the named datasets, and loading into memory.
+
+Everything is returned as numpy uint8 images (N, H, W, C) plus int64 labels, the form every
+loader starts from. Local files in the official layout are read directly (checksums are not
+checked: a rebuilt copy or a subset must load); only what we download is verified, by
+torchvision. Archives are unpacked into a cache folder the harness owns, never beside the data.
+
+A dataset family (MNIST-shaped, CIFAR-shaped) is one row of `FAMILIES` plus its reader module;
+the named datasets (`DATASETS`) are a family, optionally synthetic or pixel-permuted.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..defaults import CACHE_DIR_ENV, DATA_DIR_ENV
+from ..errors import BenchError
+from . import cifar10, mnist
+from .mnist import read_idx
+
+__all__ = ["DATASETS", "FAMILIES", "NORMS", "DatasetArrays", "DatasetSpec", "FamilySpec",
+           "apply_permutation", "cache_dir", "default_data_dir", "get_dataset_spec",
+           "get_family", "load_dataset", "pixel_permutation", "read_idx"]
+
+Arrays = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # train_x, train_y, test_x, test_y
+
+
+@dataclass(frozen=True)
+class FamilySpec:
+    """Everything the harness knows about one dataset family."""
+
+    name: str
+    shape: tuple[int, int, int]  # one image as stored: (H, W, C)
+    classes: tuple[str, ...]
+    mean: tuple[float, ...]  # normalisation on the [0, 1] pixel scale
+    std: tuple[float, ...]
+    sizes: tuple[int, int]  # official (train, test) image counts; the synthetic twin's too
+    reader: Callable[[Path], Arrays]  # reads the official layout under a root folder
+    expected: str  # that layout, for error messages
+    download: Callable[[Path], None]  # fetch into a root folder (checksummed by torchvision)
+    augment: bool  # the standard training augmentation (random crop, pad 4, flip) applies
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """One image as the model sees it: (C, H, W)."""
+        h, w, c = self.shape
+        return (c, h, w)
+
+
+FAMILIES: dict[str, FamilySpec] = {f.name: f for f in (
+    FamilySpec("mnist", (28, 28, 1), mnist.CLASSES, (0.1307,), (0.3081,), (60_000, 10_000),
+               mnist.read_mnist, mnist.EXPECTED, mnist.download, augment=False),
+    FamilySpec("cifar10", (32, 32, 3), cifar10.CLASSES, (0.4914, 0.4822, 0.4465),
+               (0.2470, 0.2435, 0.2616), (50_000, 10_000), cifar10.read_cifar10,
+               cifar10.EXPECTED, cifar10.download, augment=True),
+)}
+
+# Normalisation constants by name: each family's own, plus the course LeNet's Normalize(0.5, 0.5).
+NORMS: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
+    **{f.name: (f.mean, f.std) for f in FAMILIES.values()},
+    "half": ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
+}
+
+
+@dataclass
+class DatasetArrays:
+    """A dataset in memory: uint8 NHWC images, int64 labels, and where they came from."""
+
+    name: str
+    family: str  # a key of FAMILIES: input shape and normalisation family
+    train_x: np.ndarray
+    train_y: np.ndarray
+    test_x: np.ndarray
+    test_y: np.ndarray
+    classes: list[str]
+    real: bool
+    source: str
+    perm: np.ndarray | None = None  # pixel permutation already applied (mnist-perm)
+    extra: dict = field(default_factory=dict)
+
+    def describe(self) -> dict:
+        return {
+            "name": self.name, "family": self.family, "real": self.real, "source": self.source,
+            "n_train": int(len(self.train_y)), "n_test": int(len(self.test_y)),
+            "shape": list(self.train_x.shape[1:]),
+            "permuted": self.perm is not None, **self.extra,
+        }
+
+
+def cache_dir() -> Path:
+    """Harness-owned cache (unpacked archives, downloads, .beton files)."""
+    base = os.environ.get(CACHE_DIR_ENV) or os.path.join(
+        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "bench")
+    return Path(base)
+
+
+def default_data_dir(data_dir: str | os.PathLike[str] | None) -> Path | None:
+    if data_dir:
+        return Path(data_dir)
+    env = os.environ.get(DATA_DIR_ENV)
+    return Path(env) if env else None
+
+
+def get_family(name: str) -> FamilySpec:
+    try:
+        return FAMILIES[name]
+    except KeyError:
+        raise BenchError(f"unknown dataset family {name!r}; choices: "
+                         f"{', '.join(FAMILIES)}") from None
+
+
+# ----------------------------------------------------------------------------- real data
+def _download(family: FamilySpec) -> Path:
+    """Download into the cache; raise OSError if impossible."""
+    root = cache_dir() / "downloads"
+    try:
+        family.download(root)
+    except Exception as exc:  # network errors come in many types
+        raise OSError(f"download failed: {type(exc).__name__}") from exc
+    return root
+
+
+def _read_family(family: FamilySpec, data_dir: Path | None, download: bool):
+    roots = [data_dir] if data_dir is not None else []
+    roots.append(cache_dir() / "downloads")
+    for root in roots:
+        try:
+            return family.reader(root), str(root)
+        except FileNotFoundError:
+            continue
+    where = data_dir if data_dir is not None else f"${DATA_DIR_ENV} (unset; or pass --data-dir)"
+    if download:
+        try:
+            root = _download(family)
+            return family.reader(root), f"{root} (downloaded)"
+        except (OSError, FileNotFoundError) as exc:
+            reason = str(exc)
+    else:
+        reason = "download disabled"
+    raise BenchError(f"{family.name} not found in {where}: expected {family.expected} "
+                     f"({reason})")
+
+
+@functools.lru_cache(maxsize=4)
+def _load_real(family: str, data_dir: str | None, download: bool):
+    return _read_family(FAMILIES[family], Path(data_dir) if data_dir else None, download)
+
+
+# ----------------------------------------------------------------------------- synthetic
+@functools.lru_cache(maxsize=2)
+def _synthetic(family: str) -> tuple[np.ndarray, ...]:
+    """Deterministic random images of the real shapes and sizes, with a learnable class signal."""
+    spec = FAMILIES[family]
+    shape, (n_train, n_test) = spec.shape, spec.sizes
+    rng = np.random.default_rng(12345)
+    out = []
+    protos = rng.integers(0, 256, size=(10, *shape), dtype=np.uint8)
+    for n in (n_train, n_test):
+        y = rng.integers(0, 10, size=n, dtype=np.int64)
+        noise = rng.integers(0, 256, size=(n, *shape), dtype=np.uint8)
+        x = ((noise.astype(np.uint16) + protos[y]) // 2).astype(np.uint8)
+        out += [x, y]
+    return tuple(out)
+
+
+# ----------------------------------------------------------------------------- registry
+@dataclass(frozen=True)
+class DatasetSpec:
+    name: str
+    family: str
+    synthetic: bool = False
+    permuted: bool = False
+
+
+# Every family as itself and as its synthetic twin (same shapes and sizes, random pixels with a
+# learnable class signal: throughput without the data), plus the course's permuted MNIST.
+DATASETS: dict[str, DatasetSpec] = {
+    s.name: s for s in [
+        *(DatasetSpec(f, f) for f in FAMILIES),
+        DatasetSpec("mnist-perm", "mnist", permuted=True),
+        *(DatasetSpec(f"synthetic-{f}", f, synthetic=True) for f in FAMILIES),
+    ]
+}
+
+
+def get_dataset_spec(name: str) -> DatasetSpec:
+    try:
+        return DATASETS[name]
+    except KeyError:
+        raise BenchError(f"unknown dataset {name!r}; choices: {', '.join(DATASETS)}") from None
+
+
+def pixel_permutation(seed: int, n_pixels: int = 28 * 28) -> np.ndarray:
+    """The fixed pixel permutation of mnist-perm, derived from the run's seed."""
+    return np.random.default_rng([seed, 0x9E3779B9]).permutation(n_pixels).astype(np.int64)
+
+
+def apply_permutation(x: np.ndarray, perm: np.ndarray) -> np.ndarray:
+    n, h, w, c = x.shape
+    return np.ascontiguousarray(x.reshape(n, h * w, c)[:, perm].reshape(n, h, w, c))
+
+
+def load_dataset(name: str, data_dir: str | os.PathLike[str] | None = None, seed: int = 0,
+                 allow_synthetic: bool = False, download: bool = True) -> DatasetArrays:
+    """Load a dataset by registry name. With allow_synthetic, missing real data falls back to
+    the synthetic twin (and the result says so)."""
+    spec = get_dataset_spec(name)
+    classes = list(FAMILIES[spec.family].classes)
+    if spec.synthetic:
+        tx, ty, vx, vy = _synthetic(spec.family)
+        return DatasetArrays(name, spec.family, tx, ty, vx, vy, classes, real=False,
+                             source="synthetic (deterministic, seed 12345)")
+    root = default_data_dir(data_dir)
+    try:
+        (tx, ty, vx, vy), source = _load_real(spec.family, str(root) if root else None, download)
+    except BenchError:
+        if not allow_synthetic:
+            raise
+        syn = load_dataset(f"synthetic-{spec.family}")
+        syn.extra["fallback_for"] = name
+        return syn
+    perm = None
+    if spec.permuted:
+        perm = pixel_permutation(seed, tx.shape[1] * tx.shape[2])
+        tx, vx = apply_permutation(tx, perm), apply_permutation(vx, perm)
+    return DatasetArrays(name, spec.family, tx, ty, vx, vy, classes, real=True, source=source,
+                         perm=perm, extra={"perm_seed": seed} if spec.permuted else {})

@@ -1,0 +1,68 @@
+"""Defaults every verb shares, the exit codes, and the precision table: one home for each.
+
+Torch-free on purpose: the CLI reads its flag defaults from here before any verb has imported
+torch, so `bench compare --help` starts in a fraction of a second. Torch dtypes are resolved
+by name only when a run asks for them (`Precision.autocast_dtype`, `Precision.input_dtype`).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+RESULTS_DIR = "results"  # where result files go and where suite names are looked up
+BASELINES_SUBDIR = "baselines"  # results/baselines/<device-slug>.json (bench ci)
+DATA_DIR_ENV = "BENCH_DATA_DIR"  # folder holding the datasets in their official layouts
+CACHE_DIR_ENV = "BENCH_CACHE_DIR"  # harness-owned cache (unpacked archives, .beton files)
+DEVICE = "auto"  # CUDA when torch can use it, else the CPU
+WARMUP_STEPS = 5  # first steps timed apart: compilation, autotuning, loader JIT
+WINDOW_STEPS = 50  # steps between two clock reads (device syncs) in steady state
+COMPILE_MODES = ("none", "default", "max-autotune", "reduce-overhead")
+
+# The process exit code of each run status; 2 is a user error (BenchError).
+EXIT_CODES = {"ok": 0, "error": 1, "nan": 3, "oom": 4, "interrupted": 130}
+EXIT_BAD_INPUT = 2
+
+
+def data_dir_default() -> str | None:
+    """The data folder when no --data-dir is given: $BENCH_DATA_DIR, read at call time."""
+    return os.environ.get(DATA_DIR_ENV) or None
+
+
+@dataclass(frozen=True)
+class Precision:
+    """What a precision name means for a training step."""
+
+    name: str
+    autocast: str | None  # torch dtype name autocast runs in; None: no autocast
+    tf32: bool  # TensorFloat-32 matmuls/convolutions on CUDA
+    grad_scaler: bool  # fp16 needs loss scaling to keep small gradients
+    activation_bytes: int  # bytes per activation element (roofline traffic model)
+
+    @property
+    def autocast_dtype(self) -> Any:
+        import torch
+
+        return getattr(torch, self.autocast) if self.autocast else None
+
+    @property
+    def input_dtype(self) -> Any:
+        """Loaders hand the model its inputs already in the autocast dtype: half the bytes."""
+        import torch
+
+        return self.autocast_dtype or torch.float32
+
+
+PRECISION_TABLE: dict[str, Precision] = {p.name: p for p in (
+    Precision("fp32", None, tf32=False, grad_scaler=False, activation_bytes=4),
+    Precision("tf32", None, tf32=True, grad_scaler=False, activation_bytes=4),
+    Precision("bf16", "bfloat16", tf32=False, grad_scaler=False, activation_bytes=2),
+    Precision("fp16", "float16", tf32=False, grad_scaler=True, activation_bytes=2),
+)}
+PRECISIONS = tuple(PRECISION_TABLE)
+
+
+def precision(name: str) -> Precision:
+    """The table entry; unknown names are rejected by the run options before they get here."""
+    return PRECISION_TABLE[name]

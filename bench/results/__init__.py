@@ -1,0 +1,80 @@
+"""The results library: one JSON file per run, and everything that reads them.
+
+Writers (runner, sweep, peak) and readers (compare, report, export, ci, suite tables) meet here,
+so each fact - a key, a label, a file layout, a table format - has one home:
+
+- `schema`: the `Result` a run fills in and the typed rows of a result doc;
+- `store`: atomic writes, reading/validating files, loading folders, suite batches;
+- `rows`: configuration keys and labels, flat rows per run or epoch, DataFrames of them;
+- `format`: markdown/text tables and the number formats of their cells;
+- `labels`: device label and file-name slug;
+- `suite_tables`: the tables `bench suite` prints.
+
+Nothing here imports torch, and pandas only where a DataFrame is built.
+"""
+
+from __future__ import annotations
+
+from .format import (
+    fmt_ips,
+    fmt_num,
+    fmt_percent,
+    markdown_escape,
+    markdown_table,
+    text_table,
+)
+from .labels import device_label, device_slug
+from .rows import (
+    CONFIG_KEYS,
+    Key,
+    config_label,
+    docs_epochs,
+    docs_frame,
+    flatten,
+    norm,
+    num,
+    run_key,
+)
+from .schema import (
+    SCHEMA_VERSION,
+    STATUSES,
+    EpochRow,
+    EvalRow,
+    Result,
+    ResultDoc,
+    RunConfigDoc,
+    RunRow,
+    Summary,
+    WindowRow,
+)
+from .store import (
+    BASELINES_SUBDIR,
+    DEFAULT_RESULTS_DIR,
+    atomic_write,
+    atomic_write_text,
+    expand_paths,
+    load_docs,
+    load_epochs,
+    load_results,
+    load_side,
+    newest_suite_batch,
+    read_docs,
+    read_result,
+    result_files,
+    save_figure,
+    validate_doc,
+    write_result,
+)
+from .suite_tables import experiments_table, repeats_table, runs_table, suite_table
+
+__all__ = [
+    "BASELINES_SUBDIR", "CONFIG_KEYS", "DEFAULT_RESULTS_DIR", "SCHEMA_VERSION", "STATUSES",
+    "EpochRow", "EvalRow", "Key", "Result", "ResultDoc", "RunConfigDoc", "RunRow", "Summary",
+    "WindowRow",
+    "atomic_write", "atomic_write_text", "config_label", "device_label", "device_slug",
+    "docs_epochs", "docs_frame", "expand_paths", "experiments_table", "flatten", "fmt_ips",
+    "fmt_num", "fmt_percent", "load_docs", "load_epochs", "load_results", "load_side",
+    "markdown_escape", "markdown_table", "newest_suite_batch", "norm", "num", "read_docs",
+    "read_result", "repeats_table", "result_files", "run_key", "runs_table", "save_figure",
+    "suite_table", "text_table", "validate_doc", "write_result",
+]

@@ -1,0 +1,207 @@
+"""The result document: the `Result` the runner fills in and the typed rows every reader reads.
+
+A result file is JSON, so its rows are dicts; these TypedDicts name their keys once, for the
+writer (runner, engine) and the readers (compare, report, export, ci, suites) alike. All are
+`total=False` where a key can be absent in older files or in a run that stopped early.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import math
+import uuid
+from dataclasses import asdict, dataclass, field
+from typing import Any, TypedDict
+
+SCHEMA_VERSION = 1
+STATUSES = ("ok", "oom", "nan", "interrupted", "error")
+
+
+class WindowRow(TypedDict):
+    """One timed window of training steps (clock read at its edges only)."""
+
+    epoch: int
+    steps: int
+    images: int
+    seconds: float
+    warmup: bool
+
+
+class EvalRow(TypedDict):
+    """One evaluation on the test set, at a training step."""
+
+    step: int
+    epoch: int
+    test_loss: float
+    test_acc: float
+    train_time_s: float  # training clock when it ran (evaluation itself is off the clock)
+    eval_time_s: float
+
+
+class EpochRow(TypedDict):
+    """One training epoch (or the partial epoch a --max-steps run ends in)."""
+
+    epoch: int
+    steps: int
+    images: int
+    train_time_s: float
+    images_per_s: float | None
+    train_loss: float
+    cumulative_train_time_s: float
+    timed: bool  # False for the first of several epochs (warm-up), kept out of epoch_time_s
+    test_loss: float | None
+    test_acc: float | None
+    eval_time_s: float | None
+
+
+class Summary(TypedDict, total=False):
+    """The run's headline figures (`result.summary`)."""
+
+    # throughput: median over steady windows and its spread
+    images_per_s: float | None
+    images_per_s_min: float
+    images_per_s_max: float
+    images_per_s_q1: float
+    images_per_s_q3: float
+    steady_windows: int
+    epoch_time_s: float | None
+    epoch_time_source: str | None
+    # accuracy
+    final_test_acc: float | None
+    best_test_acc: float | None
+    target_accuracy: float | None
+    time_to_accuracy_s: float | None
+    steps_to_accuracy: int | None
+    # clocks
+    steps: int
+    total_train_time_s: float
+    total_eval_time_s: float
+    warmup_time_s: float | None
+    compile_time_s: float | None
+    # model and hardware efficiency
+    params: int
+    flops_per_image: float | None
+    achieved_tflops: float | None
+    peak_tflops: float
+    mfu: float | None
+    peak_memory_bytes: int | None
+    peak_memory_kind: str | None
+    arithmetic_intensity: float | None
+    peak_copy_gbs: float | None
+    ridge_flops_per_byte: float
+    roofline_bound: str
+    # data-parallel runs only
+    scaling_efficiency: float | None
+    distributed: dict[str, Any]
+
+
+class RunConfigDoc(TypedDict, total=False):
+    """`result.config`: the settings a run was made with, as resolved (recipe applied)."""
+
+    model: str
+    dataset: str
+    loader: str
+    device: str
+    precision: str
+    compile: str
+    channels_last: bool
+    batch_size: int
+    recipe: str
+    epochs: float
+    max_steps: int | None
+    seed: int
+    workers: int
+    threads: int | None
+    data_dir: str | None
+    world_size: int
+    per_rank_batch_size: int
+    warmup_steps: int
+    window_steps: int
+    evaluate: bool
+    batch_size_search: list[dict[str, Any]]
+
+
+class ResultDoc(TypedDict, total=False):
+    """A result file as read back: `Result.to_dict()`, plus `_path` (where it was read from)."""
+
+    schema_version: int
+    run_id: str
+    created: str  # ISO 8601, UTC
+    status: str  # one of STATUSES
+    message: str | None
+    suite: str | None
+    repeat: int
+    config: RunConfigDoc
+    env: dict[str, Any]
+    recipe: dict[str, Any]
+    data: dict[str, Any]
+    loader: dict[str, Any]
+    model: dict[str, Any]
+    timed_window: dict[str, Any]
+    epochs: list[EpochRow]
+    summary: Summary
+    evals: list[EvalRow]
+    windows: list[WindowRow]
+    _path: str  # added by the reader, never written
+
+
+class RunRow(RunConfigDoc, Summary, total=False):
+    """One flat row per run (`rows.flatten`): config and summary keys, plus these columns."""
+
+    run_id: str
+    created: str
+    status: str
+    message: str | None
+    suite: str | None
+    path: str | None
+    device_label: str
+    host: str | None
+    git_commit: str | None
+    real_data: bool | None
+
+
+@dataclass
+class Result:
+    """What one run writes: `to_dict()` is the result file (a `ResultDoc` without `_path`)."""
+
+    config: dict[str, Any]  # a RunConfigDoc
+    env: dict[str, Any]
+    status: str = "ok"
+    message: str | None = None
+    recipe: dict[str, Any] = field(default_factory=dict)
+    data: dict[str, Any] = field(default_factory=dict)
+    loader: dict[str, Any] = field(default_factory=dict)
+    model: dict[str, Any] = field(default_factory=dict)
+    timed_window: dict[str, Any] = field(default_factory=dict)
+    epochs: list[EpochRow] = field(default_factory=list)
+    summary: Summary = field(default_factory=dict)
+    evals: list[EvalRow] = field(default_factory=list)  # every evaluation, with its step
+    windows: list[WindowRow] = field(default_factory=list)  # timed windows, warm-up first
+    suite: str | None = None
+    repeat: int = 0
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:10])
+    created: str = field(
+        default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    )
+    schema_version: int = SCHEMA_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        return _json_safe(asdict(self))
+
+    def file_name(self) -> str:
+        c = self.config
+        stamp = self.created.replace(":", "").replace("-", "").replace("+0000", "Z")[:15]
+        parts = [stamp, c.get("model"), c.get("dataset"), c.get("loader"), c.get("precision"),
+                 f"r{self.repeat}", self.run_id]
+        return "-".join(str(p) for p in parts if p is not None) + ".json"
+
+
+def _json_safe(obj: Any) -> Any:
+    """NaN/inf are not JSON: store them as null (a NaN loss is recorded by status 'nan')."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {str(k): _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    return obj

@@ -1,0 +1,238 @@
+"""Result files on disk: atomic writes, reading and validating, finding them in folders, and
+rebuilding the newest run of a suite.
+
+A result is never half-written: it goes to a temporary file in the same folder, is flushed and
+fsync'ed, then renamed over the final name (rename is atomic on POSIX file systems). The same
+helpers write every other output (tables, figures, exports), for the same reason.
+
+A folder is read recursively except its `baselines/` subfolders: a recorded baseline (a file
+holding a JSON list of result docs, written by `bench ci`) copies earlier runs, and counted again
+they would pose as repeats. Name a baseline file, or the baselines folder itself, to read it.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from ..defaults import BASELINES_SUBDIR
+from ..defaults import RESULTS_DIR as DEFAULT_RESULTS_DIR
+from ..errors import BenchError
+from .rows import Key, docs_epochs, docs_frame, run_key
+from .schema import SCHEMA_VERSION, STATUSES, Result, ResultDoc
+
+StrPath = str | os.PathLike[str]
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def atomic_write(path: Path, write: Callable[[str], None], suffix: str = ".tmp") -> None:
+    """Call write(tmp_name) on a temporary file beside `path`, then rename it over `path`:
+    readers see the old content or all of the new, never a part (rename is atomic on POSIX)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; our outputs are for sharing
+        os.close(fd)
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write text atomically, flushed to disk before the rename."""
+
+    def write(tmp: str) -> None:
+        with open(tmp, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+
+    atomic_write(path, write)
+
+
+def save_figure(fig: Any, path: Path) -> None:
+    """A matplotlib figure as PNG, written atomically: readers never see half a picture."""
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight"),
+                 suffix=".png")
+
+
+def write_result(result: Result, out_dir: StrPath) -> Path:
+    """Write one result file atomically and return its path."""
+    if result.status not in STATUSES:
+        raise ValueError(f"bad status {result.status!r}")
+    path = Path(out_dir) / result.file_name()
+    atomic_write_text(path, json.dumps(result.to_dict(), indent=1, sort_keys=False) + "\n")
+    return path
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def validate_doc(doc: Any, where: str) -> ResultDoc:
+    """Check a parsed document is a result this version understands; tag it with `where`."""
+    if not isinstance(doc, dict) or "schema_version" not in doc or "config" not in doc:
+        raise BenchError(f"{where}: not a bench result file (no schema_version/config)")
+    version = doc["schema_version"]
+    if not isinstance(version, int) or version > SCHEMA_VERSION:
+        raise BenchError(
+            f"{where}: result schema {version} is newer than this tool understands "
+            f"({SCHEMA_VERSION}); upgrade bench"
+        )
+    return {**doc, "_path": where}
+
+
+def read_result(path: StrPath) -> ResultDoc:
+    """Read and validate one result file; problems become a one-line BenchError."""
+    p = Path(path)
+    try:
+        doc = json.loads(p.read_text())
+    except FileNotFoundError:
+        raise BenchError(f"{p}: no such result file") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BenchError(f"{p}: not a readable result file ({type(exc).__name__}: {exc})") from None
+    return validate_doc(doc, str(p))
+
+
+def read_docs(path: StrPath) -> list[ResultDoc]:
+    """Docs of one file: a single result, or a baseline file holding a list of results.
+
+    Anything unreadable is handed to `read_result`, which owns the one-line error messages.
+    """
+    p = Path(path)
+    try:
+        doc = json.loads(p.read_text())
+    except (OSError, UnicodeDecodeError, ValueError):
+        return [read_result(p)]
+    if isinstance(doc, list):
+        return [validate_doc(d, f"{p}#{i}") for i, d in enumerate(doc)]
+    return [read_result(p)]
+
+
+def expand_paths(items: Iterable[StrPath]) -> list[Path]:
+    """Files as given, folders expanded to their *.json files (recursively), sorted."""
+    out: list[Path] = []
+    for item in items:
+        p = Path(item)
+        if p.is_dir():
+            out.extend(sorted(q for q in p.rglob("*.json") if not q.name.startswith(".")))
+        elif p.exists():
+            out.append(p)
+        else:
+            raise BenchError(f"{p}: no such file or folder")
+    return out
+
+
+def result_files(item: StrPath) -> list[Path]:
+    """A file as given; a folder's *.json files, recursively, except under `baselines/`."""
+    p = Path(item)
+    files = expand_paths([p])
+    if not p.is_dir():
+        return files
+    return [f for f in files if BASELINES_SUBDIR not in f.relative_to(p).parts[:-1]]
+
+
+def load_docs(items: Iterable[StrPath]) -> list[ResultDoc]:
+    """All docs of files/folders (folders recursively, without `baselines/`), in path order."""
+    return [d for item in items for p in result_files(item) for d in read_docs(p)]
+
+
+def load_results(items: Iterable[StrPath]):  # -> pandas.DataFrame
+    """Any set of result files/folders as one DataFrame, one row per run (`rows.flatten`)."""
+    return docs_frame(load_docs(items))
+
+
+def load_epochs(items: Iterable[StrPath]):  # -> pandas.DataFrame
+    """Per-epoch rows of every run, with the run's identity and configuration columns."""
+    return docs_epochs(load_docs(items))
+
+
+# --------------------------------------------------------------------------- suite batches
+
+
+def _created(doc: ResultDoc) -> _dt.datetime:
+    """Parse `created`; unparseable stamps sort first so they never count as newest."""
+    try:
+        t = _dt.datetime.fromisoformat(str(doc.get("created")))
+    except ValueError:
+        return _dt.datetime.min.replace(tzinfo=_dt.timezone.utc)
+    return t if t.tzinfo else t.replace(tzinfo=_dt.timezone.utc)
+
+
+def newest_suite_batch(docs: Sequence[ResultDoc], suite: str) -> list[ResultDoc]:
+    """The newest run of `suite` among `docs`.
+
+    Result files carry no batch id, so a batch is rebuilt from the newest result of the suite:
+    walking back in `created` order through results in the same folder from the same host, it
+    takes each (configuration, repeat) once and stops at the first one seen again - that is
+    where the previous invocation of the suite ends.
+    """
+    runs = sorted((d for d in docs if d.get("suite") == suite), key=_created, reverse=True)
+    if not runs:
+        return []
+    folder = Path(str(runs[0].get("_path"))).parent
+    host = (runs[0].get("env") or {}).get("host")
+    batch: list[ResultDoc] = []
+    seen: set[tuple[Key, Any]] = set()
+    for d in runs:
+        if Path(str(d.get("_path"))).parent != folder or (d.get("env") or {}).get("host") != host:
+            continue
+        k = (run_key(d.get("config") or {}), d.get("repeat"))
+        if k in seen:
+            break
+        seen.add(k)
+        batch.append(d)
+    return batch
+
+
+def _scan_results(results_dir: Path) -> list[ResultDoc]:
+    """Every readable result under results_dir except the recorded baselines (copies)."""
+    docs: list[ResultDoc] = []
+    bad: list[str] = []
+    for p in result_files(results_dir) if results_dir.is_dir() else []:
+        try:
+            docs.extend(read_docs(p))
+        except BenchError as exc:
+            bad.append(str(exc))
+    if bad:
+        print(f"bench: warning: skipped {len(bad)} unreadable file(s) under {results_dir}"
+              f" (first: {bad[0]})", file=sys.stderr)
+    return docs
+
+
+def load_side(item: str, side: str, results_dir: StrPath = DEFAULT_RESULTS_DIR
+              ) -> list[ResultDoc]:
+    """Docs of one side of a comparison: a path, or else a suite name; never empty.
+
+    A suite name means the newest run of that suite under `results_dir` (`newest_suite_batch`).
+    """
+    p = Path(item)
+    if p.exists():
+        docs = load_docs([p])
+        if not docs:
+            raise BenchError(f"{side} {item}: no result files in it")
+        return docs
+    if "/" in item or item.endswith(".json"):
+        raise BenchError(f"{side} {item}: no such file or folder")
+    docs = newest_suite_batch(_scan_results(Path(results_dir)), item)
+    if not docs:
+        raise BenchError(
+            f"{side} {item!r}: no such file or folder, and no run of a suite of that name"
+            f" under {results_dir}/"
+        )
+    return docs

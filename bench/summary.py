@@ -1,0 +1,89 @@
+"""A run's headline figures (`result.summary`) from what the training loop recorded.
+
+Three parts, each a function: throughput (steady-state images/s and the epoch time), accuracy
+(final, best, time to target) and efficiency (FLOP/s, MFU against the measured peak, memory,
+the roofline position).
+"""
+
+from __future__ import annotations
+
+import statistics
+
+import torch
+
+from . import device as devmod
+from .engine import TrainState, steady_state
+from .results.schema import Summary
+
+
+def _throughput(state: TrainState, loader_images: int) -> Summary:
+    s = Summary(**steady_state(state.windows))  # type: ignore[typeddict-item]
+    timed = [e["train_time_s"] for e in state.epochs if e.get("timed")]
+    if len(state.epochs) >= 2 and timed:
+        s["epoch_time_s"], s["epoch_time_source"] = statistics.median(timed), "median timed epochs"
+    elif s.get("images_per_s"):
+        s["epoch_time_s"] = loader_images / s["images_per_s"]
+        s["epoch_time_source"] = "epoch images / steady-state images/s"
+    else:
+        s["epoch_time_s"], s["epoch_time_source"] = None, None
+    return s
+
+
+def _accuracy_and_clocks(state: TrainState, target: float | None) -> Summary:
+    accs = [e["test_acc"] for e in state.evals if e.get("test_acc") is not None]
+    return Summary(
+        final_test_acc=accs[-1] if accs else None,
+        best_test_acc=max(accs) if accs else None,
+        target_accuracy=target,
+        time_to_accuracy_s=state.time_to_accuracy_s,
+        steps_to_accuracy=state.steps_to_accuracy,
+        steps=state.steps,
+        total_train_time_s=state.train_time_s,
+        total_eval_time_s=state.eval_time_s,
+        warmup_time_s=state.warmup_time_s,
+    )
+
+
+def _compile_time(state: TrainState, images_per_s: float | None) -> float | None:
+    """Warm-up time beyond what the same images cost in steady state: compile, autotune, JIT."""
+    warm = [w for w in state.windows if w.warmup]
+    if not warm or not images_per_s:
+        return None
+    return max(0.0, sum(w.seconds for w in warm) - sum(w.images for w in warm) / images_per_s)
+
+
+def _efficiency(s: Summary, flops: float | None, device: torch.device,
+                precision: str) -> Summary:
+    """Achieved FLOP/s, MFU against the measured peak, and the roofline position."""
+    from .peak import cached_peak_flops, load_cached_peak
+
+    out = Summary()
+    ips = s.get("images_per_s")
+    out["achieved_tflops"] = flops * ips / 1e12 if flops and ips else None
+    out["mfu"] = None
+    peak = cached_peak_flops(device, precision)
+    if peak:
+        out["peak_tflops"] = peak / 1e12
+        if out["achieved_tflops"]:
+            out["mfu"] = out["achieved_tflops"] * 1e12 / peak
+    bandwidth = (load_cached_peak(device) or {}).get("copy_bytes_per_s")
+    out["peak_copy_gbs"] = bandwidth / 1e9 if bandwidth else None
+    ai = s.get("arithmetic_intensity")
+    if ai and peak and bandwidth:
+        # roofline: below the ridge point (peak / bandwidth) memory traffic limits the step
+        out["ridge_flops_per_byte"] = peak / bandwidth
+        out["roofline_bound"] = "bandwidth" if ai < peak / bandwidth else "compute"
+    return out
+
+
+def summarise(state: TrainState, loader_images: int, flops: float | None, params: int,
+              target: float | None, device: torch.device, precision: str,
+              intensity: float | None = None) -> Summary:
+    s = _throughput(state, loader_images)
+    s["arithmetic_intensity"] = intensity
+    s.update(_accuracy_and_clocks(state, target))
+    s["params"], s["flops_per_image"] = params, flops
+    s["compile_time_s"] = _compile_time(state, s.get("images_per_s"))
+    s["peak_memory_bytes"], s["peak_memory_kind"] = devmod.peak_memory_bytes(device)
+    s.update(_efficiency(s, flops, device, precision))
+    return s
