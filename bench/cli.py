@@ -164,7 +164,9 @@ def _chosen_verb(argv: Sequence[str]) -> str | None:
 def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     """The CLI parser; only the verb named in argv (all of them when argv is None) is built in
     full, the others are stubs so that their modules are not imported."""
-    parser = argparse.ArgumentParser(prog="bench", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="bench", description="Training benchmarks of the course networks (FC, CNN, LeNet, "
+        "VGG): run them, compare devices and commits, report, and gate speed in CI.")
     sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
     chosen = _chosen_verb(argv) if argv is not None else None
     for name, (target, help_text) in VERBS.items():

@@ -15,6 +15,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, TypedDict
 
+from .defaults import RESULTS_DIR
 from .errors import BenchError
 from .results import (
     RunRow,
@@ -362,7 +363,8 @@ def register(sub: Any) -> None:
                        description="Group runs by device and draw throughput, speed-up,"
                        " time-to-accuracy and accuracy-vs-time figures plus report.md.")
     p.add_argument("results", nargs="+", help="result files, baseline files or folders")
-    p.add_argument("--out", default="results/report", help="output folder (default results/report)")
+    out = f"{RESULTS_DIR}/report"
+    p.add_argument("--out", default=out, help=f"output folder (default {out})")
     p.add_argument("--baseline-device", default=None,
                    help="device label the speed-ups are relative to (default: the device with"
                    " the most configurations)")

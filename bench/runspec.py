@@ -87,7 +87,7 @@ class RunConfig:
                                         recipe=True)
     compile: str | None = option(None, "torch.compile mode", what="compile mode",
                                  choices=lambda: defaults.COMPILE_MODES, recipe=True)
-    recipe: str = option("seed", "seed (the course's settings) or fast",
+    recipe: str = option("seed", "training recipe (seed: the course's own settings)",
                          choices=lambda: _recipe_names(), what="recipe")
     batch_size: int | str | None = option(None, "integer or 'auto' (largest that fits)",
                                           parse=_batch_size, minimum=0, strict=True, recipe=True)
@@ -161,7 +161,7 @@ def _help(f: Any, default: Any) -> str:
         text += f": {', '.join(m['choices']())}"
     if m["recipe"]:
         text += " (default: the recipe's)"
-    elif default not in (None, False, True) and m["kind"] == "value" and not m["required"]:
+    elif default is not None and m["kind"] == "value" and not m["required"]:
         text += f" (default: {default})"
     return text
 

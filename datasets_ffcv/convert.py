@@ -36,6 +36,7 @@ import numpy as np
 from bench.datasets import DATASETS, DatasetArrays, cache_dir, load_dataset
 from bench.errors import BenchError
 from bench.results import atomic_write_text
+from bench.runspec import add_run_flags
 
 from . import ffcv_version, require_ffcv
 from .verify import (
@@ -278,9 +279,7 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                     "shares mnist's files (the permutation is applied when loading).")
     p.add_argument("datasets", nargs="+", metavar="DATASET", choices=list(DATASETS),
                    help=f"one or more of: {', '.join(DATASETS)}")
-    p.add_argument("--data-dir", default=None,
-                   help="folder with MNIST/raw and cifar-10-python.tar.gz "
-                        "(default: $BENCH_DATA_DIR)")
+    add_run_flags(p, include=("data_dir",))
     p.add_argument("--out", default=None,
                    help=f"folder for the .beton files (default: {default_out_dir()})")
     p.add_argument("--force", action="store_true", help="rewrite even if current")
