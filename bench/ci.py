@@ -1,25 +1,41 @@
-"""`bench ci`: run the short "ci" suite and gate it against this device's recorded baseline.
+"""`bench ci`: measure the "ci" suite and gate it, against a stored baseline or a git ref.
 
-The baseline is one JSON file per device, `results/baselines/<device-slug>.json`, holding a
-list of result docs: one file can be replaced atomically (`--record-baseline`), reviewed in a
-pull request, and read by `bench compare` / `bench report` like any result file.
-Exit status: 0 pass (or no baseline yet), 1 regression or a failed run, 2 bad input.
+Three ways to gate (docs/ci.md has the measured false-alarm and detection rates of each):
+- stored baseline: `results/baselines/<device-slug>.json` (`--record-baseline` writes it,
+  `--calibrate` writes it with the runner's measured noise per configuration);
+- `--against REF`: REF's code in a temporary git worktree and this checkout's code measured
+  alternately in the same job (no stored baseline, no drift between the two sides);
+- the suite's runs are interleaved (every configuration once per round), `--repeats` rounds.
+
+A baseline belongs to one device; comparing with another device's is bad input (exit 2).
+Exit status: 0 pass; 1 regression or a failed run; 2 bad input; 3 could not gate (no
+baseline, or a configuration too noisy for the threshold: the row says what it needs).
+Every output (text, $GITHUB_STEP_SUMMARY markdown, `--json`) shows per configuration the ratio,
+its bounds, the verdict and the slowdown the gate could detect.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .compare import compare_frames, format_markdown, format_text, parse_threshold
+from .compare import (
+    Comparison,
+    compare_frames,
+    format_json,
+    format_markdown,
+    format_text,
+    parse_threshold,
+)
+from .defaults import EXIT_UNGATED
 from .errors import BenchError
 from .results import (
     BASELINES_SUBDIR,
     DEFAULT_RESULTS_DIR,
+    Key,
     ResultDoc,
     atomic_write_text,
     config_label,
@@ -27,15 +43,19 @@ from .results import (
     docs_frame,
     flatten,
     fmt_num,
-    load_docs,
     markdown_table,
+    read_baseline,
     read_docs,
     run_key,
+    write_baseline,
 )
 from .runspec import add_run_flags
+from .stats import detectable_slowdown, log_sigma, per_config_alpha, repeats_needed
 
 SUITE = "ci"
 BASELINE_DIR = Path(DEFAULT_RESULTS_DIR) / BASELINES_SUBDIR
+DEFAULT_REPEATS = 3
+DEFAULT_CALIBRATION_ROUNDS = 8
 
 
 def baseline_path(device_label: str, folder: Path = BASELINE_DIR) -> Path:
@@ -45,12 +65,16 @@ def baseline_path(device_label: str, folder: Path = BASELINE_DIR) -> Path:
 def append_step_summary(markdown: str) -> None:
     """Append to the GitHub Actions job summary when running there (the file is append-only)."""
     path = os.environ.get("GITHUB_STEP_SUMMARY")
-    if path:
+    if not path:
+        return
+    try:
         with open(path, "a", encoding="utf-8") as f:
             f.write(markdown.rstrip("\n") + "\n\n")
+    except OSError as exc:
+        raise BenchError(f"cannot append to $GITHUB_STEP_SUMMARY {path}: {exc}") from None
 
 
-def _device_of(docs: Sequence[ResultDoc]) -> str:
+def device_of(docs: Sequence[ResultDoc]) -> str:
     labels = sorted({flatten(d)["device_label"] for d in docs})
     if len(labels) != 1:
         raise BenchError(f"the ci suite ran on {len(labels)} devices ({', '.join(labels)});"
@@ -64,14 +88,81 @@ def _failures(docs: Sequence[ResultDoc]) -> list[str]:
             for d in docs if d.get("status") != "ok"]
 
 
-def record_baseline(docs: Sequence[ResultDoc], path: Path) -> None:
-    """Replace the baseline atomically; refuse an incomplete one, it would hide configurations."""
+def _refuse_failures(docs: Sequence[ResultDoc]) -> None:
     failures = _failures(docs)
     if failures:
         raise BenchError(f"{len(failures)} ci run(s) failed, not recording a baseline:"
                          f" {'; '.join(failures)}")
-    clean = [{k: v for k, v in d.items() if not k.startswith("_")} for d in docs]
-    atomic_write_text(path, json.dumps(clean, indent=1) + "\n")
+
+
+def record_baseline(docs: Sequence[ResultDoc], path: Path,
+                    calibration: dict[str, Any] | None = None) -> None:
+    """Replace the baseline atomically; refuse an incomplete one, it would hide configurations."""
+    _refuse_failures(docs)
+    write_baseline(path, docs, device_of(docs), calibration)
+
+
+# ----------------------------------------------------------------------------- calibration
+def _by_key(docs: Sequence[ResultDoc]) -> dict[Key, list[float]]:
+    groups: dict[Key, list[float]] = {}
+    for d in docs:
+        ips = (d.get("summary") or {}).get("images_per_s")
+        if d.get("status") == "ok" and ips:
+            groups.setdefault(run_key(d.get("config") or {}), []).append(float(ips))
+    return groups
+
+
+def calibration_of(docs: Sequence[ResultDoc], threshold: float, alpha: float,
+                   repeats: int) -> dict[str, Any]:
+    """Per configuration: run-to-run noise (sd of log images/s over the A/A rounds), the slowdown
+    a gate with `repeats` runs could detect, and the runs per side it needs for `threshold`."""
+    groups = _by_key(docs)
+    per_config = per_config_alpha(alpha, len(groups))
+    rows = []
+    for key, ips in sorted(groups.items(), key=lambda kv: config_label(kv[0])):
+        sigma = log_sigma(ips)
+        if sigma is None:
+            raise BenchError(f"calibration needs 2+ runs of {config_label(key)}")
+        detectable = detectable_slowdown(sigma, len(ips), repeats, per_config)
+        rows.append({"key": list(key), "label": config_label(key), "runs": len(ips),
+                     "sigma": sigma, "detectable": detectable,
+                     "needed_repeats": repeats_needed(sigma, threshold, per_config)})
+    return {"threshold": threshold, "alpha": alpha, "repeats": repeats, "configs": rows}
+
+
+def noise_table(calibration: dict[str, Any] | None) -> dict[Key, float]:
+    """The calibrated sigma of each configuration key (empty without a calibration)."""
+    if not calibration:
+        return {}
+    try:
+        return {tuple(c["key"]): float(c["sigma"]) for c in calibration.get("configs", [])}
+    except (KeyError, TypeError, ValueError):
+        raise BenchError("the baseline's calibration is malformed; re-run bench ci "
+                         "--calibrate") from None
+
+
+def _calibration_markdown(cal: dict[str, Any]) -> str:
+    rows = [[c["label"], c["runs"], f"±{c['sigma']:.2%}", f"{c['detectable']:.1%}",
+             c["needed_repeats"]] for c in cal["configs"]]
+    return markdown_table(["configuration", "A/A runs", "noise (sd)",
+                           f"detectable with {cal['repeats']} runs", "runs needed for "
+                           f"{cal['threshold']:.0%}"], rows)
+
+
+# ----------------------------------------------------------------------------- gating
+def _check_same_device(base: Sequence[ResultDoc], label: str, path: Path) -> None:
+    base_label = device_of(base)
+    if base_label != label:
+        raise BenchError(f"{path} is the baseline of {base_label}, this job ran on {label}: "
+                         "a gate compares one device with itself (use bench compare for two)")
+
+
+def _report(cmp: Comparison, json_out: str | None, heading: str) -> int:
+    print(format_text(cmp), end="")
+    append_step_summary(f"{heading}\n\n" + format_markdown(cmp))
+    if json_out:
+        atomic_write_text(Path(json_out), format_json(cmp))
+    return cmp.exit_code
 
 
 def _results_markdown(docs: Sequence[ResultDoc], note: str) -> str:
@@ -82,56 +173,110 @@ def _results_markdown(docs: Sequence[ResultDoc], note: str) -> str:
         ["configuration", "device", "status", "images/s"], rows)
 
 
-def run_ci(*, data_dir: str | None, out_dir: str, device: str, repeats: int, threshold: float,
-           baseline: str | None, record: bool) -> int:
-    """Run the suite, then record or compare; returns the exit status."""
+def gate_stored(docs: Sequence[ResultDoc], path: Path, threshold: float, alpha: float,
+                json_out: str | None, named: bool) -> int:
+    """Compare this job's runs with the stored baseline at `path`."""
+    label = device_of(docs)
+    if not path.exists():
+        if named:
+            raise BenchError(f"--baseline {path}: no such file")
+        msg = (f"no baseline for {label} at {path}: could not gate (record one with "
+               "`bench ci --calibrate` or `make bench-baseline`)")
+        print(msg)
+        for f in _failures(docs):
+            print(f"failed: {f}")
+        append_step_summary(_results_markdown(docs, msg))
+        return 1 if _failures(docs) else EXIT_UNGATED
+    base, calibration = read_baseline(path)
+    _check_same_device(base, label, path)
+    cmp = compare_frames(docs_frame(base), docs_frame(docs), threshold, alpha,
+                         noise_table(calibration))
+    return _report(cmp, json_out, f"bench ci against {path}")
+
+
+def _run_suite(args: argparse.Namespace, rounds: int) -> list[ResultDoc]:
     from .suites import run_suite
 
-    paths = run_suite(SUITE, data_dir=data_dir, out_dir=out_dir, device=device, repeats=repeats)
+    overrides = {"budget_s": args.budget_s} if args.budget_s else None
+    paths = run_suite(SUITE, data_dir=args.data_dir, out_dir=args.out, device=args.device,
+                      repeats=rounds, overrides=overrides)
     docs = [d for p in paths for d in read_docs(p)]
     if not docs:
         raise BenchError(f"suite {SUITE!r} wrote no results")
-    label = _device_of(docs)
-    path = Path(baseline) if baseline else baseline_path(label)
-    if record:
-        record_baseline(docs, path)
-        msg = f"recorded baseline of {len(docs)} run(s) on {label}: {path}"
-        print(msg)
-        append_step_summary(_results_markdown(docs, msg))
-        return 0
-    failures = _failures(docs)
-    if not path.exists():
-        msg = (f"no baseline for {label} at {path}: nothing to compare against"
-               " (record one with `make bench-baseline`)")
-        print(msg)
-        for f in failures:
-            print(f"failed: {f}")
-        append_step_summary(_results_markdown(docs, msg))
-        return 1 if failures else 0
-    cmp = compare_frames(docs_frame(load_docs([path])), docs_frame(docs), threshold)
-    print(format_text(cmp), end="")
-    append_step_summary(format_markdown(cmp))
-    return cmp.exit_code
+    return docs
+
+
+def _calibrate(args: argparse.Namespace, threshold: float, alpha: float) -> int:
+    docs = _run_suite(args, args.rounds)
+    _refuse_failures(docs)
+    cal = calibration_of(docs, threshold, alpha, args.repeats)
+    path = Path(args.baseline) if args.baseline else baseline_path(device_of(docs))
+    record_baseline(docs, path, cal)
+    table = _calibration_markdown(cal)
+    print(f"calibrated {len(cal['configs'])} configuration(s) on {device_of(docs)} from "
+          f"{args.rounds} A/A rounds: {path}\n{table}")
+    append_step_summary(f"### bench ci --calibrate\n\n{table}")
+    return 0
 
 
 def handler(args: argparse.Namespace) -> int:
-    if args.repeats < 1:
-        raise BenchError(f"--repeats {args.repeats}: must be at least 1")
-    return run_ci(data_dir=args.data_dir, out_dir=args.out, device=args.device,
-                  repeats=args.repeats, threshold=parse_threshold(args.threshold),
-                  baseline=args.baseline, record=args.record_baseline)
+    threshold, alpha = parse_threshold(args.threshold), parse_threshold(args.alpha)
+    modes = [m for m in ("record_baseline", "calibrate", "against") if getattr(args, m)]
+    if len(modes) > 1:
+        raise BenchError("--record-baseline, --calibrate and --against exclude each other")
+    if args.against:
+        from .against import gate_against
+
+        cmp = gate_against(args, threshold, alpha)
+        return _report(cmp, args.json, f"bench ci --against {args.against}")
+    if args.calibrate:
+        return _calibrate(args, threshold, alpha)
+    docs = _run_suite(args, args.repeats)
+    path = Path(args.baseline) if args.baseline else baseline_path(device_of(docs))
+    if args.record_baseline:
+        record_baseline(docs, path)
+        msg = f"recorded baseline of {len(docs)} run(s) on {device_of(docs)}: {path}"
+        print(msg)
+        append_step_summary(_results_markdown(docs, msg))
+        return 0
+    return gate_stored(docs, path, threshold, alpha, args.json, named=bool(args.baseline))
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, not {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def register(sub: Any) -> None:
     p = sub.add_parser("ci", help="run the ci suite and compare it with this device's baseline",
-                       description="Exit status: 0 pass or no baseline, 1 regression or failed"
-                       " run, 2 bad input. Writes a markdown summary to $GITHUB_STEP_SUMMARY.")
-    add_run_flags(p, include=("data_dir", "out", "device"))
-    p.add_argument("--repeats", type=int, default=1,
-                   help="repeats per configuration; 2+ let the noise rule apply (default 1)")
-    p.add_argument("--threshold", default="5%", help="regression threshold (default 5%%)")
+                       description=__doc__.split("\n\n")[0])
+    add_run_flags(p, include=("data_dir", "out", "device", "budget_s"))
+    p.add_argument("--repeats", type=_positive_int, default=DEFAULT_REPEATS,
+                   help=f"rounds of the suite (runs per configuration; default "
+                   f"{DEFAULT_REPEATS})")
+    p.add_argument("--threshold", default="5%", help="slowdown that counts as a regression "
+                   "(default 5%%)")
+    p.add_argument("--alpha", default="5%", help="false-alarm rate of one gate run, over all "
+                   "its configurations (default 5%%)")
     p.add_argument("--baseline", default=None,
                    help="baseline file (default results/baselines/<device-slug>.json)")
     p.add_argument("--record-baseline", action="store_true",
                    help="write/replace the baseline with this run instead of comparing")
+    p.add_argument("--calibrate", action="store_true", help="run --rounds A/A rounds, store "
+                   "the measured noise per configuration in the baseline (and the runs)")
+    p.add_argument("--rounds", type=_positive_int, default=DEFAULT_CALIBRATION_ROUNDS,
+                   help=f"A/A rounds for --calibrate (default {DEFAULT_CALIBRATION_ROUNDS})")
+    p.add_argument("--against", metavar="REF", default=None, help="measure git REF (in a "
+                   "temporary worktree) and this checkout alternately, then gate")
+    p.add_argument("--json", metavar="FILE", default=None, help="also write the comparison "
+                   "as JSON")
     p.set_defaults(func=handler)
+
+
+__all__ = ["baseline_path", "calibration_of", "gate_stored", "handler", "noise_table",
+           "record_baseline", "register"]

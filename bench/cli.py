@@ -106,8 +106,8 @@ def cmd_suite(args: argparse.Namespace) -> int:
 
     if args.repeats <= 0:
         raise BenchError(f"--repeats must be positive, got {args.repeats}")
-    overrides = {k: v for k, v in (("compile", args.compile), ("threads", args.threads))
-                 if v is not None}
+    overrides = {k: v for k, v in (("compile", args.compile), ("threads", args.threads),
+                                   ("budget_s", args.budget_s)) if v is not None}
     paths = run_suite(args.name, data_dir=args.data_dir, out_dir=args.out, device=args.device,
                       repeats=args.repeats, quiet=args.quiet, overrides=overrides)
     if not paths:
@@ -125,7 +125,7 @@ def register_suite(sub: Any) -> None:
     add_run_flags(p, include=("data_dir", "out", "device"))
     p.add_argument("--repeats", type=int, default=1, help="runs of every configuration "
                    "(default: 1)")
-    add_run_flags(p, include=("compile", "threads", "quiet"),
+    add_run_flags(p, include=("compile", "threads", "budget_s", "quiet"),
                   helps={"compile": "override every run's compile mode",
                          "threads": "override every run's CPU thread count"})
     p.set_defaults(func=cmd_suite)

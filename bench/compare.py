@@ -6,9 +6,13 @@ means the newest run of that suite under `--results-dir` (default `results/`); l
 results library's (`results.load_side`).
 
 Runs are matched on `results.CONFIG_KEYS` (never on the device: comparing GPU generations is the
-point). Repeats of one configuration are aggregated (median images/s); a slowdown is a regression
-only when it is beyond the threshold AND, when either side has repeats, beyond their measured
-spread - otherwise a noisy machine would fail CI at random.
+point; the run's budget and measurement mode are part of the key). Each configuration's runs are
+compared by `bench.stats.gate`: a regression is a slowdown beyond the threshold that is also
+significant at the stated false-alarm rate (Bonferroni over the configurations); a configuration
+whose noise hides slowdowns of the threshold's size is "not gated", never a pass.
+
+Exit status: 0 pass, 1 regression or a configuration that stopped working, 2 bad input, 3 some
+configuration could not be gated (too noisy or too few runs; the row says how many it needs).
 
 The core, `compare_frames`, is a pure function of two DataFrames (rows as `results.flatten`
 makes them) so it is tested without files.
@@ -21,11 +25,12 @@ import json
 import math
 import statistics
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .defaults import EXIT_UNGATED
 from .errors import BenchError
 from .results import (
     CONFIG_KEYS,
@@ -43,6 +48,7 @@ from .results import (
     run_key,
     text_table,
 )
+from .stats import GateResult, gate, per_config_alpha
 
 FORMATS = ("text", "md", "json")
 
@@ -80,13 +86,12 @@ class MatchRow:
     label: str
     base: SideStats
     cand: SideStats
-    ips_ratio: float  # candidate / baseline images/s (>1: faster)
+    ips_ratio: float  # candidate / baseline images/s, geometric means of the runs (>1: faster)
     epoch_ratio: float | None  # candidate / baseline epoch time (<1: faster)
     acc_delta: float | None  # mean candidate - mean baseline final_test_acc (fraction)
     acc_delta_std: float | None  # sqrt(sd_b^2 + sd_c^2) when either side has repeats
-    noise: float | None  # max relative repeat spread of the two sides
-    verdict: str  # regression | noise | ok | faster
-    rule: str  # "threshold" or "within noise"
+    gate: GateResult
+    verdict: str  # regression | faster | ok | not gated
 
 
 @dataclass
@@ -101,6 +106,7 @@ class Skipped:
 @dataclass
 class Comparison:
     threshold: float
+    alpha: float = 0.05  # false-alarm rate of the whole comparison (all configurations)
     rows: list[MatchRow] = field(default_factory=list)
     only_base: list[str] = field(default_factory=list)
     only_cand: list[str] = field(default_factory=list)
@@ -114,9 +120,15 @@ class Comparison:
         return [r for r in self.rows if r.verdict == "regression"]
 
     @property
+    def ungated(self) -> list[MatchRow]:
+        return [r for r in self.rows if r.verdict == "not gated"]
+
+    @property
     def exit_code(self) -> int:
-        """1 when CI should fail: a regression, or a configuration that stopped working."""
-        return 1 if self.regressions or self.failed else 0
+        """1: a regression or a configuration that stopped working; 3: could not gate; 0."""
+        if self.regressions or self.failed:
+            return 1
+        return EXIT_UNGATED if self.ungated else 0
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -158,18 +170,6 @@ def _acc_delta(b: list[float], c: list[float]) -> tuple[float | None, float | No
     return delta, math.hypot(sd(b), sd(c))
 
 
-def _verdict(ratio: float, noise: float | None, threshold: float) -> tuple[str, str]:
-    """(verdict, rule): the threshold decides, unless the slowdown hides in measured noise."""
-    slowdown = 1.0 - ratio
-    if slowdown > threshold:
-        if noise is not None and slowdown <= noise:
-            return "noise", "within noise"
-        return "regression", "threshold"
-    if ratio - 1.0 > threshold:
-        return "faster", "threshold"
-    return "ok", "threshold"
-
-
 def _split(df, side: str) -> tuple[dict[Key, list[RunRow]], dict[Key, list[Skipped]]]:
     """Group the usable runs of one side by configuration; the rest become Skipped entries."""
     groups: dict[Key, list[RunRow]] = {}
@@ -198,24 +198,38 @@ def _split(df, side: str) -> tuple[dict[Key, list[RunRow]], dict[Key, list[Skipp
     return groups, skipped
 
 
-def compare_frames(base_df, cand_df, threshold: float) -> Comparison:
-    """Compare two sets of runs (DataFrames of `results.flatten` rows). Pure: no I/O."""
+def _ips(rows: list[RunRow]) -> list[float]:
+    return [v for v in (num(r.get("images_per_s")) for r in rows) if v is not None and v > 0]
+
+
+def _match(key: Key, base: list[RunRow], cand: list[RunRow], threshold: float, alpha: float,
+           sigma: float | None) -> MatchRow:
+    b, c = _side_stats(base), _side_stats(cand)
+    g = gate(_ips(base), _ips(cand), threshold, alpha, sigma)
+    epoch_ratio = (c.epoch_time_s / b.epoch_time_s
+                   if c.epoch_time_s is not None and b.epoch_time_s else None)
+    delta, delta_sd = _acc_delta(b.acc, c.acc)
+    return MatchRow(key, config_label(key), b, c, g.ratio, epoch_ratio, delta, delta_sd, g,
+                    g.verdict)
+
+
+def compare_frames(base_df, cand_df, threshold: float, alpha: float = 0.05,
+                   noise: Mapping[Key, float] | None = None) -> Comparison:
+    """Compare two sets of runs (DataFrames of `results.flatten` rows). Pure: no I/O.
+
+    `alpha` is the false-alarm rate of the whole comparison; `noise` maps a configuration key
+    to its calibrated run-to-run sigma (log scale), where `bench ci --calibrate` measured one.
+    """
     base, base_skip = _split(base_df, "baseline")
     cand, cand_skip = _split(cand_df, "candidate")
-    out = Comparison(threshold=threshold)
+    out = Comparison(threshold=threshold, alpha=alpha)
     for skips in (*base_skip.values(), *cand_skip.values()):
         out.skipped.extend(skips)
-    for key in sorted(base.keys() & cand.keys(), key=config_label):
-        b, c = _side_stats(base[key]), _side_stats(cand[key])
-        noises = [s for s in (b.repeat_noise, c.repeat_noise) if s is not None]
-        noise = max(noises) if noises else None
-        ratio = c.images_per_s / b.images_per_s
-        epoch_ratio = (c.epoch_time_s / b.epoch_time_s
-                       if c.epoch_time_s is not None and b.epoch_time_s else None)
-        delta, delta_sd = _acc_delta(b.acc, c.acc)
-        verdict, rule = _verdict(ratio, noise, threshold)
-        out.rows.append(MatchRow(key, config_label(key), b, c, ratio, epoch_ratio, delta,
-                                 delta_sd, noise, verdict, rule))
+    matched = sorted(base.keys() & cand.keys(), key=config_label)
+    per_config = per_config_alpha(alpha, len(matched))
+    for key in matched:
+        out.rows.append(_match(key, base[key], cand[key], threshold, per_config,
+                               (noise or {}).get(key)))
     out.only_base = sorted(config_label(k) for k in base.keys() - cand.keys())
     out.only_cand = sorted(config_label(k) for k in cand.keys() - base.keys())
     out.failed = sorted(config_label(k) for k in base.keys() & (cand_skip.keys() - cand.keys()))
@@ -241,9 +255,7 @@ def parse_threshold(text: str) -> float:
 
 def _fmt_side(s: SideStats) -> str:
     if s.spread_kind == "repeats":
-        return f"{fmt_ips(s.images_per_s)} (spread {s.spread:.1%}, {s.n} runs)"
-    if s.spread_kind == "in-run IQR":
-        return f"{fmt_ips(s.images_per_s)} (in-run IQR {s.spread:.1%}, 1 run)"
+        return f"{fmt_ips(s.images_per_s)} ({s.n} runs, spread {s.spread:.1%})"
     return f"{fmt_ips(s.images_per_s)} (1 run)"
 
 
@@ -253,22 +265,33 @@ def _fmt_acc(delta: float | None, sd: float | None) -> str:
     return f"{delta * 100:+.2f} pp" + (f" ± {sd * 100:.2f}" if sd is not None else "")
 
 
-_HEADERS = ("configuration", "baseline img/s", "candidate img/s", "img/s ratio",
-            "epoch-time ratio", "acc Δ", "verdict", "rule")
+def _fmt_ratio(g: GateResult) -> str:
+    if g.low is None or g.high is None:
+        return f"{g.ratio:.3f}"
+    return f"{g.ratio:.3f} [{g.low:.3f}, {g.high:.3f}]"
+
+
+def fmt_verdict(r: MatchRow) -> str:
+    """The verdict, and for 'not gated' why and what would make it gateable."""
+    g = r.gate
+    if r.verdict == "regression":
+        return "REGRESSION"
+    if r.verdict != "not gated":
+        return r.verdict
+    if g.noise is None:
+        return "not gated: 1 run per side; needs --repeats 2+ or a calibrated baseline"
+    return f"not gated: noise ±{g.noise:.1%}, needs {g.needed_repeats} runs per side"
+
+
+_HEADERS = ("configuration", "baseline img/s", "candidate img/s", "ratio [bounds]",
+            "detectable", "acc Δ", "verdict")
 
 
 def table_rows(cmp: Comparison) -> list[list[str]]:
     """The comparison table as strings, shared by the text and markdown renderings."""
-    rows = []
-    for r in cmp.rows:
-        verdict = r.verdict.upper() if r.verdict == "regression" else r.verdict
-        rule = r.rule + (f" (±{r.noise:.1%})" if r.noise is not None else "")
-        rows.append([
-            r.label, _fmt_side(r.base), _fmt_side(r.cand), f"{r.ips_ratio:.3f}",
-            f"{r.epoch_ratio:.3f}" if r.epoch_ratio is not None else "-",
-            _fmt_acc(r.acc_delta, r.acc_delta_std), verdict, rule,
-        ])
-    return rows
+    return [[r.label, _fmt_side(r.base), _fmt_side(r.cand), _fmt_ratio(r.gate),
+             f"{r.gate.detectable:.1%}" if r.gate.detectable is not None else "-",
+             _fmt_acc(r.acc_delta, r.acc_delta_std), fmt_verdict(r)] for r in cmp.rows]
 
 
 def _summary_line(cmp: Comparison) -> str:
@@ -277,6 +300,8 @@ def _summary_line(cmp: Comparison) -> str:
              f"{'s' if len(cmp.rows) != 1 else ''}"]
     if cmp.failed:
         parts.append(f"{len(cmp.failed)} configuration(s) failed in the candidate")
+    if cmp.ungated:
+        parts.append(f"{len(cmp.ungated)} could not be gated")
     return "; ".join(parts)
 
 
@@ -297,7 +322,7 @@ def _devices(names: list[str]) -> str:
 
 def format_text(cmp: Comparison) -> str:
     out = [f"baseline: {_devices(cmp.base_devices)}   candidate: {_devices(cmp.cand_devices)}"
-           f"   threshold: {cmp.threshold:.1%}"]
+           f"   threshold: {cmp.threshold:.1%}   false-alarm rate: {cmp.alpha:.0%}"]
     if cmp.rows:
         out.append(text_table(_HEADERS, table_rows(cmp)))
     for title, items in _extras(cmp):
@@ -310,11 +335,14 @@ def format_text(cmp: Comparison) -> str:
 
 def format_markdown(cmp: Comparison) -> str:
     """A block for a GitHub job summary or PR comment."""
-    icon = "❌" if cmp.exit_code else "✅"
+    icon = {0: "✅", 1: "❌"}.get(cmp.exit_code, "⚠️")
     out = [f"### {icon} bench compare: {_summary_line(cmp)}", "",
            f"Baseline **{_devices(cmp.base_devices)}** vs candidate"
            f" **{_devices(cmp.cand_devices)}**; threshold {cmp.threshold:.1%}. A regression is a"
-           " slowdown beyond the threshold and beyond the repeats' spread.", ""]
+           " slowdown beyond the threshold that is also significant (false-alarm rate"
+           f" {cmp.alpha:.0%} over all configurations); bounds: one-sided confidence bounds of"
+           " the ratio; detectable: the smallest slowdown this comparison catches 80% of the"
+           " time.", ""]
     if cmp.rows:
         out += [markdown_table(_HEADERS, table_rows(cmp)), ""]
     for title, items in _extras(cmp):

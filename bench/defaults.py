@@ -19,10 +19,14 @@ DEVICE = "auto"  # CUDA when torch can use it, else the CPU
 WARMUP_STEPS = 5  # first steps timed apart: compilation, autotuning, loader JIT
 WINDOW_STEPS = 50  # steps between two clock reads (device syncs) in steady state
 COMPILE_MODES = ("none", "default", "max-autotune", "reduce-overhead")
+MEASURES = ("train", "throughput")  # a recipe's training run, or images/s for comparison
+# --measure throughput: seconds of timed steps per run, by device type (docs/ci.md: why)
+THROUGHPUT_BUDGET_S = {"cpu": 2.0, "cuda": 5.0}
 
 # The process exit code of each run status; 2 is a user error (BenchError).
 EXIT_CODES = {"ok": 0, "error": 1, "nan": 3, "oom": 4, "interrupted": 130}
 EXIT_BAD_INPUT = 2
+EXIT_UNGATED = 3  # bench compare / ci: a configuration could not be gated (too noisy)
 
 
 def data_dir_default() -> str | None:

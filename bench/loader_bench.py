@@ -23,13 +23,15 @@ from typing import Any
 import torch
 
 from .datasets import DATASETS, FAMILIES, DatasetArrays, load_dataset
+from .datasets._fs import os_reason, writable_dir
 from .defaults import precision
 from .device import default_workers, now, resolve_device
 from .errors import BenchError
 from .loaders import LOADERS, Loader, LoaderConfig, make_loader
-from .runspec import add_run_flags
+from .runspec import MAX_WORKERS, add_run_flags
 
 DTYPES = ("fp32", "bf16")
+MAX_EPOCHS = 1000  # timed epochs; more is a typo, not a measurement
 
 
 @dataclass
@@ -140,8 +142,10 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     add_run_flags(p, include=("data_dir", "device"))
     p.add_argument("--batch-size", type=int, default=512)
     p.add_argument("--workers", type=int, default=None,
-                   help="worker processes/threads for every loader (default: the cores)")
-    p.add_argument("--epochs", type=int, default=3, help="timed epochs after the warm-up")
+                   help=f"worker processes/threads for every loader, 0 to {MAX_WORKERS} "
+                   "(default: the cores)")
+    p.add_argument("--epochs", type=int, default=3,
+                   help=f"timed epochs after the warm-up, 1 to {MAX_EPOCHS}")
     p.add_argument("--loaders", default=",".join(LOADERS),
                    help=f"comma-separated, from {', '.join(LOADERS)}")
     p.add_argument("--dtype", default="fp32", choices=DTYPES)
@@ -157,18 +161,35 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     return p
 
 
-def handler(args: argparse.Namespace) -> int:
+def _check_flags(args: argparse.Namespace) -> list[str]:
+    """The loader names, after bounds on every count: before any data is loaded."""
     names = [n.strip() for n in args.loaders.split(",") if n.strip()]
     unknown = [n for n in names if n not in LOADERS]
     if not names or unknown:
         raise BenchError(f"--loaders: unknown {', '.join(unknown) or '(none given)'}; "
                          f"choices: {', '.join(LOADERS)}")
-    if args.epochs < 1 or args.batch_size < 1:
-        raise BenchError("--epochs and --batch-size must be at least 1")
+    if args.batch_size < 1:
+        raise BenchError(f"--batch-size {args.batch_size}: must be at least 1")
+    if not 1 <= args.epochs <= MAX_EPOCHS:
+        raise BenchError(f"--epochs {args.epochs}: must be between 1 and {MAX_EPOCHS}")
+    if args.workers is not None and not 0 <= args.workers <= MAX_WORKERS:
+        raise BenchError(f"--workers {args.workers}: must be between 0 and {MAX_WORKERS}")
+    if args.json:
+        if Path(args.json).is_dir():
+            raise BenchError(f"--json {args.json}: is a folder; name a file")
+        writable_dir(Path(args.json).parent, "--json folder")
+    return names
+
+
+def handler(args: argparse.Namespace) -> int:
+    names = _check_flags(args)
     device = resolve_device(args.device)
     workers = args.workers if args.workers is not None else default_workers()
     data = load_dataset(args.dataset, args.data_dir, seed=args.seed,
                         allow_synthetic=args.allow_synthetic)
+    if args.batch_size > len(data.train_y):  # drop_last: not one batch, "0 images/s"
+        raise BenchError(f"--batch-size {args.batch_size} is larger than the {data.name} "
+                         f"training split ({len(data.train_y):,} images): no full batch to time")
     family = FAMILIES[data.family]
     options: dict[str, Any] = {"progress": True}
     if args.beton_dir:
@@ -188,13 +209,19 @@ def handler(args: argparse.Namespace) -> int:
                          log=lambda m: print(m, flush=True))
     print(format_table(rows))
     if args.json:
-        from .results import atomic_write_text
-
-        doc = {"config": {k: str(v) for k, v in vars(args).items() if k != "func"},
-               "rows": [{**asdict(r), "images_per_s": r.rates, "median": r.median}
-                        for r in rows]}
-        atomic_write_text(Path(args.json), json.dumps(doc, indent=1, default=str) + "\n")
+        _write_json(Path(args.json), args, rows)
     return 1 if all(r.error for r in rows) else 0
+
+
+def _write_json(path: Path, args: argparse.Namespace, rows: list[LoaderTiming]) -> None:
+    from .results import atomic_write_text
+
+    doc = {"config": {k: str(v) for k, v in vars(args).items() if k != "func"},
+           "rows": [{**asdict(r), "images_per_s": r.rates, "median": r.median} for r in rows]}
+    try:
+        atomic_write_text(path, json.dumps(doc, indent=1, default=str) + "\n")
+    except OSError as exc:
+        raise BenchError(f"cannot write {path} ({os_reason(exc)})") from None
 
 
 __all__ = ["LoaderTiming", "bench_loaders", "format_table", "handler", "register",

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -19,10 +20,12 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from .datasets import cache_dir
+from .datasets import CACHE_HINT, cache_dir
+from .datasets._fs import os_reason, warn, writable_dir
 from .defaults import precision as precision_spec
 from .device import resolve_device, synchronize
 from .envinfo import fingerprint
+from .errors import BenchError
 from .results import atomic_write_text
 from .runspec import add_run_flags
 
@@ -106,15 +109,54 @@ def measure_peak(device: torch.device, quick: bool = False) -> dict[str, Any]:
             if v > out["flops"].get(p, 0):
                 out["flops"][p] = v
         out["copy_bytes_per_s"] = max(out["copy_bytes_per_s"], old.get("copy_bytes_per_s", 0))
-    atomic_write_text(path, json.dumps(out, indent=1))
+    try:
+        atomic_write_text(path, json.dumps(out, indent=1))
+    except OSError as exc:
+        raise BenchError(f"cannot write the peak cache {path} ({os_reason(exc)}); "
+                         f"{CACHE_HINT}") from None
     return out
 
 
+def _positive(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0
+
+
+def _peak_problem(doc: Any) -> str | None:
+    """Why a parsed cache cannot be the MFU denominator (None: it can). Checked on every read:
+    a hand-edited or damaged file must not end a finished run in a TypeError."""
+    if not isinstance(doc, dict):
+        return f"a JSON {type(doc).__name__}, expected an object"
+    flops = doc.get("flops")
+    if not isinstance(flops, dict) or not flops:
+        return "no 'flops' table"
+    bad = [k for k, v in flops.items() if not _positive(v)]
+    if bad:
+        return f"flops[{bad[0]!r}] is {flops[bad[0]]!r}, expected a positive number"
+    if not _positive(doc.get("copy_bytes_per_s")):
+        return f"copy_bytes_per_s is {doc.get('copy_bytes_per_s')!r}, expected a positive number"
+    return None
+
+
+_WARNED: set[Path] = set()
+
+
 def load_cached_peak(device: torch.device) -> dict[str, Any] | None:
+    """The cached measurement, or None when absent or unusable (said once per file on stderr:
+    a corrupt cache is treated as absent and `bench peak` overwrites it)."""
+    path = _cache_path(device)
     try:
-        return json.loads(_cache_path(device).read_text())
-    except (OSError, json.JSONDecodeError):
+        doc = json.loads(path.read_bytes().decode("utf-8"))
+        problem = _peak_problem(doc)
+    except FileNotFoundError:
         return None
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        problem = f"unreadable: {type(exc).__name__}"
+    if problem is None:
+        return doc
+    if path not in _WARNED:
+        _WARNED.add(path)
+        warn(f"warning: ignoring the peak cache {path} ({problem}); `bench peak` rewrites it")
+    return None
 
 
 def cached_peak_flops(device: torch.device, precision: str) -> float | None:
@@ -147,6 +189,8 @@ def format_peak(doc: dict[str, Any]) -> str:
 
 def cmd_peak(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
+    # before the minutes of measuring: a cache that cannot be written would lose them
+    writable_dir(_cache_path(device).parent, "peak cache folder", CACHE_HINT)
     doc = measure_peak(device, quick=args.quick)
     print(format_peak(doc))
     return 0

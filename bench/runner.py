@@ -23,8 +23,15 @@ import torch
 from . import device as devmod
 from .autobatch import candidate_sizes, find_batch_size, probe_step
 from .datasets import DatasetArrays, get_dataset_spec, load_dataset
-from .defaults import EXIT_CODES, precision
-from .distributed import DistContext, finish, instrument_step, rank0_evaluate, wrap_ddp
+from .defaults import EXIT_CODES, THROUGHPUT_BUDGET_S, precision
+from .distributed import (
+    DistContext,
+    finish,
+    instrument_step,
+    launched_by_torchrun,
+    rank0_evaluate,
+    wrap_ddp,
+)
 from .engine import (
     TIMED_WINDOW,
     EngineConfig,
@@ -47,6 +54,11 @@ from .recipes import Recipe, with_overrides
 from .results import Result, write_result
 from .runspec import RunConfig, recipe_overrides, recorded_options, validate_options
 from .summary import summarise
+from .throughput import ThroughputConfig, measure_throughput
+
+# Throughput runs stop on a time budget: the LR schedule is laid out over this many steps so
+# that it never ends inside one (the step does the same work whatever the learning rate).
+THROUGHPUT_SCHEDULE_STEPS = 10**7
 
 __all__ = ["EXIT_CODES", "RunConfig", "build", "execute", "resolve", "run", "validate"]
 
@@ -54,6 +66,9 @@ __all__ = ["EXIT_CODES", "RunConfig", "build", "execute", "resolve", "run", "val
 def validate(cfg: RunConfig) -> None:
     """Reject bad flags with one line before any work starts."""
     validate_options(cfg)
+    if cfg.measure == "throughput" and launched_by_torchrun():
+        raise BenchError("--measure throughput runs in one process (a time budget would stop "
+                         "the ranks at different steps); use --measure train with --nproc")
     spec = get_model_spec(cfg.model)
     dataset = get_dataset_spec(cfg.dataset or spec.default_dataset)
     if dataset.family != spec.family:
@@ -186,6 +201,8 @@ def build(plan: Plan, dist: DistContext | None = None) -> Built:
                          f"{plan.world}")
     train_loader, test_loader = _loaders(plan, recipe, data, per_rank_batch)
     steps = total_steps(recipe, len(train_loader), cfg.max_steps)
+    if cfg.measure == "throughput":  # as many steps as the time budget takes; no schedule end
+        steps = THROUGHPUT_SCHEDULE_STEPS
     opt = build_optimizer(model, recipe)
     compiled = maybe_compile(model, recipe.compile)
     if dist is not None:
@@ -231,6 +248,17 @@ def _record_failure(result: Result, exc: BaseException, batch_size: int,
             traceback.print_exception(exc)
 
 
+def _measure(built: Built, state: TrainState) -> None:
+    """--measure throughput: untimed warm-up, then timed windows for the time budget."""
+    plan = built.plan
+    budget = plan.cfg.budget_s or THROUGHPUT_BUDGET_S.get(plan.device.type, 5.0)
+    built.model.train()
+    measure_throughput(built.step, built.train_loader, plan.device, ThroughputConfig(
+        budget_s=budget, warmup_steps=plan.cfg.warmup_steps,
+        batch_size=built.engine.batch_size, max_steps=plan.cfg.max_steps), state)
+    built.result.config["budget_s"] = budget
+
+
 def execute(built: Built, dist: DistContext | None = None) -> TrainState:
     """Train; the state is filled as it goes, so an interruption keeps what finished."""
     plan, state = built.plan, TrainState()
@@ -241,9 +269,12 @@ def execute(built: Built, dist: DistContext | None = None) -> TrainState:
     in_loop = dist.training_loop() if dist is not None else contextlib.nullcontext()
     try:
         with in_loop:
-            train(built.step, built.model, built.train_loader, built.test_loader, plan.device,
-                  built.recipe.precision, built.engine, state, progress,
-                  evaluate_fn=built.evaluate_fn)
+            if plan.cfg.measure == "throughput":
+                _measure(built, state)
+            else:
+                train(built.step, built.model, built.train_loader, built.test_loader,
+                      plan.device, built.recipe.precision, built.engine, state, progress,
+                      evaluate_fn=built.evaluate_fn)
     except (KeyboardInterrupt, Exception) as exc:
         built.result.epochs = state.epochs
         _record_failure(built.result, exc, built.recipe.batch_size, plan.device)
@@ -274,7 +305,8 @@ def run(cfg: RunConfig, dist: DistContext | None = None) -> tuple[Result, Path |
         result.windows = [dataclasses.asdict(w) for w in state.windows]
         result.summary = summarise(state, built.train_loader.num_samples, flops,
                                    result.model["params"], built.engine.target_accuracy,
-                                   plan.device, built.recipe.precision, intensity)
+                                   plan.device, built.recipe.precision, intensity,
+                                   measure=cfg.measure)
         if dist is not None:  # rank 0 gathers every rank's report and writes the job's result
             return result, finish(dist, result, built.model, cfg.out, cfg.write)
         return result, write_result(result, cfg.out) if cfg.write else None

@@ -42,6 +42,9 @@ def _loaders() -> Sequence[str]:
     return LOADERS
 
 
+MAX_WORKERS = 256  # more loader processes than this is a typo, not a setting
+
+
 def _batch_size(text: str) -> int | str:
     if text == "auto":
         return text
@@ -53,7 +56,8 @@ def _batch_size(text: str) -> int | str:
 
 def option(default: Any, help: str, *, kind: str = "value", parse: Callable | None = None,
            choices: Callable[[], Sequence[str]] | None = None, what: str | None = None,
-           minimum: float | None = None, strict: bool = False, recipe: bool = False,
+           minimum: float | None = None, strict: bool = False, maximum: float | None = None,
+           recipe: bool = False,
            env: Callable[[], Any] | None = None, flag: bool = True, required: bool = False,
            record: bool = True, cli: str | None = None) -> Any:
     """A RunConfig field with its command-line and validation facts.
@@ -61,14 +65,14 @@ def option(default: Any, help: str, *, kind: str = "value", parse: Callable | No
     kind: "value" (takes an argument), "tristate" (--x/--no-x, None when absent), "true"
     (store_true) or "false" (--no-x stores False). choices: names accepted, looked up lazily
     (what: the word used in "unknown <what>"). minimum/strict: numeric lower bound (> when
-    strict). recipe: overrides the recipe's field of the same name when given. env: the flag's
-    default is read at parse time (e.g. $BENCH_DATA_DIR). record: stored in the result's config.
-    cli: the flag's name when it is not --<field-name>.
+    strict); maximum: upper bound (inclusive). recipe: overrides the recipe's field of the same
+    name when given. env: the flag's default is read at parse time (e.g. $BENCH_DATA_DIR).
+    record: stored in the result's config. cli: the flag's name when it is not --<field-name>.
     """
     return field(default=default, metadata={
         "help": help, "kind": kind, "parse": parse, "choices": choices, "what": what,
-        "minimum": minimum, "strict": strict, "recipe": recipe, "env": env, "flag": flag,
-        "required": required, "record": record, "cli": cli})
+        "minimum": minimum, "strict": strict, "maximum": maximum, "recipe": recipe, "env": env,
+        "flag": flag, "required": required, "record": record, "cli": cli})
 
 
 @dataclass
@@ -100,7 +104,7 @@ class RunConfig:
                                   f"${defaults.DATA_DIR_ENV})", env=defaults.data_dir_default)
     out: str = option(defaults.RESULTS_DIR, "folder the result files go to")
     workers: int | None = option(None, "loader worker processes", parse=int, minimum=0,
-                                 recipe=True)
+                                 maximum=MAX_WORKERS, recipe=True)
     eval_every: int | None = option(None, "evaluate every N steps (0: every epoch)", parse=int,
                                     minimum=0, recipe=True)
     lr: float | None = option(None, "peak learning rate", parse=float, recipe=True)
@@ -109,6 +113,14 @@ class RunConfig:
                                "(compilation, autotuning, loader JIT)", parse=int, minimum=1)
     window_steps: int = option(defaults.WINDOW_STEPS, "steps between two clock reads in steady "
                                "state", parse=int, minimum=1)
+    measure: str = option("train", "train: the recipe's run (accuracy, time to target); "
+                          "throughput: images/s for comparison (no evaluation, untimed warm-up, "
+                          "--budget-s of timed windows)", choices=lambda: defaults.MEASURES,
+                          what="measurement")
+    budget_s: float | None = option(None, "throughput mode: seconds of timed training per run "
+                                    f"(default: {defaults.THROUGHPUT_BUDGET_S['cpu']:g} on a CPU, "
+                                    f"{defaults.THROUGHPUT_BUDGET_S['cuda']:g} on a GPU)",
+                                    parse=float, minimum=0, strict=True)
     allow_synthetic: bool = option(False, "fall back to synthetic data when the real dataset "
                                    "is missing", kind="true", record=False)
     evaluate: bool = option(True, "throughput only: skip evaluation (no accuracy recorded)",
@@ -207,6 +219,8 @@ def validate_options(cfg: RunConfig) -> None:
             raise BenchError(f"--batch-size must be a positive integer or 'auto', not {value!r}")
         if m["minimum"] is not None:
             _check_bound(f.name, value, m["minimum"], m["strict"])
+        if m["maximum"] is not None and isinstance(value, (int, float)) and value > m["maximum"]:
+            raise BenchError(f"{flag_name(f.name)} must be at most {m['maximum']:g}, got {value}")
 
 
 def recipe_overrides(cfg: RunConfig) -> dict[str, Any]:

@@ -13,9 +13,12 @@ from typing import Any
 
 import numpy as np
 
+from .datasets._fs import os_reason, writable_dir
 from .errors import BenchError
 from .results import save_figure
 from .runspec import add_run_flags
+
+MAX_SAMPLES = 1_000  # a grid of more tiles is unreadable, and minutes of matplotlib
 
 
 def pick_indices(labels: np.ndarray, n: int, seed: int = 0) -> list[int]:
@@ -82,15 +85,30 @@ def draw_samples(data: Any, out: str | Path, n: int = 32, seed: int = 0,
     if title:
         fig.suptitle(title)
     path = Path(out)
-    save_figure(fig, path)
+    try:
+        save_figure(fig, path)
+    except OSError as exc:
+        raise BenchError(f"cannot write {path} ({os_reason(exc)})") from None
+    return path
+
+
+def check_out(out: str | Path) -> Path:
+    """A PNG path whose folder is writable, checked before the data is loaded."""
+    path = Path(out)
+    if path.suffix.lower() != ".png":
+        raise BenchError(f"--out {out}: must be a .png file (the grid is drawn as a PNG)")
+    if path.is_dir():
+        raise BenchError(f"--out {out}: is a folder; name a .png file")
+    writable_dir(path.parent, "output folder")
     return path
 
 
 def handler(args: argparse.Namespace) -> int:
     from .datasets import load_dataset
 
-    if args.n < 1:
-        raise BenchError(f"--n {args.n}: must be at least 1")
+    if not 1 <= args.n <= MAX_SAMPLES:
+        raise BenchError(f"--n {args.n}: must be between 1 and {MAX_SAMPLES:,}")
+    check_out(args.out)
     data = load_dataset(args.dataset, args.data_dir, seed=args.seed,
                         allow_synthetic=args.allow_synthetic)
     kind = "real" if getattr(data, "real", True) else "synthetic stand-in"
@@ -103,7 +121,8 @@ def register(sub: Any) -> None:
     p.add_argument("dataset", help="mnist, mnist-perm, cifar10, synthetic-mnist, ...")
     p.add_argument("--out", required=True, help="PNG file to write")
     add_run_flags(p, include=("data_dir",))
-    p.add_argument("--n", type=int, default=32, help="number of images (default 32)")
+    p.add_argument("--n", type=int, default=32,
+                   help=f"number of images, 1 to {MAX_SAMPLES:,} (default 32)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--allow-synthetic", action="store_true",
                    help="draw synthetic stand-ins when the real data is absent")

@@ -14,6 +14,7 @@ import torch
 from . import device as devmod
 from .engine import TrainState, steady_state
 from .results.schema import Summary
+from .throughput import ESTIMATOR, window_estimates
 
 
 def _throughput(state: TrainState, loader_images: int) -> Summary:
@@ -76,10 +77,25 @@ def _efficiency(s: Summary, flops: float | None, device: torch.device,
     return out
 
 
+def _comparison_estimate(state: TrainState, s: Summary) -> None:
+    """Throughput mode: images/s is the gate's estimator over the timed windows (an upper
+    quantile: interference only slows windows down); the median is kept beside it."""
+    rates = [w.images_per_s for w in state.windows if not w.warmup and w.seconds > 0]
+    if not rates:
+        return
+    estimates = window_estimates(rates)
+    s["images_per_s_median"] = s.get("images_per_s")
+    s["images_per_s"] = estimates[ESTIMATOR]
+    s["estimator"] = ESTIMATOR
+    s["window_estimates"] = estimates
+
+
 def summarise(state: TrainState, loader_images: int, flops: float | None, params: int,
               target: float | None, device: torch.device, precision: str,
-              intensity: float | None = None) -> Summary:
+              intensity: float | None = None, measure: str = "train") -> Summary:
     s = _throughput(state, loader_images)
+    if measure == "throughput":
+        _comparison_estimate(state, s)
     s["arithmetic_intensity"] = intensity
     s.update(_accuracy_and_clocks(state, target))
     s["params"], s["flops_per_image"] = params, flops

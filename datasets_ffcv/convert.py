@@ -18,27 +18,29 @@ interleave pages differently) and no slower here, ~2 s for CIFAR-10 train.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime as _dt
-import fcntl
+import glob
 import hashlib
 import json
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from bench.datasets import DATASETS, DatasetArrays, cache_dir, load_dataset
+from bench.datasets import CACHE_HINT, DATASETS, DatasetArrays, cache_dir, load_dataset
+from bench.datasets._fs import os_reason, writable_dir
 from bench.errors import BenchError
 from bench.results import atomic_write_text
 from bench.runspec import add_run_flags
 
 from . import ffcv_version, require_ffcv
+from ._lock import beton_lock
+from ._proc import exit_code, signal_name, signals_raise
 from .verify import (
     SIDECAR_FORMAT,
     file_sha256,
@@ -186,22 +188,25 @@ def write_beton(x: np.ndarray, y: np.ndarray, path: Path, *, info: dict[str, Any
             "write_seconds": round(time.perf_counter() - t0, 3),
         }
         _finish(tmp, path, meta)
+    except OSError as exc:  # disk full, read-only: one line, the partial file gone
+        tmp.unlink(missing_ok=True)
+        raise BenchError(f"cannot write {path} ({os_reason(exc)}); no file was written"
+                         ) from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     return meta
 
 
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """Serialise check-and-convert of one file between processes (parallel runs)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_name(f".{path.name}.lock"), "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+def _remove_stale_tmps(path: Path, log: Callable[[str], None]) -> None:
+    """Temporary files of `path` are written only under its lock, which we hold: any found is
+    left by a conversion killed outright (kill -9, power loss). Remove them, in one line."""
+    stale = list(path.parent.glob(f".{glob.escape(path.name)}.*.tmp"))
+    for tmp in stale:
+        tmp.unlink(missing_ok=True)
+    if stale:
+        log(f"ffcv: removed {len(stale)} temporary file(s) of {path.name} left by an "
+            f"interrupted conversion ({', '.join(t.name for t in stale)})")
 
 
 def _stderr(msg: str) -> None:
@@ -228,7 +233,8 @@ def ensure_betons(data: DatasetArrays, out_dir: str | os.PathLike[str] | None = 
         fp = fingerprint_arrays(x, y)
         spec = field_spec(x)
         path = out / f"{stem}-{split}.beton"
-        with _locked(path):
+        with beton_lock(path, log):
+            _remove_stale_tmps(path, log)
             reason = _stale_reason(path, fp, spec, force, repair)
             if reason is None:
                 try:
@@ -289,18 +295,33 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def handler(args: argparse.Namespace) -> int:
+    """Convert each dataset; SIGINT/SIGTERM/SIGHUP stop it cleanly (exit 130/143/129: the
+    writer children stopped, no temporary or lock file left)."""
     require_ffcv()
+    out = Path(args.out) if args.out is not None else default_out_dir()
+    writable_dir(out, "--out folder" if args.out is not None else "ffcv cache folder",
+                 "" if args.out is not None else CACHE_HINT)
+    with signals_raise():
+        try:
+            _convert_all(args, out)
+        except KeyboardInterrupt as exc:  # Interrupted (a signal) or a plain Ctrl-C
+            print(f"bench: interrupted by {signal_name(exc)}; no partial .beton left",
+                  file=sys.stderr, flush=True)
+            return exit_code(exc)
+    return 0
+
+
+def _convert_all(args: argparse.Namespace, out: Path) -> None:
     print(f"{'dataset':<18}{'split':<7}{'status':<11}{'samples':>8}{'MB':>9}{'seconds':>9}"
-          "  file")
+          "  file", flush=True)
     for name in dict.fromkeys(args.datasets):  # keep order, drop repeats
         data = load_dataset(name, args.data_dir)
-        infos = ensure_betons(data, args.out, repair=True, force=args.force,
+        infos = ensure_betons(data, out, repair=True, force=args.force,
                               progress=not args.no_progress)
         for info in infos.values():
             mb = info.meta["beton"]["size"] / 1e6
             print(f"{name:<18}{info.split:<7}{info.status:<11}{info.num_samples:>8}"
                   f"{mb:>9.1f}{info.seconds:>9.2f}  {info.path}", flush=True)
-    return 0
 
 
 __all__ = ["SPLITS", "BetonInfo", "base_arrays", "beton_stem", "default_out_dir",

@@ -62,36 +62,61 @@ def run_cli(*argv: str) -> int:
 # --------------------------------------------------------------------------- pure core
 
 
+def runs(model: str = "cnn", ips: float = 1000.0, spread: float = 0.01, n: int = 3,
+         **kw) -> list[Result]:
+    """n repeats around `ips` (relative steps of `spread`), as a suite with --repeats n makes."""
+    return [make_result(model, ips * (1 + spread * (i - (n - 1) / 2)), repeat=i, **kw)
+            for i in range(n)]
+
+
+def test_single_runs_cannot_be_gated():
+    """One run per side says nothing about noise: the ratio is shown, the verdict is not a
+    pass (issue 14: 15 of 20 identical pairs failed a 1-run gate)."""
+    cmp = compare_frames(frame(make_result(ips=1000)), frame(make_result(ips=900)), 0.05)
+    (row,) = cmp.rows
+    assert row.verdict == "not gated" and cmp.exit_code == 3
+    assert row.ips_ratio == pytest.approx(0.9) and row.epoch_ratio == pytest.approx(1000 / 900)
+    assert "needs --repeats 2+" in compare.fmt_verdict(row)
+
+
 @pytest.mark.parametrize("cand_ips, verdict, code", [
     (900.0, "regression", 1), (980.0, "ok", 0), (1200.0, "faster", 0)])
-def test_threshold_verdicts(cand_ips, verdict, code):
-    cmp = compare_frames(frame(make_result(ips=1000)), frame(make_result(ips=cand_ips)), 0.05)
+def test_verdicts_with_calibrated_noise(cand_ips, verdict, code):
+    base, cand = frame(*runs(ips=1000)), frame(*runs(ips=cand_ips))
+    key = compare.run_key(base.to_dict("records")[0])
+    cmp = compare_frames(base, cand, 0.05, noise={key: 0.01})
     (row,) = cmp.rows
-    assert (row.verdict, row.rule, cmp.exit_code) == (verdict, "threshold", code)
-    assert row.ips_ratio == pytest.approx(cand_ips / 1000)
-    assert row.epoch_ratio == pytest.approx(1000 / cand_ips)
-    assert row.base.spread_kind == "in-run IQR" and row.noise is None
+    assert (row.verdict, cmp.exit_code) == (verdict, code)
+    assert row.gate.noise_source == "calibrated" and row.gate.detectable < 0.05
+    assert row.gate.low < row.ips_ratio < row.gate.high
 
 
-def test_slowdown_within_repeat_spread_is_noise():
+def test_noisy_slowdown_is_not_gated_and_says_what_it_needs():
     base = [make_result(ips=v, repeat=i) for i, v in enumerate((950, 1000, 1050))]  # 10% spread
     cand = [make_result(ips=940, repeat=i) for i in range(3)]  # 6% slower
     cmp = compare_frames(frame(*base), frame(*cand), 0.05)
     (row,) = cmp.rows
-    assert (row.verdict, row.rule) == ("noise", "within noise")
-    assert row.noise == pytest.approx(0.10)
-    assert cmp.exit_code == 0
+    assert row.verdict == "not gated" and row.gate.needed_repeats > 3
+    assert cmp.exit_code == 3
+    assert f"needs {row.gate.needed_repeats} runs per side" in compare.fmt_verdict(row)
 
 
-def test_slowdown_beyond_repeat_spread_is_regression():
+def test_slowdown_beyond_noise_is_regression():
     base = [make_result(ips=v, repeat=i) for i, v in enumerate((990, 1000, 1010))]
     cand = [make_result(ips=v, repeat=i, acc=0.97 + i / 100) for i, v in enumerate((880, 890, 900))]
     cmp = compare_frames(frame(*base), frame(*cand), 0.05)
     (row,) = cmp.rows
-    assert (row.verdict, row.rule) == ("regression", "threshold")
+    assert row.verdict == "regression" and row.gate.p_slower < 0.001
     assert row.base.images_per_s == 1000 and row.cand.images_per_s == 890
     assert row.acc_delta == pytest.approx(0.0) and row.acc_delta_std == pytest.approx(0.01)
     assert cmp.exit_code == 1
+
+
+def test_budget_is_part_of_the_configuration():
+    """Like with like: a 300-step run and a full run never match (issue 14 item 4)."""
+    cmp = compare_frames(frame(*runs(max_steps=300)), frame(*runs(max_steps=None)), 0.05)
+    assert not cmp.rows and cmp.only_base and cmp.only_cand
+    assert "steps<=300" in cmp.only_base[0]
 
 
 def test_unmatched_and_skipped_are_listed():
@@ -137,11 +162,12 @@ def test_parse_threshold():
 # --------------------------------------------------------------------------- CLI on files
 
 
-@pytest.mark.parametrize("cand_ips, code", [(900.0, 1), (980.0, 0)])
+@pytest.mark.parametrize("cand_ips, code", [(900.0, 1), (995.0, 0)])
 def test_cli_exit_codes(tmp_path, capsys, cand_ips, code):
-    base = write_all(tmp_path / "a100", make_result(ips=1000), make_result("fc", ips=5000))
-    cand = write_all(tmp_path / "h100", make_result(ips=cand_ips, device="NVIDIA H100"),
-                     make_result("fc", ips=5000, device="NVIDIA H100"))
+    base = write_all(tmp_path / "a100", *runs(ips=1000, spread=0.002),
+                     *runs("fc", ips=5000, spread=0.002))
+    cand = write_all(tmp_path / "h100", *runs(ips=cand_ips, spread=0.002, device="NVIDIA H100"),
+                     *runs("fc", ips=5000, spread=0.002, device="NVIDIA H100"))
     assert run_cli(base, cand, "--threshold", "5%") == code
     out = capsys.readouterr().out
     assert "NVIDIA A100" in out and "NVIDIA H100" in out
@@ -149,8 +175,8 @@ def test_cli_exit_codes(tmp_path, capsys, cand_ips, code):
 
 
 def test_cli_markdown_and_json(tmp_path, capsys):
-    base = write_result(make_result(ips=1000), tmp_path / "a")
-    cand = write_result(make_result(ips=900, device="NVIDIA H100"), tmp_path / "b")
+    base = write_all(tmp_path / "a", *runs(ips=1000))
+    cand = write_all(tmp_path / "b", *runs(ips=900, device="NVIDIA H100"))
     assert run_cli(base, cand, "--format", "md") == 1
     md = capsys.readouterr().out
     assert "| configuration | baseline img/s |" in md and "|---|" in md and "REGRESSION" in md
@@ -202,14 +228,14 @@ def test_suite_name_picks_newest_batch(tmp_path, capsys):
     batch = newest_suite_batch(load_docs([results]), "ci")
     assert sorted(d["summary"]["images_per_s"] for d in batch) == [1000, 1000]
     base = write_all(tmp_path / "base", *(make_result(m, ips=1000) for m in ("cnn", "fc")))
-    assert run_cli(base, "ci", "--results-dir", results) == 0
+    assert run_cli(base, "ci", "--results-dir", results) == 3  # one run a side: not gated
     assert "2 matched configurations" in capsys.readouterr().out
 
 
 def test_baseline_list_file_is_a_side(tmp_path, capsys):
     bundle = tmp_path / "base.json"
-    bundle.write_text(json.dumps([make_result(ips=1000).to_dict()]))
-    cand = write_result(make_result(ips=900), tmp_path / "c")
+    bundle.write_text(json.dumps([r.to_dict() for r in runs(ips=1000)]))
+    cand = write_all(tmp_path / "c", *runs(ips=900))
     assert run_cli(bundle, cand) == 1
 
 
@@ -218,12 +244,20 @@ def test_baseline_list_file_is_a_side(tmp_path, capsys):
 
 @pytest.fixture
 def fake_suite(monkeypatch, tmp_path):
-    """A stand-in bench.suites whose run_suite writes the results in `state['results']`."""
+    """A stand-in bench.suites whose run_suite writes `repeats` copies of `state['results']`
+    (each repeat 0.5% apart, as an interleaved suite would)."""
     state: dict = {"results": [make_result(ips=1000), make_result("fc", ips=5000)], "calls": []}
 
     def run_suite(name, *, data_dir, out_dir, device="auto", repeats=1, overrides=None):
         state["calls"].append((name, data_dir, out_dir, device, repeats))
-        return [write_result(r, out_dir) for r in state["results"]]
+        out = []
+        for r in range(repeats):
+            for res in state["results"]:
+                doc = res.to_dict()
+                doc["summary"]["images_per_s"] *= 1 + 0.005 * (r - (repeats - 1) / 2)
+                out.append(write_result(Result(**{**{k: v for k, v in doc.items()},
+                                                  "repeat": r}), out_dir))
+        return out
 
     monkeypatch.setitem(sys.modules, "bench.suites", types.SimpleNamespace(run_suite=run_suite))
     monkeypatch.chdir(tmp_path)
@@ -237,23 +271,26 @@ def run_ci(*argv: str) -> int:
     return compare.run_verb(ci.register, ["ci", *argv])
 
 
-def test_ci_without_baseline_passes_and_writes_summary(fake_suite, capsys):
-    assert run_ci("--data-dir", "/data") == 0
-    assert fake_suite["calls"] == [("ci", "/data", "results", "auto", 1)]
+def test_ci_without_baseline_cannot_gate_and_says_so(fake_suite, capsys):
+    assert run_ci("--data-dir", "/data") == 3
+    assert fake_suite["calls"] == [("ci", "/data", "results", "auto", 3)]
     assert "no baseline for NVIDIA A100" in capsys.readouterr().out
     assert "| configuration |" in fake_suite["summary"].read_text()
 
 
-def test_ci_records_then_gates(fake_suite, capsys):
+def test_ci_records_then_gates(fake_suite, capsys, tmp_path):
     assert run_ci("--record-baseline") == 0
     baseline = Path("results/baselines/nvidia-a100.json")
-    docs = json.loads(baseline.read_text())
-    assert isinstance(docs, list) and len(docs) == 2 and "_path" not in docs[0]
-    assert len(load_docs(["results"])) == 2  # folders skip baselines/ (copies)
-    assert len(load_docs([baseline])) == 2
+    doc = json.loads(baseline.read_text())
+    assert doc["kind"] == "bench-baseline" and doc["device"] == "NVIDIA A100"
+    assert len(doc["runs"]) == 6 and "_path" not in doc["runs"][0]
+    assert len(load_docs(["results"])) == 6  # folders skip baselines/ (copies)
+    assert len(load_docs([baseline])) == 6
 
-    fake_suite["results"] = [make_result(ips=980), make_result("fc", ips=5100)]
-    assert run_ci() == 0
+    fake_suite["results"] = [make_result(ips=985), make_result("fc", ips=5050)]
+    assert run_ci("--json", str(tmp_path / "gate.json")) == 0
+    gate_doc = json.loads((tmp_path / "gate.json").read_text())
+    assert gate_doc["exit_code"] == 0 and gate_doc["rows"][0]["gate"]["detectable"] < 0.05
     fake_suite["results"] = [make_result(ips=900), make_result("fc", ips=5000)]
     assert run_ci("--threshold", "5%") == 1
     out = capsys.readouterr().out
@@ -262,10 +299,49 @@ def test_ci_records_then_gates(fake_suite, capsys):
     assert summary.count("bench compare") == 2 and "❌" in summary and "✅" in summary
 
 
-def test_ci_explicit_baseline_and_failed_run(fake_suite, tmp_path, capsys):
+def test_ci_refuses_another_devices_baseline(fake_suite, tmp_path, capsys):
     other = tmp_path / "h100.json"
     other.write_text(json.dumps([make_result(ips=1000, device="NVIDIA H100").to_dict()]))
-    fake_suite["results"] = [make_result(ips=1000, status="oom")]
-    assert run_ci("--baseline", str(other)) == 1  # ok in the baseline, failed now
+    assert run_ci("--baseline", str(other)) == 2
+    assert "baseline of NVIDIA H100" in capsys.readouterr().err
+
+
+def test_ci_failed_run_fails_the_gate(fake_suite, tmp_path, capsys):
+    assert run_ci("--record-baseline") == 0
+    fake_suite["results"] = [make_result(ips=1000, status="oom"), make_result("fc", ips=5000)]
+    assert run_ci() == 1  # ok in the baseline, failed now
     assert run_ci("--record-baseline") == 2
     assert "not recording a baseline" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["--baseline", "/no/such.json"], "no such file"),
+    (["--repeats", "0"], "must be at least 1"),
+    (["--calibrate", "--against", "HEAD"], "exclude each other"),
+    (["--alpha", "150%"], "must lie between"),
+])
+def test_ci_bad_input_one_line(fake_suite, capsys, argv, needle):
+    with pytest.raises(SystemExit) if argv[0] == "--repeats" else _nullcontext():
+        assert run_ci(*argv) == 2
+    assert needle in capsys.readouterr().err
+
+
+def _nullcontext():
+    import contextlib
+
+    return contextlib.nullcontext()
+
+
+def test_ci_calibrate_round_trip(fake_suite, capsys):
+    """--calibrate stores the A/A noise per configuration; the next gate uses it."""
+    assert run_ci("--calibrate", "--rounds", "6") == 0
+    doc = json.loads(Path("results/baselines/nvidia-a100.json").read_text())
+    cal = doc["calibration"]
+    assert len(doc["runs"]) == 12 and len(cal["configs"]) == 2
+    sigma = cal["configs"][0]["sigma"]
+    assert 0.008 < sigma < 0.011  # six rounds 0.5% apart: sd 0.5% x sqrt(35/12)
+    assert "noise (sd)" in capsys.readouterr().out
+    fake_suite["results"] = [make_result(ips=1000), make_result("fc", ips=5000)]
+    assert run_ci("--json", "g.json") == 0
+    rows = json.loads(Path("g.json").read_text())["rows"]
+    assert {r["gate"]["noise_source"] for r in rows} == {"calibrated"}

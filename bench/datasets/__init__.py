@@ -22,12 +22,14 @@ import numpy as np
 from ..defaults import CACHE_DIR_ENV, DATA_DIR_ENV
 from ..errors import BenchError
 from . import cifar10, mnist
+from ._fs import writable_dir
 from .mnist import read_idx
 
-__all__ = ["DATASETS", "FAMILIES", "NORMS", "DatasetArrays", "DatasetSpec", "FamilySpec",
-           "apply_permutation", "cache_dir", "default_data_dir", "get_dataset_spec",
-           "get_family", "load_dataset", "pixel_permutation", "read_idx"]
+__all__ = ["CACHE_HINT", "DATASETS", "FAMILIES", "NORMS", "DatasetArrays", "DatasetSpec",
+           "FamilySpec", "apply_permutation", "cache_dir", "check_arrays", "default_data_dir",
+           "get_dataset_spec", "get_family", "load_dataset", "pixel_permutation", "read_idx"]
 
+CACHE_HINT = f"set ${CACHE_DIR_ENV} to a writable folder"
 Arrays = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # train_x, train_y, test_x, test_y
 
 
@@ -118,7 +120,7 @@ def get_family(name: str) -> FamilySpec:
 # ----------------------------------------------------------------------------- real data
 def _download(family: FamilySpec) -> Path:
     """Download into the cache; raise OSError if impossible."""
-    root = cache_dir() / "downloads"
+    root = writable_dir(cache_dir() / "downloads", "cache folder", CACHE_HINT)
     try:
         family.download(root)
     except Exception as exc:  # network errors come in many types
@@ -126,19 +128,51 @@ def _download(family: FamilySpec) -> Path:
     return root
 
 
+def _check_split(family: FamilySpec, split: str, x: np.ndarray, y: np.ndarray) -> str | None:
+    """Why one split cannot be trained or evaluated on, or None. A reader hands back what the
+    files hold; an empty split or a label past the last class would otherwise run and record
+    nonsense (0% accuracy, "ok")."""
+    if len(x) == 0 or len(y) == 0:
+        return f"the {split} split is empty ({len(x)} images, {len(y)} labels)"
+    if x.dtype != np.uint8 or x.shape[1:] != family.shape or len(x) != len(y):
+        return (f"the {split} split holds {x.dtype} images of shape {x.shape[1:]} and "
+                f"{len(y)} labels for {len(x)} images; expected uint8 {family.shape}, one "
+                "label per image")
+    if y.ndim != 1 or y.dtype.kind not in "iu":
+        return f"the {split} labels are {y.dtype} {y.shape}, expected one integer per image"
+    bad = np.flatnonzero((y < 0) | (y >= len(family.classes)))
+    if len(bad):
+        return (f"the {split} labels must be 0..{len(family.classes) - 1}, found "
+                f"{int(y[bad[0]])} at index {int(bad[0])}")
+    return None
+
+
+def check_arrays(family: FamilySpec, arrays: Arrays, where: str | os.PathLike[str]) -> Arrays:
+    """Refuse inconsistent data in one line naming where it came from; return it unchanged."""
+    tx, ty, vx, vy = arrays
+    for split, x, y in (("train", tx, ty), ("test", vx, vy)):
+        reason = _check_split(family, split, x, y)
+        if reason:
+            raise BenchError(f"{where}: {family.name}: {reason}")
+    return arrays
+
+
 def _read_family(family: FamilySpec, data_dir: Path | None, download: bool):
+    if data_dir is not None and data_dir.exists() and not data_dir.is_dir():
+        raise BenchError(f"data folder {data_dir} is a file; expected a folder holding "
+                         f"{family.expected}")
     roots = [data_dir] if data_dir is not None else []
     roots.append(cache_dir() / "downloads")
     for root in roots:
         try:
-            return family.reader(root), str(root)
+            return check_arrays(family, family.reader(root), root), str(root)
         except FileNotFoundError:
             continue
     where = data_dir if data_dir is not None else f"${DATA_DIR_ENV} (unset; or pass --data-dir)"
     if download:
         try:
             root = _download(family)
-            return family.reader(root), f"{root} (downloaded)"
+            return check_arrays(family, family.reader(root), root), f"{root} (downloaded)"
         except (OSError, FileNotFoundError) as exc:
             reason = str(exc)
     else:

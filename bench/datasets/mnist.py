@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +22,23 @@ MNIST_FILES = {
 CLASSES = tuple(str(i) for i in range(10))
 EXPECTED = "MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]"
 
+_MAX_IDX_DIMS = 4  # MNIST uses 1 (labels) and 3 (images)
 _IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+
+def _idx_header(raw: bytes, p: Path) -> tuple[np.dtype, tuple[int, ...], int]:
+    """(element type, dims, header length) of an IDX file, refusing what cannot be one."""
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
+        raise BenchError(f"{p}: not an IDX file (bad magic number)")
+    ndim = raw[3]
+    if not 1 <= ndim <= _MAX_IDX_DIMS:
+        raise BenchError(f"{p}: IDX header gives {ndim} dimensions (expected 1 to "
+                         f"{_MAX_IDX_DIMS})")
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise BenchError(f"{p}: truncated IDX header")
+    dims = struct.unpack(">" + "I" * ndim, raw[4:header])
+    return np.dtype(_IDX_DTYPES[raw[2]]), dims, header
 
 
 def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
@@ -30,17 +48,10 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
     try:
         with opener(p, "rb") as f:
             raw = f.read()
-    except (OSError, EOFError) as exc:
+    except (OSError, EOFError, zlib.error) as exc:
         raise BenchError(f"{p}: cannot read IDX file ({exc})") from None
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
-        raise BenchError(f"{p}: not an IDX file (bad magic number)")
-    ndim = raw[3]
-    header = 4 + 4 * ndim
-    if len(raw) < header:
-        raise BenchError(f"{p}: truncated IDX header")
-    dims = struct.unpack(">" + "I" * ndim, raw[4:header])
-    dtype = np.dtype(_IDX_DTYPES[raw[2]])
-    expected = int(np.prod(dims)) * dtype.itemsize
+    dtype, dims, header = _idx_header(raw, p)
+    expected = math.prod(dims) * dtype.itemsize  # Python ints: huge dims cannot wrap around
     if len(raw) - header != expected:
         raise BenchError(
             f"{p}: IDX size mismatch: header says {dims} ({expected} bytes), "
@@ -48,6 +59,18 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
         )
     return np.frombuffer(raw, dtype=dtype, offset=header).reshape(dims).astype(
         dtype.newbyteorder("=") if dtype.itemsize > 1 else dtype, copy=True)
+
+
+def _check_idx_types(arrs: dict[str, np.ndarray], paths: dict[str, Path | None]) -> None:
+    """Images must be unsigned bytes and labels integers, as in LeCun's files: anything else
+    fails later with a message about PIL modes or tensor types, not about the file."""
+    for key, arr in arrs.items():
+        if key.endswith("_x") and arr.dtype != np.uint8:
+            raise BenchError(f"{paths[key]}: IDX images of type {arr.dtype}; MNIST images are "
+                             "unsigned bytes (IDX type 0x08)")
+        if key.endswith("_y") and arr.dtype.kind not in "iu":
+            raise BenchError(f"{paths[key]}: IDX labels of type {arr.dtype}; MNIST labels are "
+                             "integers (IDX type 0x08)")
 
 
 def _find_mnist_file(raw_dir: Path, stem: str) -> Path | None:
@@ -65,6 +88,7 @@ def read_mnist(root: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarr
     if missing:
         raise FileNotFoundError(f"{raw_dir}: missing {', '.join(missing)}")
     arrs = {k: read_idx(p) for k, p in paths.items() if p is not None}
+    _check_idx_types(arrs, paths)
     for split in ("train", "test"):
         x, y = arrs[f"{split}_x"], arrs[f"{split}_y"]
         if x.ndim != 3 or y.ndim != 1 or len(x) != len(y):

@@ -58,11 +58,13 @@ from .store import (
     load_results,
     load_side,
     newest_suite_batch,
+    read_baseline,
     read_docs,
     read_result,
     result_files,
     save_figure,
     validate_doc,
+    write_baseline,
     write_result,
 )
 from .suite_tables import experiments_table, repeats_table, runs_table, suite_table
@@ -76,5 +78,6 @@ __all__ = [
     "fmt_num", "fmt_percent", "load_docs", "load_epochs", "load_results", "load_side",
     "markdown_escape", "markdown_table", "newest_suite_batch", "norm", "num", "read_docs",
     "read_result", "repeats_table", "result_files", "run_key", "runs_table", "save_figure",
-    "suite_table", "text_table", "validate_doc", "write_result",
+    "suite_table", "text_table", "validate_doc", "write_result", "read_baseline",
+    "write_baseline",
 ]

@@ -15,12 +15,17 @@ from .labels import device_label
 from .schema import ResultDoc, RunRow
 
 # The configuration fields that make two runs comparable (used by compare and the suite tables).
+# A run's budget is part of it: a 300-step run and a full run are not the same configuration,
+# nor is a throughput measurement the same as a training run (results without these fields,
+# written before they existed, read them as None).
 CONFIG_KEYS = (
     "model", "dataset", "loader", "precision", "compile", "channels_last", "batch_size", "recipe",
-    "world_size",
+    "world_size", "measure", "max_steps",
 )
 
 Key = tuple[Any, ...]
+# what an absent key field means (results written before the field existed)
+_KEY_DEFAULTS = {"measure": "train"}
 
 # identity columns docs_epochs puts before each epoch's own columns
 _EPOCH_IDENTITY = ("run_id", "device_label", "status", "repeat", *CONFIG_KEYS)
@@ -46,7 +51,8 @@ def num(v: Any) -> float | None:
 
 def run_key(row: Mapping[str, Any]) -> Key:
     """The CONFIG_KEYS values of a flat row (or a doc's config), normalised: equal keys match."""
-    return tuple(norm(row.get(k)) for k in CONFIG_KEYS)
+    return tuple(_KEY_DEFAULTS.get(k) if norm(row.get(k)) is None else norm(row.get(k))
+                 for k in CONFIG_KEYS)
 
 
 def config_label(key: Key) -> str:
@@ -61,6 +67,10 @@ def config_label(key: Key) -> str:
         parts.append("channels_last")
     if d["recipe"] not in (None, ""):
         parts.append(f"recipe={d['recipe']}")
+    if d.get("measure") not in (None, "", "train"):
+        parts.append(str(d["measure"]))
+    if d.get("max_steps"):
+        parts.append(f"steps<={d['max_steps']}")
     return " ".join(str(p) for p in parts if p is not None)
 
 

@@ -66,6 +66,10 @@ class Summary(TypedDict, total=False):
     steady_windows: int
     epoch_time_s: float | None
     epoch_time_source: str | None
+    # --measure throughput: images_per_s is `estimator` over the windows; median kept beside
+    images_per_s_median: float | None
+    estimator: str
+    window_estimates: dict[str, float]
     # accuracy
     final_test_acc: float | None
     best_test_acc: float | None

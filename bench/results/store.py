@@ -109,8 +109,24 @@ def read_result(path: StrPath) -> ResultDoc:
     return validate_doc(doc, str(p))
 
 
+BASELINE_KIND = "bench-baseline"
+BASELINE_VERSION = 2  # 1: a bare JSON list of result docs; 2: a dict with runs + calibration
+
+
+def _baseline_runs(doc: dict, p: Path) -> list[ResultDoc]:
+    version = doc.get("version")
+    if not isinstance(version, int) or version > BASELINE_VERSION:
+        raise BenchError(f"{p}: baseline format {version!r} is newer than this tool understands "
+                         f"({BASELINE_VERSION}); upgrade bench")
+    runs = doc.get("runs")
+    if not isinstance(runs, list):
+        raise BenchError(f"{p}: baseline file without a list of runs")
+    return [validate_doc(d, f"{p}#{i}") for i, d in enumerate(runs)]
+
+
 def read_docs(path: StrPath) -> list[ResultDoc]:
-    """Docs of one file: a single result, or a baseline file holding a list of results.
+    """Docs of one file: a single result, or a baseline file (a list of results, or a
+    `bench-baseline` document holding them with its calibration).
 
     Anything unreadable is handed to `read_result`, which owns the one-line error messages.
     """
@@ -121,7 +137,31 @@ def read_docs(path: StrPath) -> list[ResultDoc]:
         return [read_result(p)]
     if isinstance(doc, list):
         return [validate_doc(d, f"{p}#{i}") for i, d in enumerate(doc)]
+    if isinstance(doc, dict) and doc.get("kind") == BASELINE_KIND:
+        return _baseline_runs(doc, p)
     return [read_result(p)]
+
+
+def read_baseline(path: StrPath) -> tuple[list[ResultDoc], dict[str, Any] | None]:
+    """A baseline file's runs and its calibration (None when it has none, or is a bare list)."""
+    p = Path(path)
+    docs = read_docs(p)
+    try:
+        doc = json.loads(p.read_text())
+    except (OSError, UnicodeDecodeError, ValueError):
+        return docs, None
+    calibration = doc.get("calibration") if isinstance(doc, dict) else None
+    return docs, calibration if isinstance(calibration, dict) else None
+
+
+def write_baseline(path: StrPath, docs: Sequence[ResultDoc], device: str,
+                   calibration: dict[str, Any] | None = None) -> None:
+    """Write (replace) a baseline atomically: the runs, and the calibration when measured."""
+    clean = [{k: v for k, v in d.items() if not k.startswith("_")} for d in docs]
+    doc = {"kind": BASELINE_KIND, "version": BASELINE_VERSION, "device": device,
+           "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+           "calibration": calibration, "runs": clean}
+    atomic_write_text(Path(path), json.dumps(doc, indent=1) + "\n")
 
 
 def expand_paths(items: Iterable[StrPath]) -> list[Path]:

@@ -1,0 +1,146 @@
+"""`bench ci --against REF`: baseline and candidate code measured alternately in one job.
+
+As PyTorch's own compiler benchmarks do, the baseline is not a stored file but REF's code, run
+on the same machine in the same job: REF is checked out in a temporary git worktree, and rounds
+of the ci suite alternate between the two trees (B C, then C B, ...: ABBA order, so a linear
+drift of the machine lands on both sides equally). Each round is a fresh `python -m bench suite
+ci --repeats 1` process in that tree, with a time limit, so neither side's code can hang the job.
+
+The candidate is this checkout, which must be clean (its results must name a commit). REF must
+know the ci suite's throughput measurement (this feature's own commits and later). The test-only
+`BENCH_TEST_SLOWDOWN` reaches the candidate side only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from .compare import Comparison, compare_frames
+from .errors import BenchError
+from .results import docs_frame, load_docs
+from .throughput import SLOWDOWN_ENV
+
+ROUND_TIMEOUT_S = 30 * 60  # one side's round of the suite; a hung round fails the gate
+GIT_TIMEOUT_S = 120
+
+
+def _git(repo: Path, *args: str) -> str:
+    try:
+        proc = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True,
+                              timeout=GIT_TIMEOUT_S)
+    except FileNotFoundError:
+        raise BenchError("--against needs git on PATH") from None
+    except subprocess.TimeoutExpired:
+        raise BenchError(f"git {' '.join(args)} did not finish in {GIT_TIMEOUT_S}s") from None
+    if proc.returncode != 0:
+        raise BenchError(f"git {' '.join(args)}: {proc.stderr.strip().splitlines()[-1:] or ''}")
+    return proc.stdout.strip()
+
+
+def checkout_root() -> Path:
+    """The git checkout this package runs from (the candidate's code)."""
+    here = Path(__file__).resolve().parent.parent
+    try:
+        return Path(_git(here, "rev-parse", "--show-toplevel"))
+    except BenchError:
+        raise BenchError(f"--against needs a git checkout; {here} is not one") from None
+
+
+def resolve_ref(repo: Path, ref: str) -> str:
+    try:
+        return _git(repo, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
+    except BenchError:
+        raise BenchError(f"--against {ref}: no such commit, branch or tag in {repo}") from None
+
+
+def require_clean(repo: Path) -> None:
+    """The candidate is this checkout: uncommitted changes would make its results nameless."""
+    dirty = _git(repo, "status", "--porcelain", "--untracked-files=no")
+    if dirty:
+        n = len(dirty.splitlines())
+        raise BenchError(f"the working tree has {n} uncommitted change(s): commit or stash "
+                         "them first (the candidate must be a commit)")
+
+
+def _side_command(args: argparse.Namespace, out: Path) -> list[str]:
+    cmd = [sys.executable, "-m", "bench", "suite", "ci", "--repeats", "1", "--device",
+           args.device, "--out", str(out), "--quiet"]
+    if args.data_dir:
+        cmd += ["--data-dir", str(Path(args.data_dir).resolve())]
+    if args.budget_s:
+        cmd += ["--budget-s", str(args.budget_s)]
+    return cmd
+
+
+def _run_side(tree: Path, cmd: list[str], env: dict[str, str], side: str, round_: int) -> None:
+    env = {**env, "PYTHONPATH": os.pathsep.join([str(tree), env.get("PYTHONPATH", "")])}
+    try:
+        proc = subprocess.run(cmd, cwd=tree, env=env, capture_output=True, text=True,
+                              timeout=ROUND_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        raise BenchError(f"--against: the {side} round {round_ + 1} did not finish in "
+                         f"{ROUND_TIMEOUT_S}s") from None
+    if proc.returncode not in (0, 1):
+        last = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
+        raise BenchError(f"--against: the {side} round {round_ + 1} failed (exit "
+                         f"{proc.returncode}): {last}")
+    print(f"ci --against: {side} round {round_ + 1} done", file=sys.stderr, flush=True)
+
+
+def round_order(rounds: int) -> list[tuple[int, str]]:
+    """(round, side) in ABBA order: B C C B B C ..."""
+    order = []
+    for r in range(rounds):
+        sides = ("baseline", "candidate") if r % 2 == 0 else ("candidate", "baseline")
+        order += [(r, s) for s in sides]
+    return order
+
+
+def measure_alternately(trees: dict[str, Path], args: argparse.Namespace, out: Path
+                        ) -> dict[str, list]:
+    """Run the rounds; returns each side's result docs."""
+    base_env = {k: v for k, v in os.environ.items() if k != SLOWDOWN_ENV}
+    envs = {"baseline": base_env, "candidate": dict(os.environ)}
+    for r, side in round_order(args.repeats):
+        _run_side(trees[side], _side_command(args, out / side / f"round{r}"), envs[side], side,
+                  r)
+    docs = {side: load_docs([out / side]) if (out / side).exists() else [] for side in trees}
+    for side, found in docs.items():
+        if not found:
+            raise BenchError(f"--against: the {side} side wrote no results")
+    return docs
+
+
+def gate_against(args: argparse.Namespace, threshold: float, alpha: float) -> Comparison:
+    """Check REF out, measure both trees alternately, compare (one device, same job)."""
+    repo = checkout_root()
+    sha = resolve_ref(repo, args.against)
+    require_clean(repo)
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    out = Path(args.out).resolve() / "against" / f"{stamp}-{sha[:12]}"
+    with tempfile.TemporaryDirectory(prefix="bench-against-") as tmp:
+        tree = Path(tmp) / "baseline"
+        _git(repo, "worktree", "add", "--detach", "--quiet", str(tree), sha)
+        try:
+            docs = measure_alternately({"baseline": tree, "candidate": repo}, args, out)
+        finally:
+            _remove_worktree(repo, tree)
+    return compare_frames(docs_frame(docs["baseline"]), docs_frame(docs["candidate"]),
+                          threshold, alpha)
+
+
+def _remove_worktree(repo: Path, tree: Path) -> None:
+    try:
+        _git(repo, "worktree", "remove", "--force", str(tree))
+    except BenchError:
+        _git(repo, "worktree", "prune")
+
+
+__all__: Sequence[str] = ["gate_against", "resolve_ref", "round_order", "require_clean"]

@@ -1,0 +1,148 @@
+"""`--measure throughput`: images/s built for comparison (what `bench ci` gates on).
+
+A training run's figures mix in what a regression gate must not see: evaluations every few
+steps cut its steady state into short windows, and a recipe's step budget gives a tiny model on a
+fast GPU milliseconds of signal. This loop trains the same step function with no evaluation:
+
+1. an untimed warm-up: `warmup_steps` steps, then more until a quarter of the budget has passed
+   (compilation, cuDNN autotuning, loader JIT, clocks ramping up);
+2. windows sized from the warm-up's step time so that a run holds about `WINDOWS` of them;
+3. timed windows until `budget_s` seconds of training have been timed (or `max_steps`).
+
+On a shared machine interference only ever slows a window down, so the gate's estimator is an
+upper quantile of the window rates (see `ESTIMATOR` and docs/ci.md for the A/A data that chose
+it); the median and the spread are kept beside it.
+
+Test-only knob: `BENCH_TEST_SLOWDOWN=0.10` makes every timed iteration (batch + step) 10% longer
+with busy work, so the gate's power can be measured against a known slowdown.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import os
+import statistics
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from .device import now, synchronize
+from .engine import StepFn, TrainState, Window
+from .errors import BenchError
+
+WINDOWS = 20  # timed windows per run
+WARMUP_FRACTION = 0.25  # of the budget, spent untimed after the warm-up steps
+SLOWDOWN_ENV = "BENCH_TEST_SLOWDOWN"
+# The statistic of the window rates a run reports as its images/s in throughput mode.
+ESTIMATOR = "q90"
+
+
+@dataclass
+class ThroughputConfig:
+    budget_s: float  # seconds of timed training per run
+    warmup_steps: int
+    batch_size: int  # images per step (per rank)
+    max_steps: int | None = None  # cap on timed steps
+
+
+def slowdown_from_env() -> float:
+    """The test-only slowdown fraction (0 when unset)."""
+    raw = os.environ.get(SLOWDOWN_ENV, "")
+    if not raw:
+        return 0.0
+    try:
+        value = float(raw)
+    except ValueError:
+        raise BenchError(f"{SLOWDOWN_ENV} must be a fraction like 0.10, not {raw!r}") from None
+    if not 0 <= value < 10:
+        raise BenchError(f"{SLOWDOWN_ENV} must lie in [0, 10), got {raw}")
+    return value
+
+
+def _busy_pad(fraction: float, device: torch.device) -> Callable[[float], float]:
+    """pad(start) spins for `fraction` of the time since `start`; returns the new start."""
+
+    def pad(start: float) -> float:
+        synchronize(device)
+        t = time.perf_counter()
+        until = t + fraction * (t - start)
+        while time.perf_counter() < until:
+            pass
+        return time.perf_counter()
+
+    return pad
+
+
+def endless(loader: Any) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Batches epoch after epoch (each epoch reshuffled as the loader does)."""
+    for epoch in itertools.count():
+        loader.set_epoch(epoch)
+        yield from loader
+
+
+def _warm_up(step: StepFn, batches: Iterator, device: torch.device, cfg: ThroughputConfig
+             ) -> tuple[int, float, float]:
+    """Untimed warm-up; returns (steps, wall seconds, seconds per step at its end)."""
+    start = now(device)
+    for _ in range(cfg.warmup_steps):
+        step(*next(batches))
+    steps, n = cfg.warmup_steps, 1
+    while True:  # doubling probes until a quarter of the budget has passed
+        t = now(device)
+        for _ in range(n):
+            step(*next(batches))
+        per_step = (now(device) - t) / n
+        steps += n
+        if now(device) - start >= WARMUP_FRACTION * cfg.budget_s:
+            return steps, now(device) - start, per_step
+        n *= 2
+
+
+def measure_throughput(step: StepFn, loader: Any, device: torch.device,
+                       cfg: ThroughputConfig, state: TrainState) -> TrainState:
+    """Warm up untimed, then time windows until the budget is spent; fills `state`."""
+    if len(loader) == 0:
+        raise BenchError("the loader yields no batches")
+    batches = endless(loader)
+    warm_steps, warm_s, per_step = _warm_up(step, batches, device, cfg)
+    state.warmup_time_s = warm_s
+    state.windows.append(Window(-1, warm_steps, warm_steps * cfg.batch_size, warm_s, True))
+    window_steps = max(1, round(cfg.budget_s / WINDOWS / max(per_step, 1e-9)))
+    slowdown = slowdown_from_env()
+    pad = _busy_pad(slowdown, device) if slowdown else None
+    cap = cfg.max_steps or math.inf
+    timed_steps = 0
+    while state.train_time_s < cfg.budget_s and timed_steps < cap:
+        n = int(min(window_steps, cap - timed_steps))
+        win_start = mark = now(device)
+        for _ in range(n):
+            step(*next(batches))
+            if pad is not None:
+                mark = pad(mark)
+        seconds = now(device) - win_start
+        state.windows.append(Window(0, n, n * cfg.batch_size, seconds, False))
+        state.train_time_s += seconds
+        timed_steps += n
+    state.steps = warm_steps + timed_steps
+    synchronize(device)
+    return state
+
+
+def window_estimates(rates: list[float]) -> dict[str, float]:
+    """Candidate estimators of a run's images/s from its window rates (all kept in results,
+    so the choice of `ESTIMATOR` can be revisited on stored data)."""
+    xs = sorted(rates)
+    n = len(xs)
+
+    def quantile(q: float) -> float:
+        return xs[0] if n == 1 else statistics.quantiles(xs, n=100, method="inclusive")[
+            round(q * 100) - 1]
+
+    trim = n // 10
+    trimmed = xs[trim:n - trim] or xs
+    return {"median": statistics.median(xs), "q75": quantile(0.75), "q90": quantile(0.90),
+            "max": xs[-1], "trimmed_mean": statistics.fmean(trimmed)}

@@ -1,0 +1,140 @@
+"""Measure the regression gate's error rates on this machine: A/A false alarms and the share of
+real slowdowns caught, for the stored-baseline mode and for `--against REF`.
+
+    python benchmarks/gate_campaign.py stored  --pairs 20 --out /tmp/gate-stored
+    python benchmarks/gate_campaign.py against --pairs 20 --out /tmp/gate-against
+    python benchmarks/gate_campaign.py estimators /tmp/gate-stored   # which window estimator
+
+`stored`: `bench ci --calibrate` once (the baseline, on this machine), then `pairs` times an A/A
+`bench ci` (same code) and a `bench ci` with `BENCH_TEST_SLOWDOWN=0.10` (every timed iteration
+made 10% longer with busy work), alternately. `against`: the same pairs with `bench ci --against
+HEAD` (the checkout must be clean). A false alarm is an A/A job that exits 1; a catch is a slowed
+job that exits 1. Exit 3 (could not gate) is counted apart. Nothing else may run on the machine
+meanwhile: the figures are this machine's noise.
+
+`estimators`: from the A/A runs' stored windows, the run-to-run spread (sd of log images/s) of
+each candidate estimator per configuration: the evidence behind `bench.throughput.ESTIMATOR`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SLOWDOWN = "0.10"
+JOB_TIMEOUT_S = 40 * 60
+
+
+def _bench(*args: str, slowdown: str | None = None) -> tuple[int, float]:
+    env = {k: v for k, v in os.environ.items() if k != "BENCH_TEST_SLOWDOWN"}
+    if slowdown:
+        env["BENCH_TEST_SLOWDOWN"] = slowdown
+    t = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "bench", *args], cwd=ROOT, env=env,
+                          timeout=JOB_TIMEOUT_S, capture_output=True, text=True)
+    if proc.returncode not in (0, 1, 3):
+        sys.exit(f"bench {' '.join(args)} failed ({proc.returncode}): {proc.stderr[-2000:]}")
+    return proc.returncode, time.monotonic() - t
+
+
+def _job(args: argparse.Namespace, kind: str, i: int, extra: list[str]) -> dict:
+    out = Path(args.out) / f"{kind}-{i:02d}"
+    code, seconds = _bench("ci", "--out", str(out), "--json", str(out / "gate.json"), *extra,
+                           *args.bench_args, slowdown=SLOWDOWN if kind == "slow" else None)
+    gate = json.loads((out / "gate.json").read_text()) if (out / "gate.json").exists() else {}
+    rows = [{"config": r["label"], "ratio": r["ips_ratio"], "verdict": r["verdict"],
+             "detectable": r["gate"]["detectable"]} for r in gate.get("rows", [])]
+    print(f"{kind} {i:2d}: exit {code} in {seconds:.0f}s  "
+          + "  ".join(f"{r['ratio']:.3f}{'!' if r['verdict'] == 'regression' else ''}"
+                      for r in rows), flush=True)
+    return {"kind": kind, "job": i, "exit": code, "seconds": seconds, "rows": rows}
+
+
+def campaign(args: argparse.Namespace) -> None:
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    extra: list[str] = []
+    if args.mode == "stored":
+        baseline = str(Path(args.out) / "baseline.json")
+        code, seconds = _bench("ci", "--calibrate", "--rounds", str(args.rounds), "--baseline",
+                               baseline, "--out", str(Path(args.out) / "calibration"),
+                               *args.bench_args)
+        print(f"calibration: exit {code} in {seconds:.0f}s", flush=True)
+        extra = ["--baseline", baseline]
+    else:
+        extra = ["--against", "HEAD"]
+    jobs = []
+    for i in range(args.pairs):
+        for kind in ("aa", "slow") if i % 2 == 0 else ("slow", "aa"):
+            jobs.append(_job(args, kind, i, extra))
+            (Path(args.out) / "jobs.json").write_text(json.dumps(jobs, indent=1))
+    print(summary(jobs, args.mode))
+
+
+def summary(jobs: list[dict], mode: str) -> str:
+    aa = [j for j in jobs if j["kind"] == "aa"]
+    slow = [j for j in jobs if j["kind"] == "slow"]
+    count = lambda js, code: sum(j["exit"] == code for j in js)  # noqa: E731
+    ratios = lambda js: [r["ratio"] for j in js for r in j["rows"]]  # noqa: E731
+    lines = [f"## gate campaign: {mode}", "",
+             "| jobs | pairs | exit 1 (regression) | exit 3 (not gated) | exit 0 | "
+             "ratio median (min-max) | job s median |", "|---|---|---|---|---|---|---|"]
+    for name, js in (("A/A", aa), ("10% slower", slow)):
+        rs = sorted(ratios(js)) or [math.nan]
+        lines.append(f"| {name} | {len(js)} | {count(js, 1)} | {count(js, 3)} | {count(js, 0)} "
+                     f"| {statistics.median(rs):.3f} ({rs[0]:.3f}-{rs[-1]:.3f}) | "
+                     f"{statistics.median(j['seconds'] for j in js):.0f} |")
+    return "\n".join(lines)
+
+
+def estimators(folder: str) -> None:
+    """Run-to-run sd of log images/s per estimator and configuration, over A/A runs."""
+    from bench.results import config_label, load_docs, run_key
+    from bench.throughput import window_estimates
+
+    per: dict[tuple[str, str], list[float]] = {}
+    for doc in load_docs([folder]):
+        if doc.get("status") != "ok" or (doc.get("config") or {}).get("measure") != "throughput":
+            continue
+        if "/slow-" in str(doc.get("_path")):
+            continue
+        rates = [w["images"] / w["seconds"] for w in doc["windows"]
+                 if not w["warmup"] and w["seconds"] > 0]
+        label = config_label(run_key(doc["config"]))
+        for name, value in window_estimates(rates).items():
+            per.setdefault((label, name), []).append(math.log(value))
+    names = ["median", "q75", "q90", "max", "trimmed_mean"]
+    labels = sorted({k[0] for k in per})
+    print("| configuration | runs | " + " | ".join(f"sd {n}" for n in names) + " |")
+    print("|---|---|" + "---|" * len(names))
+    for label in labels:
+        cells = [f"{statistics.stdev(per[(label, n)]):.2%}" for n in names]
+        print(f"| {label} | {len(per[(label, names[0])])} | " + " | ".join(cells) + " |")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("mode", choices=("stored", "against", "estimators"))
+    p.add_argument("folder", nargs="?", help="estimators: a campaign's --out folder")
+    p.add_argument("--pairs", type=int, default=20)
+    p.add_argument("--rounds", type=int, default=8, help="stored: calibration rounds")
+    p.add_argument("--out", default="/tmp/gate-campaign")
+    p.add_argument("bench_args", nargs=argparse.REMAINDER,
+                   help="after --: more `bench ci` flags (e.g. -- --device cpu --data-dir D)")
+    args = p.parse_args()
+    args.bench_args = [a for a in args.bench_args if a != "--"]
+    if args.mode == "estimators":
+        estimators(args.folder or args.out)
+    else:
+        campaign(args)
+
+
+if __name__ == "__main__":
+    main()

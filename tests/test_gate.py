@@ -1,0 +1,237 @@
+"""The regression gate: statistics with known answers, the throughput measurement, interleaving,
+and the `--against` worktree flow on a tiny repository."""
+
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench import against, suites, throughput
+from bench.errors import BenchError
+from bench.runspec import RunConfig
+from bench.stats import gate, log_sigma, per_config_alpha, repeats_needed
+from bench.throughput import window_estimates
+
+# --------------------------------------------------------------------------- statistics
+
+
+def _draws(rng: random.Random, n: int, level: float, sigma: float) -> list[float]:
+    return [level * (1 + rng.gauss(0, sigma)) for _ in range(n)]
+
+
+def test_identical_distributions_false_alarm_rate_is_bounded() -> None:
+    """2,000 A/A comparisons (3 runs a side, 3% noise): regressions at most at alpha."""
+    rng = random.Random(1)
+    alpha = 0.05
+    alarms = sum(gate(_draws(rng, 3, 1000, 0.03), _draws(rng, 3, 1000, 0.03), 0.05,
+                      alpha).verdict == "regression" for _ in range(2000))
+    assert alarms / 2000 <= alpha
+
+
+def test_calibrated_identical_distributions_false_alarm_rate() -> None:
+    rng = random.Random(2)
+    alarms = sum(gate(_draws(rng, 3, 1000, 0.02), _draws(rng, 3, 1000, 0.02), 0.05, 0.0125,
+                      sigma=0.02).verdict == "regression" for _ in range(4000))
+    assert alarms / 4000 <= 0.0125 * 1.5
+
+
+def test_known_shift_is_caught() -> None:
+    """A 10% slowdown under 1% noise is caught every time; its ratio is estimated."""
+    rng = random.Random(3)
+    results = [gate(_draws(rng, 3, 1000, 0.01), _draws(rng, 3, 900, 0.01), 0.05, 0.0125)
+               for _ in range(200)]
+    assert all(r.verdict == "regression" for r in results)
+    assert all(r.low < 0.9 * 1.03 and r.high > 0.9 * 0.97 for r in results)
+
+
+def test_small_shift_within_threshold_is_ok_not_regression() -> None:
+    r = gate([1000, 1001, 999], [980, 981, 979], 0.05, 0.0125, sigma=0.002)
+    assert r.verdict == "ok" and r.detectable < 0.05 and r.ratio == pytest.approx(0.98, 1e-3)
+
+
+def test_too_noisy_is_not_gated_with_the_repeats_it_needs() -> None:
+    r = gate([1000, 1100, 900], [1000, 1100, 900], 0.05, 0.0125)
+    assert r.verdict == "not gated" and r.needed_repeats > 3
+    assert repeats_needed(r.noise, 0.05, 0.0125) == r.needed_repeats
+    # with that many runs per side, the same noise is gateable
+    assert gate([1000] * r.needed_repeats, [1000] * r.needed_repeats, 0.05, 0.0125,
+                sigma=r.noise).detectable <= 0.05
+
+
+def test_one_run_a_side_without_calibration_is_not_gated() -> None:
+    r = gate([1000], [500], 0.05, 0.05)
+    assert r.verdict == "not gated" and r.noise_source == "none"
+    assert r.ratio == pytest.approx(0.5)
+
+
+def test_bonferroni_and_log_sigma() -> None:
+    assert per_config_alpha(0.05, 4) == pytest.approx(0.0125)
+    assert log_sigma([100.0]) is None
+    assert log_sigma([100.0, 100.0]) == 0.0
+
+
+def test_heavy_one_sided_noise_upper_quantile_is_robust() -> None:
+    """Interference only slows windows down: with 40% of windows slowed 2-5x, the median
+    moves by tens of percent while the q90 estimate stays within 2% of the clean rate."""
+    rng = random.Random(4)
+    moved_median, moved_q90 = [], []
+    for _ in range(50):
+        clean = [1000 * (1 + rng.gauss(0, 0.01)) for _ in range(20)]
+        hit = [r / rng.uniform(2, 5) if rng.random() < 0.4 else r for r in clean]
+        est = window_estimates(hit)
+        moved_median.append(abs(est["median"] / 1000 - 1))
+        moved_q90.append(abs(est["q90"] / 1000 - 1))
+    assert max(moved_q90) < 0.03 < max(moved_median)
+
+
+# --------------------------------------------------------------------------- measurement
+
+
+def test_throughput_mode_windows_and_estimate(tiny_data, tmp_path: Path) -> None:
+    from bench.runner import run
+
+    result, path = run(RunConfig(model="fc", device="cpu", data_dir=str(tiny_data[0]),
+                                 recipe="fast", measure="throughput", budget_s=0.3,
+                                 out=str(tmp_path), quiet=True))
+    s = result.summary
+    assert result.status == "ok" and path is not None
+    assert result.windows[0]["warmup"] and not any(w["warmup"] for w in result.windows[1:])
+    timed = result.windows[1:]
+    assert sum(w["seconds"] for w in timed) >= 0.3 and len(timed) >= 5
+    assert s["estimator"] == throughput.ESTIMATOR
+    assert s["images_per_s"] == pytest.approx(s["window_estimates"][throughput.ESTIMATOR])
+    assert s["final_test_acc"] is None and result.evals == []
+    assert result.config["measure"] == "throughput" and result.config["budget_s"] == 0.3
+
+
+def test_slowdown_knob_makes_steps_longer(tiny_data, tmp_path: Path, monkeypatch) -> None:
+    """BENCH_TEST_SLOWDOWN pads every timed iteration by that fraction with busy work."""
+    from bench.runner import run
+
+    def measure(env: str | None) -> float:
+        if env:
+            monkeypatch.setenv(throughput.SLOWDOWN_ENV, env)
+        else:
+            monkeypatch.delenv(throughput.SLOWDOWN_ENV, raising=False)
+        result, _ = run(RunConfig(model="fc", device="cpu", data_dir=str(tiny_data[0]),
+                                  batch_size=16, measure="throughput", budget_s=0.4,
+                                  write=False, quiet=True))
+        return result.summary["window_estimates"]["max"]
+
+    fast, slow = measure(None), measure("1.0")  # doubled: far beyond this machine's noise
+    assert slow < fast * 0.75
+    monkeypatch.setenv(throughput.SLOWDOWN_ENV, "fast")
+    with pytest.raises(BenchError, match="BENCH_TEST_SLOWDOWN"):
+        throughput.slowdown_from_env()
+
+
+def test_suite_repeats_are_interleaved(monkeypatch, tmp_path: Path) -> None:
+    order = []
+    cfgs = [RunConfig(model=m) for m in ("fc", "cnn", "lenet")]
+    monkeypatch.setattr(suites, "suite_configs", lambda name, on_gpu: (cfgs, "test"))
+    monkeypatch.setattr(suites, "_ensure_peak", lambda device: None)
+    monkeypatch.setattr(suites, "_real_data_available", lambda fams, d: dict.fromkeys(fams,
+                                                                                     False))
+    monkeypatch.setattr(suites, "run", lambda c: (order.append((c.repeat, c.model)), (None,
+                                                                                    None))[1])
+    suites.run_suite("x", data_dir=None, out_dir=str(tmp_path), device="cpu", repeats=2)
+    assert order == [(0, "fc"), (0, "cnn"), (0, "lenet"), (1, "fc"), (1, "cnn"), (1, "lenet")]
+
+
+def test_ci_suite_measures_throughput() -> None:
+    cfgs, _ = suites.suite_configs("ci", on_gpu=False)
+    assert {c.measure for c in cfgs} == {"throughput"} and not any(c.evaluate for c in cfgs)
+    heavy = [c for c in cfgs if c.model == "vgg16"]
+    assert heavy and heavy[0].batch_size == suites.CPU_HEAVY_BATCH
+
+
+# --------------------------------------------------------------------------- --against
+
+
+def _git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True,
+                          text=True, timeout=60).stdout.strip()
+
+
+@pytest.fixture
+def tiny_repo(tmp_path: Path) -> Path:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    _git(repo, "init", "-q")
+    _git(repo, "config", "user.email", "t@t")
+    _git(repo, "config", "user.name", "t")
+    (repo / "version.txt").write_text("1000\n")
+    _git(repo, "add", ".")
+    _git(repo, "commit", "-qm", "base")
+    (repo / "version.txt").write_text("900\n")  # the candidate commit is 10% slower
+    _git(repo, "commit", "-qam", "slower")
+    return repo
+
+
+# A side's round: writes one result per configuration with the tree's version.txt as images/s
+# (the order of rounds is appended to a log, so the test sees the alternation).
+_FAKE_ROUND = r"""
+import json, os, sys, pathlib
+from bench.results import Result, write_result
+tree = pathlib.Path.cwd(); out = sys.argv[1]; log = sys.argv[2]
+ips = float((tree / "version.txt").read_text())
+with open(log, "a") as f:
+    f.write(f"{tree.name} {os.environ.get('BENCH_TEST_SLOWDOWN', '-')}\n")
+n = sum(1 for _ in open(log))
+for model in ("fc", "cnn"):
+    cfg = dict(model=model, dataset="mnist", loader="gpu", precision="fp32", compile="none",
+               channels_last=False, batch_size=256, recipe="fast", world_size=1,
+               measure="throughput", max_steps=None)
+    env = {"host": "h", "cpu_model": "Test CPU", "gpus": []}
+    write_result(Result(config=cfg, env=env, summary={"images_per_s": ips * (1 + n / 1000)}),
+                 out)
+"""
+
+
+def test_against_alternates_in_a_worktree(tiny_repo: Path, tmp_path: Path, monkeypatch):
+    import argparse
+
+    log = tmp_path / "rounds.log"
+    script = tmp_path / "fake_round.py"
+    script.write_text(_FAKE_ROUND)
+    root = Path(__file__).resolve().parent.parent
+    monkeypatch.setattr(against, "checkout_root", lambda: tiny_repo)
+    monkeypatch.setattr(against, "_side_command", lambda args, out: [
+        sys.executable, str(script), str(out), str(log)])
+    monkeypatch.setenv("PYTHONPATH", str(root))
+    monkeypatch.setenv(throughput.SLOWDOWN_ENV, "0.10")
+    args = argparse.Namespace(against="HEAD~1", repeats=3, out=str(tmp_path / "out"),
+                              device="cpu", data_dir=None, budget_s=None)
+    cmp = against.gate_against(args, 0.05, 0.05)
+    lines = log.read_text().split("\n")[:-1]
+    sides = ["repo" if line.startswith("repo ") else "baseline" for line in lines]
+    assert sides == ["baseline", "repo", "repo", "baseline", "baseline", "repo"]  # ABBA
+    assert {line.split()[1] for line in lines if line.startswith("repo")} == {"0.10"}
+    assert {line.split()[1] for line in lines if line.startswith("baseline")} == {"-"}
+    assert len(cmp.rows) == 2 and all(r.verdict == "regression" for r in cmp.rows)
+    assert all(r.ips_ratio == pytest.approx(0.9, abs=0.01) for r in cmp.rows)
+    assert _git(tiny_repo, "worktree", "list").count("\n") == 0  # temporary worktree removed
+
+
+def test_against_bad_input(tiny_repo: Path, monkeypatch) -> None:
+    with pytest.raises(BenchError, match="no such commit"):
+        against.resolve_ref(tiny_repo, "no-such-branch")
+    (tiny_repo / "version.txt").write_text("1\n")
+    with pytest.raises(BenchError, match="uncommitted change"):
+        against.require_clean(tiny_repo)
+    assert against.round_order(2) == [(0, "baseline"), (0, "candidate"), (1, "candidate"),
+                                      (1, "baseline")]
+
+
+def test_baseline_of_a_newer_format_is_bad_input(tmp_path: Path) -> None:
+    from bench.results import read_docs
+
+    path = tmp_path / "b.json"
+    path.write_text(json.dumps({"kind": "bench-baseline", "version": 99, "runs": []}))
+    with pytest.raises(BenchError, match="newer than this tool"):
+        read_docs(path)
