@@ -118,7 +118,8 @@ def measure_alternately(trees: dict[str, Path], args: argparse.Namespace, out: P
     return docs
 
 
-def gate_against(args: argparse.Namespace, threshold: float, alpha: float) -> Comparison:
+def gate_against(args: argparse.Namespace, threshold: float, alpha: float,
+                 noise: dict | None = None) -> Comparison:
     """Check REF out, measure both trees alternately, compare (one device, same job)."""
     repo = checkout_root()
     sha = resolve_ref(repo, args.against)
@@ -133,7 +134,7 @@ def gate_against(args: argparse.Namespace, threshold: float, alpha: float) -> Co
         finally:
             _remove_worktree(repo, tree)
     return compare_frames(docs_frame(docs["baseline"]), docs_frame(docs["candidate"]),
-                          threshold, alpha)
+                          threshold, alpha, noise)
 
 
 def _remove_worktree(repo: Path, tree: Path) -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -54,7 +55,7 @@ from .stats import detectable_slowdown, log_sigma, per_config_alpha, repeats_nee
 
 SUITE = "ci"
 BASELINE_DIR = Path(DEFAULT_RESULTS_DIR) / BASELINES_SUBDIR
-DEFAULT_REPEATS = 3
+DEFAULT_REPEATS = 4
 DEFAULT_CALIBRATION_ROUNDS = 8
 
 
@@ -194,6 +195,27 @@ def gate_stored(docs: Sequence[ResultDoc], path: Path, threshold: float, alpha: 
     return _report(cmp, json_out, f"bench ci against {path}")
 
 
+def _runner_noise(args: argparse.Namespace) -> dict[Key, float]:
+    """--against: this runner's calibrated noise, when its baseline file has a calibration
+    (the named --baseline, else the device's own); without one the gate estimates the noise
+    from the rounds (a t-test: weaker with few rounds)."""
+    if args.baseline:
+        path = Path(args.baseline)
+        if not path.exists():
+            raise BenchError(f"--baseline {path}: no such file")
+    else:
+        from .device import resolve_device
+        from .envinfo import device_label, fingerprint
+
+        device = resolve_device(args.device)
+        path = baseline_path(device_label(fingerprint(), device.type))
+    if not path.exists():
+        print(f"ci --against: no calibration at {path}: noise estimated from the rounds",
+              file=sys.stderr)
+        return {}
+    return noise_table(read_baseline(path)[1])
+
+
 def _run_suite(args: argparse.Namespace, rounds: int) -> list[ResultDoc]:
     from .suites import run_suite
 
@@ -227,7 +249,7 @@ def handler(args: argparse.Namespace) -> int:
     if args.against:
         from .against import gate_against
 
-        cmp = gate_against(args, threshold, alpha)
+        cmp = gate_against(args, threshold, alpha, _runner_noise(args))
         return _report(cmp, args.json, f"bench ci --against {args.against}")
     if args.calibrate:
         return _calibrate(args, threshold, alpha)

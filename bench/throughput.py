@@ -4,8 +4,10 @@ A training run's figures mix in what a regression gate must not see: evaluations
 steps cut its steady state into short windows, and a recipe's step budget gives a tiny model on a
 fast GPU milliseconds of signal. This loop trains the same step function with no evaluation:
 
-1. an untimed warm-up: `warmup_steps` steps, then more until a quarter of the budget has passed
-   (compilation, cuDNN autotuning, loader JIT, clocks ramping up);
+1. an untimed warm-up: `warmup_steps` steps, then doubling probes until a quarter of the
+   budget has passed AND two probes in a row agree on the step time within 15% (compilation,
+   cuDNN autotuning, oneDNN primitive creation, loader JIT, clocks ramping up), capped at
+   `WARMUP_CAP` budgets;
 2. windows sized from the warm-up's step time so that a run holds about `WINDOWS` of them;
 3. timed windows until `budget_s` seconds of training have been timed (or `max_steps`).
 
@@ -36,6 +38,8 @@ from .errors import BenchError
 
 WINDOWS = 20  # timed windows per run
 WARMUP_FRACTION = 0.25  # of the budget, spent untimed after the warm-up steps
+WARMUP_STABLE = 0.15  # two probes' step times this close: warmed up
+WARMUP_CAP = 4.0  # budgets of warm-up at most, stable or not
 SLOWDOWN_ENV = "BENCH_TEST_SLOWDOWN"
 # The statistic of the window rates a run reports as its images/s in throughput mode.
 ESTIMATOR = "q90"
@@ -90,16 +94,20 @@ def _warm_up(step: StepFn, batches: Iterator, device: torch.device, cfg: Through
     start = now(device)
     for _ in range(cfg.warmup_steps):
         step(*next(batches))
-    steps, n = cfg.warmup_steps, 1
-    while True:  # doubling probes until a quarter of the budget has passed
+    steps, n, previous = cfg.warmup_steps, 1, math.inf
+    while True:  # doubling probes until long enough and stable (or the cap)
         t = now(device)
         for _ in range(n):
             step(*next(batches))
         per_step = (now(device) - t) / n
         steps += n
-        if now(device) - start >= WARMUP_FRACTION * cfg.budget_s:
-            return steps, now(device) - start, per_step
-        n *= 2
+        elapsed = now(device) - start
+        stable = abs(per_step - previous) <= WARMUP_STABLE * per_step
+        if (elapsed >= WARMUP_FRACTION * cfg.budget_s and stable) or \
+                elapsed >= WARMUP_CAP * cfg.budget_s:
+            return steps, elapsed, per_step
+        previous = per_step
+        n = min(2 * n, max(1, round(WARMUP_FRACTION * cfg.budget_s / max(per_step, 1e-9))))
 
 
 def measure_throughput(step: StepFn, loader: Any, device: torch.device,

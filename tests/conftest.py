@@ -111,3 +111,18 @@ def real_data_dir() -> Path:
             return Path(cand)
     pytest.skip("real data not found: set BENCH_REAL_DATA_DIR to a folder with MNIST/raw "
                 "and cifar-10-python.tar.gz")
+
+
+@pytest.fixture
+def bench_cli(capsys: pytest.CaptureFixture[str]):
+    """Run `bench ARGS...` in-process: (exit code, stderr lines). Reliability tests check that
+    bad input gives exactly one line and exit 2, never a traceback."""
+    from bench.cli import main
+
+    def run(*argv: str) -> tuple[int, list[str]]:
+        capsys.readouterr()
+        code = main([str(a) for a in argv])
+        err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+        return code, err
+
+    return run

@@ -1,0 +1,416 @@
+"""Issue 15, the data side: every bad input or fault of the data readers, `samples`, `loaders`
+and the .beton lock gives one line (BenchError; `bench: error: ...` and exit 2 at the CLI),
+never a traceback, a hang or a silently wrong run. docs/reliability.md lists the cases.
+
+The ffcv writer's signal and failure cases run `bench convert` in subprocesses
+(tests/test_ffcv.py); the peak cache's are in tests/test_flops.py.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import pickle
+import struct
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import _cifar_batch, make_cifar, make_mnist
+
+from bench.datasets import load_dataset, read_idx
+from bench.errors import BenchError
+
+
+def one_line(exc: pytest.ExceptionInfo[BenchError]) -> str:
+    msg = str(exc.value)
+    assert msg and "\n" not in msg
+    return msg
+
+
+def idx_bytes(code: int, dims: tuple[int, ...], payload: bytes = b"") -> bytes:
+    return bytes([0, 0, code, len(dims)]) + struct.pack(">" + "I" * len(dims), *dims) + payload
+
+
+RAW = Path("MNIST/raw")
+
+
+# ----------------------------------------------------------------------------- MNIST (IDX)
+@pytest.mark.parametrize("split,files", [
+    ("test", ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")),
+    ("train", ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz")),
+])
+def test_empty_mnist_split_is_refused(tmp_path: Path, split: str, files, bench_cli) -> None:
+    """Before: an empty test set trained and was recorded ok with 0% accuracy."""
+    import gzip
+
+    make_mnist(tmp_path)
+    for name, dims in zip(files, ((0, 28, 28), (0,)), strict=True):
+        data = idx_bytes(0x08, dims)
+        path = tmp_path / RAW / name
+        path.write_bytes(gzip.compress(data) if name.endswith(".gz") else data)
+    with pytest.raises(BenchError) as err:
+        load_dataset("mnist", tmp_path, download=False)
+    assert f"the {split} split is empty" in one_line(err)
+    code, lines = bench_cli("samples", "mnist", "--data-dir", tmp_path,
+                            "--out", tmp_path / "s.png")
+    assert code == 2 and len(lines) == 1 and "is empty" in lines[0]
+
+
+def test_idx_dims_that_overflow_are_a_size_mismatch(tmp_path: Path) -> None:
+    """Before: 2^21 * 2^21 * 2^22 wrapped to 0 in int64 and reshape raised a ValueError."""
+    (tmp_path / "x").write_bytes(idx_bytes(0x08, (1 << 21, 1 << 21, 1 << 22)))
+    with pytest.raises(BenchError) as err:
+        read_idx(tmp_path / "x")
+    assert "size mismatch" in one_line(err)
+
+
+@pytest.mark.parametrize("ndim", [0, 5, 255])
+def test_idx_with_impossible_dimension_count(tmp_path: Path, ndim: int) -> None:
+    (tmp_path / "x").write_bytes(bytes([0, 0, 0x08, ndim]) + b"\0\0\0\1" * ndim)
+    with pytest.raises(BenchError) as err:
+        read_idx(tmp_path / "x")
+    assert "dimensions" in one_line(err)
+
+
+def test_int32_idx_images_are_refused_by_name(tmp_path: Path) -> None:
+    """Before: "Invalid mode for data type" from deep inside the loaders."""
+    make_mnist(tmp_path)
+    path = tmp_path / RAW / "t10k-images-idx3-ubyte"
+    path.write_bytes(idx_bytes(0x0C, (64, 28, 28), b"\0" * (64 * 28 * 28 * 4)))
+    with pytest.raises(BenchError) as err:
+        load_dataset("mnist", tmp_path, download=False)
+    msg = one_line(err)
+    assert str(path) in msg and "int32" in msg and "unsigned bytes" in msg
+
+
+def test_mnist_labels_out_of_range(tmp_path: Path) -> None:
+    make_mnist(tmp_path)
+    labels = np.zeros(64, np.uint8)
+    labels[5] = 12
+    (tmp_path / RAW / "t10k-labels-idx1-ubyte").write_bytes(
+        idx_bytes(0x08, (64,), labels.tobytes()))
+    with pytest.raises(BenchError) as err:
+        load_dataset("mnist", tmp_path, download=False)
+    assert "must be 0..9, found 12 at index 5" in one_line(err)
+
+
+def test_mnist_images_of_the_wrong_shape(tmp_path: Path) -> None:
+    make_mnist(tmp_path)
+    (tmp_path / RAW / "t10k-images-idx3-ubyte").write_bytes(
+        idx_bytes(0x08, (64, 32, 32), b"\0" * (64 * 32 * 32)))
+    with pytest.raises(BenchError) as err:
+        load_dataset("mnist", tmp_path, download=False)
+    assert "(32, 32, 1)" in one_line(err)
+
+
+def test_data_dir_that_is_a_file(tmp_path: Path, bench_cli) -> None:
+    """Before: "download failed: RuntimeError"."""
+    f = tmp_path / "data"
+    f.write_text("x")
+    with pytest.raises(BenchError) as err:
+        load_dataset("mnist", f)
+    assert "is a file" in one_line(err)
+    code, lines = bench_cli("samples", "cifar10", "--data-dir", f, "--out", tmp_path / "s.png")
+    assert code == 2 and len(lines) == 1 and "is a file" in lines[0]
+
+
+# ----------------------------------------------------------------------------- CIFAR-10
+class _Payload:
+    """What a hostile batch file holds: unpickling it runs a shell command."""
+
+    def __init__(self, cmd: str) -> None:
+        self.cmd = cmd
+
+    def __reduce__(self):
+        return (os.system, (self.cmd,))
+
+
+def test_cifar_pickle_payload_is_refused_and_never_runs(tmp_path: Path, bench_cli) -> None:
+    make_cifar(tmp_path)
+    pwned = tmp_path / "pwned"
+    batch = tmp_path / "cifar-10-batches-py" / "data_batch_2"
+    batch.write_bytes(pickle.dumps({b"data": _Payload(f"touch {pwned}"), b"labels": []},
+                                   protocol=2))
+    with pytest.raises(BenchError) as err:
+        load_dataset("cifar10", tmp_path, download=False)
+    msg = one_line(err)
+    assert str(batch) in msg and "refused" in msg and "system" in msg
+    code, lines = bench_cli("samples", "cifar10", "--data-dir", tmp_path,
+                            "--out", tmp_path / "s.png")
+    assert code == 2 and len(lines) == 1 and "refused" in lines[0]
+    assert not pwned.exists()
+    # the payload is real: a plain pickle.load in a child process runs it
+    probe = tmp_path / "probe"
+    subprocess.run([sys.executable, "-c", "import pickle, sys; "
+                    "pickle.loads(sys.stdin.buffer.read())"],
+                   input=pickle.dumps(_Payload(f"touch {probe}"), protocol=2), timeout=120,
+                   check=True, capture_output=True)
+    assert probe.exists()
+
+
+def test_restricted_unpickler_reads_numpy_1_and_2_batches(tmp_path: Path) -> None:
+    """The official files name numpy.core.multiarray._reconstruct (numpy 1.x, Python 2);
+    numpy 2 pickles name numpy._core...; both load."""
+    from bench.datasets.cifar10 import _read_cifar_batch
+
+    x = np.random.default_rng(0).integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
+    path = tmp_path / "b"
+    _cifar_batch(path, x, np.array([1, 2, 3]), "b")
+    raw = path.read_bytes()
+    for old, new in ((b"numpy._core.multiarray", b"numpy.core.multiarray"), (b"", b"")):
+        path.write_bytes(raw.replace(old, new) if old else raw)
+        got, y = _read_cifar_batch(path)
+        assert np.array_equal(got, x) and y.tolist() == [1, 2, 3]
+
+
+def test_cifar_missing_batch_is_named(tmp_path: Path, bench_cli) -> None:
+    """Before: trained on 40,000 of the 50,000 images without a word."""
+    make_cifar(tmp_path)
+    (tmp_path / "cifar-10-batches-py" / "data_batch_3").unlink()
+    with pytest.raises(BenchError) as err:
+        load_dataset("cifar10", tmp_path, download=False)
+    assert "missing data_batch_3" in one_line(err)
+    code, lines = bench_cli("samples", "cifar10", "--data-dir", tmp_path,
+                            "--out", tmp_path / "s.png")
+    assert code == 2 and len(lines) == 1 and "data_batch_3" in lines[0]
+
+
+def _bad_batches() -> dict[str, object]:
+    ok = np.zeros((2, 3072), np.uint8)
+    return {
+        "a list": [1],
+        "a string": "x",
+        "data a list": {b"data": [[0] * 3072] * 2, b"labels": [0, 1]},
+        "data float": {b"data": ok.astype(np.float32), b"labels": [0, 1]},
+        "data 1-D": {b"data": np.zeros(3072, np.uint8), b"labels": [0]},
+        "data 300": {b"data": ok.astype(np.int64) + 300, b"labels": [0, 1]},
+        "labels str": {b"data": ok, b"labels": ["a", "b"]},
+        "labels float": {b"data": ok, b"labels": [0.5, 1.0]},
+        "labels 10": {b"data": ok, b"labels": [0, 10]},
+        "labels short": {b"data": ok, b"labels": [0]},
+        "no labels": {b"data": ok},
+    }
+
+
+@pytest.mark.parametrize("kind", list(_bad_batches()))
+def test_cifar_batch_of_wrong_type_or_values(tmp_path: Path, kind: str) -> None:
+    make_cifar(tmp_path)
+    batch = tmp_path / "cifar-10-batches-py" / "test_batch"
+    batch.write_bytes(pickle.dumps(_bad_batches()[kind], protocol=2))
+    with pytest.raises(BenchError) as err:
+        load_dataset("cifar10", tmp_path, download=False)
+    assert str(batch) in one_line(err)
+
+
+def test_cache_dir_that_is_a_file(tmp_path: Path, monkeypatch, bench_cli) -> None:
+    make_cifar(tmp_path / "d", as_tar=True)
+    cache = tmp_path / "cache"
+    cache.write_text("x")
+    monkeypatch.setenv("BENCH_CACHE_DIR", str(cache))
+    with pytest.raises(BenchError) as err:
+        load_dataset("cifar10", tmp_path / "d", download=False)
+    msg = one_line(err)
+    assert "cache folder" in msg and "is a file" in msg and "BENCH_CACHE_DIR" in msg
+
+
+def test_read_only_cache_dir(tmp_path: Path, monkeypatch) -> None:
+    """Root ignores permissions, so the refusal of a read-only file system is injected."""
+    import bench.datasets._fs as fs
+
+    make_cifar(tmp_path / "d", as_tar=True)
+
+    def erofs(*_a, **_k):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(fs.tempfile, "mkstemp", erofs)
+    with pytest.raises(BenchError) as err:
+        load_dataset("cifar10", tmp_path / "d", download=False)
+    assert "not writable (Read-only file system)" in one_line(err)
+
+
+def test_cache_entry_missing_its_test_batch_heals_itself(tmp_path: Path, capsys) -> None:
+    """Before: blamed the data dir ("not found in ...") and never recovered."""
+    from bench import datasets
+
+    ref = make_cifar(tmp_path, as_tar=True)
+    load_dataset("cifar10", tmp_path, download=False)
+    (entry,) = (datasets.cache_dir() / "cifar10").iterdir()
+    (entry / "cifar-10-batches-py" / "test_batch").unlink()
+    datasets._load_real.cache_clear()
+    capsys.readouterr()
+    d = load_dataset("cifar10", tmp_path, download=False)
+    assert np.array_equal(d.test_x, ref["test_x"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "incomplete (missing test_batch)" in err[0] and "again" in err[0]
+
+
+def test_cache_entry_that_cannot_be_rebuilt_names_the_folder(tmp_path: Path,
+                                                             monkeypatch) -> None:
+    from bench import datasets
+    from bench.datasets import cifar10
+
+    make_cifar(tmp_path, as_tar=True)
+    load_dataset("cifar10", tmp_path, download=False)
+    (entry,) = (datasets.cache_dir() / "cifar10").iterdir()
+    (entry / "cifar-10-batches-py" / "test_batch").unlink()
+    datasets._load_real.cache_clear()
+
+    def denied(*_a, **_k):
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr(cifar10.shutil, "rmtree", denied)
+    with pytest.raises(BenchError) as err:
+        load_dataset("cifar10", tmp_path, download=False)
+    msg = one_line(err)
+    assert str(entry) in msg and "delete that folder" in msg
+
+
+# ----------------------------------------------------------------------------- samples
+@pytest.mark.parametrize("argv,words", [
+    (["--n", "0"], "between 1 and 1,000"),
+    (["--n", "100000000"], "between 1 and 1,000"),
+    (["--out", "{tmp}/x.txt"], "must be a .png"),
+    (["--out", "{tmp}/file/x.png"], "is a file, not a folder"),
+])
+def test_samples_bounds_and_output(tmp_path: Path, argv, words, bench_cli,
+                                   monkeypatch) -> None:
+    """Before: --n 100000000 ran until killed; --out x.txt was accepted silently."""
+    import bench.datasets as ds
+
+    (tmp_path / "file").write_text("x")
+    monkeypatch.setattr(ds, "load_dataset", lambda *a, **k: pytest.fail("data loaded"))
+    args = [a.format(tmp=tmp_path) for a in argv]
+    out = [] if "--out" in args else ["--out", str(tmp_path / "s.png")]
+    code, lines = bench_cli("samples", "synthetic-mnist", *out, *args)
+    assert code == 2 and len(lines) == 1 and words in lines[0], lines
+
+
+def test_samples_write_failure_is_one_line(tmp_path: Path, bench_cli, monkeypatch) -> None:
+    import bench.samples as samples
+
+    def full(*_a, **_k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(samples, "save_figure", full)
+    code, lines = bench_cli("samples", "synthetic-mnist", "--n", "4",
+                            "--out", tmp_path / "s.png")
+    assert code == 2 and lines == [f"bench: error: cannot write {tmp_path / 's.png'} "
+                                   "(No space left on device)"]
+
+
+# ----------------------------------------------------------------------------- loaders
+def test_loaders_batch_larger_than_the_dataset(tiny_data, bench_cli) -> None:
+    """Before: "0 img/s" and exit 0."""
+    root, _, _ = tiny_data
+    code, lines = bench_cli("loaders", "--dataset", "mnist", "--data-dir", root,
+                            "--batch-size", "512", "--loaders", "torch", "--device", "cpu")
+    assert code == 2 and len(lines) == 1
+    assert "--batch-size 512 is larger than the mnist training split (256 images)" in lines[0]
+
+
+@pytest.mark.parametrize("argv,words", [
+    (["--workers", "-1"], "--workers -1: must be between 0 and"),
+    (["--workers", "100000"], "--workers 100000: must be between 0 and"),
+    (["--epochs", "0"], "--epochs 0: must be between 1 and"),
+    (["--batch-size", "0"], "--batch-size 0: must be at least 1"),
+    (["--json", "{tmp}/file/x.json"], "is a file, not a folder"),
+    (["--json", "{tmp}"], "is a folder"),
+])
+def test_loaders_bounds_before_any_work(tmp_path: Path, argv, words, bench_cli,
+                                        monkeypatch) -> None:
+    import bench.loader_bench as lb
+
+    (tmp_path / "file").write_text("x")
+    monkeypatch.setattr(lb, "load_dataset", lambda *a, **k: pytest.fail("data loaded"))
+    code, lines = bench_cli("loaders", "--device", "cpu",
+                            *[a.format(tmp=tmp_path) for a in argv])
+    assert code == 2 and len(lines) == 1 and words in lines[0], lines
+
+
+# ----------------------------------------------------------------------------- .beton lock
+_HOLDER = """
+import fcntl, os, sys, time
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT)
+fcntl.flock(fd, fcntl.LOCK_EX)
+os.ftruncate(fd, 0)
+os.write(fd, (sys.argv[2] + " " + os.uname().nodename + "\\n").encode())
+print("held", flush=True)
+time.sleep(120)
+"""
+
+
+def _hold(lock: Path, owner_pid: str) -> subprocess.Popen:
+    """A process holding the flock with `owner_pid` recorded: a dead PID is the orphaned
+    writer's case (the lock inherited by fork outlives the parent that wrote its PID)."""
+    proc = subprocess.Popen([sys.executable, "-c", _HOLDER, str(lock), owner_pid],
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "held"
+    return proc
+
+
+def _acquire_in_thread(path: Path, logs: list[str], hold_s: float = 0.0) -> threading.Thread:
+    from datasets_ffcv._lock import beton_lock
+
+    def take() -> None:
+        with beton_lock(path, logs.append):
+            logs.append("acquired")
+            time.sleep(hold_s)
+
+    t = threading.Thread(target=take, daemon=True)
+    t.start()
+    return t
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait(timeout=120)
+    return proc.pid
+
+
+def test_lock_held_for_a_dead_owner_is_taken_over(tmp_path: Path) -> None:
+    """Before: every later convert or `run --loader ffcv` of the file waited for ever."""
+    from datasets_ffcv._lock import lock_path
+
+    path = tmp_path / "x-train.beton"
+    holder = _hold(lock_path(path), str(_dead_pid()))
+    try:
+        logs: list[str] = []
+        t = _acquire_in_thread(path, logs)
+        t.join(timeout=60)
+        assert not t.is_alive(), "waited for a lock whose owner is dead"
+        assert logs[-1] == "acquired" and len(logs) == 2
+        assert "which is dead" in logs[0] and "taking it over" in logs[0]
+    finally:
+        holder.kill()
+        holder.wait(timeout=120)
+    assert not lock_path(path).exists()
+
+
+def test_lock_waits_for_a_live_owner_then_is_removed(tmp_path: Path) -> None:
+    from datasets_ffcv._lock import lock_path
+
+    path = tmp_path / "x-train.beton"
+    lock = lock_path(path)
+    holder = _hold(lock, "1")  # PID 1 lives: a real conversion in progress
+    try:
+        logs: list[str] = []
+        t = _acquire_in_thread(path, logs)
+        time.sleep(1.0)
+        assert t.is_alive() and "acquired" not in logs
+    finally:
+        holder.kill()
+        holder.wait(timeout=120)
+    t.join(timeout=60)
+    assert not t.is_alive() and logs[-1] == "acquired"
+    assert not lock.exists()  # released and removed: nothing left behind
+    fd = os.open(tmp_path, os.O_RDONLY)  # the folder lock used for take-overs is free too
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    finally:
+        os.close(fd)
