@@ -273,7 +273,7 @@ def run_ci(*argv: str) -> int:
 
 def test_ci_without_baseline_cannot_gate_and_says_so(fake_suite, capsys):
     assert run_ci("--data-dir", "/data") == 3
-    assert fake_suite["calls"] == [("ci", "/data", "results", "auto", 3)]
+    assert fake_suite["calls"] == [("ci", "/data", "results", "auto", ci.DEFAULT_REPEATS)]
     assert "no baseline for NVIDIA A100" in capsys.readouterr().out
     assert "| configuration |" in fake_suite["summary"].read_text()
 
@@ -283,9 +283,9 @@ def test_ci_records_then_gates(fake_suite, capsys, tmp_path):
     baseline = Path("results/baselines/nvidia-a100.json")
     doc = json.loads(baseline.read_text())
     assert doc["kind"] == "bench-baseline" and doc["device"] == "NVIDIA A100"
-    assert len(doc["runs"]) == 6 and "_path" not in doc["runs"][0]
-    assert len(load_docs(["results"])) == 6  # folders skip baselines/ (copies)
-    assert len(load_docs([baseline])) == 6
+    assert len(doc["runs"]) == 2 * ci.DEFAULT_REPEATS and "_path" not in doc["runs"][0]
+    assert len(load_docs(["results"])) == 2 * ci.DEFAULT_REPEATS  # folders skip baselines/
+    assert len(load_docs([baseline])) == 2 * ci.DEFAULT_REPEATS
 
     fake_suite["results"] = [make_result(ips=985), make_result("fc", ips=5050)]
     assert run_ci("--json", str(tmp_path / "gate.json")) == 0
