@@ -50,7 +50,7 @@ bench-ci: $(STAMP)
 	$(VENV)/bin/bench ci $(if $(DATA_DIR),--data-dir $(DATA_DIR))
 
 bench-baseline: $(STAMP)
-	$(VENV)/bin/bench ci --record-baseline $(if $(DATA_DIR),--data-dir $(DATA_DIR))
+	$(VENV)/bin/bench ci --calibrate $(if $(DATA_DIR),--data-dir $(DATA_DIR))
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check bench kernels datasets_ffcv tests benchmarks

@@ -16,8 +16,9 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import Any, NoReturn
 
+from . import interrupts
 from .defaults import EXIT_BAD_INPUT, EXIT_CODES
 from .errors import BenchError
 from .runspec import RunConfig, add_run_flags
@@ -57,6 +58,11 @@ def _run_line(result: Any, path: Any) -> str:
             + (f" -> {path}" if path else ""))
 
 
+def _status_code(status: str) -> int:
+    """The exit code of a run's status; an interruption exits 128 + the signal's number."""
+    return interrupts.exit_code() if status == "interrupted" else EXIT_CODES.get(status, 1)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from .device import resolve_device
     from .distributed import DistContext, launch, launched_by_torchrun
@@ -64,23 +70,25 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     if args.repeats <= 0:
         raise BenchError(f"--repeats must be positive, got {args.repeats}")
+    if args.nproc < 1:
+        raise BenchError(f"--nproc must be positive, got {args.nproc}")
+    base = RunConfig.from_args(args)
+    validate(base)  # before any launch: a bad flag is one line here, not one per rank
     if args.nproc > 1:
         return launch(sys.argv[1:] if args.argv is None else args.argv, args.nproc)
-    base = RunConfig.from_args(args)
-    validate(base)
     dist = DistContext.join(resolve_device(base.device)) if launched_by_torchrun() else None
     code = 0
     for r in range(args.repeats):
         result, path = run(replace(base, seed=base.seed + r, repeat=r), dist)
         if dist is not None and dist.rank != 0:  # under torchrun rank 0 alone reports
-            code = EXIT_CODES.get(result.status, 1)
+            code = _status_code(result.status)
             if result.status != "ok":
                 break  # the process group is gone: no further repeats
             continue
         print(_run_line(result, path))
         if result.status != "ok":
             print(f"bench: {result.status}: {result.message}", file=sys.stderr)
-            code = EXIT_CODES.get(result.status, 1)
+            code = _status_code(result.status)
             if result.status == "interrupted" or dist is not None:
                 break
     return code
@@ -100,22 +108,37 @@ def register_run(sub: Any) -> None:
 def cmd_suite(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from .results import atomic_write_text
+    from .results import atomic_write_text, read_result
     from .results.suite_tables import suite_table
-    from .suites import run_suite
+    from .suites import SuiteStopped, run_suite
 
     if args.repeats <= 0:
         raise BenchError(f"--repeats must be positive, got {args.repeats}")
     overrides = {k: v for k, v in (("compile", args.compile), ("threads", args.threads),
                                    ("budget_s", args.budget_s)) if v is not None}
-    paths = run_suite(args.name, data_dir=args.data_dir, out_dir=args.out, device=args.device,
-                      repeats=args.repeats, quiet=args.quiet, overrides=overrides)
+    stopped = None
+    try:
+        paths = run_suite(args.name, data_dir=args.data_dir, out_dir=args.out,
+                          device=args.device, repeats=args.repeats, quiet=args.quiet,
+                          overrides=overrides)
+    except SuiteStopped as exc:  # the table of what finished is still written
+        paths, stopped = exc.paths, exc
     if not paths:
+        if stopped is not None:
+            raise stopped
         raise BenchError("the suite produced no results")
     table = suite_table(paths)
     print(table)
     atomic_write_text(Path(args.out) / f"suite-{args.name}-latest.md", table + "\n")
-    return 0
+    if stopped is not None:
+        print(f"bench: suite stopped by {interrupts.describe()} after {len(paths)} run(s)",
+              file=sys.stderr)
+        return interrupts.exit_code()
+    failed = [p for p in paths if read_result(p).get("status") != "ok"]
+    if failed:
+        print(f"bench: {len(failed)} of {len(paths)} run(s) did not finish ok (see the table)",
+              file=sys.stderr)
+    return 1 if failed else 0
 
 
 def register_suite(sub: Any) -> None:
@@ -145,6 +168,14 @@ def register_env(sub: Any) -> None:
 
 
 # ----------------------------------------------------------------------------- parser
+class OneLineParser(argparse.ArgumentParser):
+    """argparse that reports a bad flag in one line (not the usage block) and exits 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_BAD_INPUT, f"bench: error: {self.prog}: {message} "
+                                  f"(see {self.prog} --help)\n")
+
+
 def _registrar(target: str) -> Callable[[Any], None] | None:
     """The verb's register function; None when its optional module is not installed."""
     mod_name, func = target.split(":")
@@ -164,7 +195,7 @@ def _chosen_verb(argv: Sequence[str]) -> str | None:
 def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     """The CLI parser; only the verb named in argv (all of them when argv is None) is built in
     full, the others are stubs so that their modules are not imported."""
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="bench", description="Training benchmarks of the course networks (FC, CNN, LeNet, "
         "VGG): run them, compare devices and commits, report, and gate speed in CI.")
     sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
@@ -180,9 +211,13 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
+    previous = interrupts.install()
     try:
         parser = build_parser(args_list)
-        args = parser.parse_args(args_list)
+        try:
+            args = parser.parse_args(args_list)
+        except SystemExit as exc:  # --help, or a bad flag already reported in one line
+            return int(exc.code or 0)
         if argv is not None and getattr(args, "argv", False) is None:
             args.argv = list(argv)  # `--nproc` re-launches these, not sys.argv
         if not hasattr(args, "func"):
@@ -193,8 +228,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"bench: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
-        print("bench: interrupted", file=sys.stderr)
-        return EXIT_CODES["interrupted"]
+        print(f"bench: stopped by {interrupts.describe()}", file=sys.stderr)
+        return interrupts.exit_code()
+    finally:
+        interrupts.restore(previous)
 
 
 def entry() -> None:

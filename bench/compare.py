@@ -128,7 +128,7 @@ class Comparison:
         """1: a regression or a configuration that stopped working; 3: could not gate; 0."""
         if self.regressions or self.failed:
             return 1
-        return EXIT_UNGATED if self.ungated else 0
+        return EXIT_UNGATED if self.ungated or not self.rows else 0
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -302,6 +302,8 @@ def _summary_line(cmp: Comparison) -> str:
         parts.append(f"{len(cmp.failed)} configuration(s) failed in the candidate")
     if cmp.ungated:
         parts.append(f"{len(cmp.ungated)} could not be gated")
+    if not cmp.rows:
+        parts.append("nothing to gate: no configuration is on both sides")
     return "; ".join(parts)
 
 

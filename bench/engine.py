@@ -117,8 +117,11 @@ def build_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
 
 def build_scheduler(opt: torch.optim.Optimizer, recipe: Recipe, total_steps: int):
     if recipe.schedule == "onecycle":
+        # OneCycleLR needs at least 2 steps in each phase (it divides by phase length - 1):
+        # a very short run (--max-steps 5) gets a schedule just long enough to be valid.
+        shortest = math.ceil(2 / min(recipe.warmup_frac, 1 - recipe.warmup_frac)) + 1
         return torch.optim.lr_scheduler.OneCycleLR(
-            opt, max_lr=recipe.lr, total_steps=max(total_steps, 2),
+            opt, max_lr=recipe.lr, total_steps=max(total_steps, shortest),
             pct_start=recipe.warmup_frac, anneal_strategy="linear",
             cycle_momentum=False, div_factor=10.0, final_div_factor=100.0)
     return None

@@ -13,6 +13,8 @@ import contextlib
 import dataclasses
 import math
 import os
+import sys
+import tempfile
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +23,7 @@ from typing import Any
 import torch
 
 from . import device as devmod
+from . import interrupts
 from .autobatch import candidate_sizes, find_batch_size, probe_step
 from .datasets import DatasetArrays, get_dataset_spec, load_dataset
 from .defaults import EXIT_CODES, THROUGHPUT_BUDGET_S, precision
@@ -51,7 +54,7 @@ from .errors import BenchError
 from .loaders import Loader, LoaderConfig, make_loader
 from .models import ModelSpec, count_params, get_model_spec
 from .recipes import Recipe, with_overrides
-from .results import Result, write_result
+from .results import Result, prepare_out_dir, write_result
 from .runspec import RunConfig, recipe_overrides, recorded_options, validate_options
 from .summary import summarise
 from .throughput import ThroughputConfig, measure_throughput
@@ -233,8 +236,8 @@ def _record_failure(result: Result, exc: BaseException, batch_size: int,
     """Turn what stopped training into the result's status; nothing is raised further."""
     if isinstance(exc, KeyboardInterrupt):
         result.status = "interrupted"
-        result.message = (f"interrupted by the user after {len(result.epochs)} complete "
-                          "epoch(s)")
+        result.message = (f"stopped by {interrupts.describe()} after {len(result.epochs)} "
+                          "complete epoch(s)")
     elif isinstance(exc, NonFiniteLoss):
         result.status, result.message = "nan", str(exc)
     elif devmod.is_oom(exc):
@@ -292,10 +295,30 @@ def _flops(model: str, batch: int, precision_name: str) -> tuple[float | None, f
         return None, None
 
 
+def _write(result: Result, out: str) -> Path:
+    """Write the result; if `out` fails now (disk full, removed), rescue it to the temp folder
+    rather than lose the run, and say where in one line."""
+    try:
+        return write_result(result, out)
+    except OSError as exc:
+        rescue = Path(tempfile.gettempdir()) / "bench-rescued"
+        try:
+            path = write_result(result, rescue)
+        except OSError:
+            raise BenchError(f"cannot write the result to {out} ({exc.strerror or exc}) nor to "
+                             f"{rescue}") from None
+        print(f"bench: cannot write to {out} ({exc.strerror or exc}); result saved as {path}",
+              file=sys.stderr)
+        return path
+
+
 def run(cfg: RunConfig, dist: DistContext | None = None) -> tuple[Result, Path | None]:
     """Run one configuration; always returns a Result (written unless cfg.write is False)."""
     threads = torch.get_num_threads()
     try:
+        if cfg.write:  # before any expensive work: the result must have a place to go
+            for note in prepare_out_dir(cfg.out):
+                print(f"bench: {note}", file=sys.stderr)
         plan = resolve(cfg, dist)
         built = build(plan, dist)
         state = execute(built, dist)
@@ -309,6 +332,6 @@ def run(cfg: RunConfig, dist: DistContext | None = None) -> tuple[Result, Path |
                                    measure=cfg.measure)
         if dist is not None:  # rank 0 gathers every rank's report and writes the job's result
             return result, finish(dist, result, built.model, cfg.out, cfg.write)
-        return result, write_result(result, cfg.out) if cfg.write else None
+        return result, _write(result, cfg.out) if cfg.write else None
     finally:  # a recipe's thread count must not leak into the next run of a suite
         torch.set_num_threads(threads)

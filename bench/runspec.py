@@ -99,7 +99,8 @@ class RunConfig:
                                   minimum=0, strict=True, recipe=True)
     max_steps: int | None = option(None, "stop after this many training steps", parse=int,
                                    minimum=0, strict=True)
-    seed: int = option(0, "random seed (mnist-perm's permutation too)", parse=int)
+    seed: int = option(0, "random seed (mnist-perm's permutation too)", parse=int, minimum=0,
+                       maximum=2**63 - 1)
     data_dir: str | None = option(None, f"folder holding the datasets (default "
                                   f"${defaults.DATA_DIR_ENV})", env=defaults.data_dir_default)
     out: str = option(defaults.RESULTS_DIR, "folder the result files go to")
@@ -107,8 +108,10 @@ class RunConfig:
                                  maximum=MAX_WORKERS, recipe=True)
     eval_every: int | None = option(None, "evaluate every N steps (0: every epoch)", parse=int,
                                     minimum=0, recipe=True)
-    lr: float | None = option(None, "peak learning rate", parse=float, recipe=True)
-    threads: int | None = option(None, "CPU intra-op threads", parse=int, recipe=True)
+    lr: float | None = option(None, "peak learning rate", parse=float, minimum=0, strict=True,
+                              recipe=True)
+    threads: int | None = option(None, "CPU intra-op threads", parse=int, minimum=1,
+                                 maximum=1024, recipe=True)
     warmup_steps: int = option(defaults.WARMUP_STEPS, "first steps timed apart as warm-up "
                                "(compilation, autotuning, loader JIT)", parse=int, minimum=1)
     window_steps: int = option(defaults.WINDOW_STEPS, "steps between two clock reads in steady "

@@ -22,6 +22,15 @@ from .runner import run
 from .runspec import RunConfig
 
 BUILTIN_SUITES = ("default", "ci", "smoke", "vgg-ablation")
+
+
+class SuiteStopped(KeyboardInterrupt):
+    """Ctrl-C / SIGTERM / SIGHUP stopped the suite; `paths` are the runs that finished (the
+    one in flight is among them, recorded `interrupted`, when the runner caught the signal)."""
+
+    def __init__(self, paths: list[Path]) -> None:
+        super().__init__("suite stopped")
+        self.paths = paths
 CPU_HEAVY_BATCH = 16
 
 
@@ -153,10 +162,14 @@ def run_suite(name: str, *, data_dir: str | None, out_dir: str, device: str = DE
                         download=real[family],
                         **(overrides or {}))
             try:
-                _, path = run(c)
+                result, path = run(c)
             except BenchError as exc:
                 print(f"suite {name}: {c.model}/{c.dataset}/{c.recipe}: {exc}", file=sys.stderr)
                 continue
+            except KeyboardInterrupt:
+                raise SuiteStopped(paths) from None
             if path is not None:
                 paths.append(path)
+            if result is not None and result.status == "interrupted":
+                raise SuiteStopped(paths)
     return paths

@@ -102,7 +102,8 @@ def test_labels_and_keys() -> None:
     assert device_label(env, "cpu") == "CPU Zen x2"
     assert device_slug("NVIDIA H100 80GB HBM3") == "nvidia-h100-80gb-hbm3"
     row = flatten(_doc())
-    assert run_key(row) == ("fc", "mnist", "gpu", "fp32", "none", False, 64, "fast", None)
+    assert run_key(row) == ("fc", "mnist", "gpu", "fp32", "none", False, 64, "fast", None,
+                            "train", None)  # an absent measure reads as a training run
     assert config_label(run_key(row)) == "fc/mnist gpu fp32 bs64 recipe=fast"
     assert norm(float("nan")) is None and norm(128.0) == 128 and num(True) is None
 

@@ -58,6 +58,7 @@ from .store import (
     load_results,
     load_side,
     newest_suite_batch,
+    prepare_out_dir,
     read_baseline,
     read_docs,
     read_result,
@@ -79,5 +80,5 @@ __all__ = [
     "markdown_escape", "markdown_table", "newest_suite_batch", "norm", "num", "read_docs",
     "read_result", "repeats_table", "result_files", "run_key", "runs_table", "save_figure",
     "suite_table", "text_table", "validate_doc", "write_result", "read_baseline",
-    "write_baseline",
+    "write_baseline", "prepare_out_dir",
 ]

@@ -17,6 +17,7 @@ import json
 import os
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,52 @@ def atomic_write(path: Path, write: Callable[[str], None], suffix: str = ".tmp")
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+STALE_TMP_S = 60.0  # a temp file this old has no live writer (a result is written in ms)
+
+
+def prepare_out_dir(out: StrPath) -> list[str]:
+    """Before any expensive work: the output folder exists and takes a file (one is created,
+    written and removed), and temp files a killed writer left are recovered or removed.
+    Returns one line per file it recovered or removed."""
+    folder = Path(out)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".bench-probe-", dir=folder)
+        try:
+            os.write(fd, b"probe")
+        finally:
+            os.close(fd)
+            os.unlink(probe)
+    except OSError as exc:
+        raise BenchError(f"--out {folder}: cannot write there ({exc.strerror or exc})") from None
+    return recover_stale_tmp(folder)
+
+
+def recover_stale_tmp(folder: Path) -> list[str]:
+    """Result temp files (`.NAME.json.XXXX.tmp`) older than STALE_TMP_S: a complete one is
+    renamed to its final name (the run had finished when it was killed), others removed."""
+    notes = []
+    for tmp in sorted(folder.glob(".*.json.*.tmp")):
+        try:
+            if time.time() - tmp.stat().st_mtime < STALE_TMP_S:
+                continue
+            final = folder / tmp.name[1:].rsplit(".", 2)[0]
+            try:
+                validate_doc(json.loads(tmp.read_text()), str(tmp))
+                complete = True
+            except (ValueError, UnicodeDecodeError, BenchError):
+                complete = False
+            if complete and not final.exists():
+                os.replace(tmp, final)
+                notes.append(f"recovered {final} (written by a run killed before its rename)")
+            else:
+                tmp.unlink()
+                notes.append(f"removed {tmp} (an unfinished file of a killed writer)")
+        except OSError:
+            continue  # another process took care of it
+    return notes
 
 
 def atomic_write_text(path: Path, text: str) -> None:
