@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -195,25 +194,30 @@ def gate_stored(docs: Sequence[ResultDoc], path: Path, threshold: float, alpha: 
     return _report(cmp, json_out, f"bench ci against {path}")
 
 
-def _runner_noise(args: argparse.Namespace) -> dict[Key, float]:
-    """--against: this runner's calibrated noise, when its baseline file has a calibration
-    (the named --baseline, else the device's own); without one the gate estimates the noise
-    from the rounds (a t-test: weaker with few rounds)."""
+def _baseline_file(args: argparse.Namespace) -> Path:
+    """The named --baseline (which must exist), else this device's own file."""
     if args.baseline:
         path = Path(args.baseline)
-        if not path.exists():
+        if not path.exists() and not (args.record_baseline or args.calibrate):
             raise BenchError(f"--baseline {path}: no such file")
-    else:
-        from .device import resolve_device
-        from .envinfo import device_label, fingerprint
+        return path
+    from .device import resolve_device
+    from .envinfo import device_label, fingerprint
 
-        device = resolve_device(args.device)
-        path = baseline_path(device_label(fingerprint(), device.type))
-    if not path.exists():
-        print(f"ci --against: no calibration at {path}: noise estimated from the rounds",
-              file=sys.stderr)
-        return {}
-    return noise_table(read_baseline(path)[1])
+    return baseline_path(device_label(fingerprint(), resolve_device(args.device).type))
+
+
+def _runner_noise(path: Path) -> dict[Key, float]:
+    """This runner's calibrated noise per configuration, when the baseline file has one."""
+    return noise_table(read_baseline(path)[1]) if path.exists() else {}
+
+
+def _check_gateable(args: argparse.Namespace, noise: dict[Key, float]) -> None:
+    """Without a calibration the noise comes from the runs: one run a side cannot gate."""
+    if args.repeats < 2 and not noise:
+        raise BenchError(f"--repeats {args.repeats} cannot be gated without a calibrated "
+                         "baseline (the noise is estimated from the runs): use --repeats 2 "
+                         f"or more (default {DEFAULT_REPEATS}), or record one with --calibrate")
 
 
 def _run_suite(args: argparse.Namespace, rounds: int) -> list[ResultDoc]:
@@ -246,15 +250,19 @@ def handler(args: argparse.Namespace) -> int:
     modes = [m for m in ("record_baseline", "calibrate", "against") if getattr(args, m)]
     if len(modes) > 1:
         raise BenchError("--record-baseline, --calibrate and --against exclude each other")
+    path = _baseline_file(args)
+    if args.calibrate:
+        return _calibrate(args, threshold, alpha)
+    if not args.record_baseline:
+        _check_gateable(args, _runner_noise(path))
     if args.against:
         from .against import gate_against
 
-        cmp = gate_against(args, threshold, alpha, _runner_noise(args))
+        cmp = gate_against(args, threshold, alpha, _runner_noise(path))
         return _report(cmp, args.json, f"bench ci --against {args.against}")
-    if args.calibrate:
-        return _calibrate(args, threshold, alpha)
     docs = _run_suite(args, args.repeats)
-    path = Path(args.baseline) if args.baseline else baseline_path(device_of(docs))
+    if not args.baseline:
+        path = baseline_path(device_of(docs))
     if args.record_baseline:
         record_baseline(docs, path)
         msg = f"recorded baseline of {len(docs)} run(s) on {device_of(docs)}: {path}"

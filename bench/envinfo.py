@@ -94,6 +94,11 @@ def _nvml_info() -> list[dict[str, Any]] | str:
     return gpus
 
 
+# The machine's thread count as torch started (recipes change it per run; the run's own count is
+# in its config): part of a CPU's device label, which must not depend on which run came first.
+_STARTUP_THREADS = torch.get_num_threads()
+
+
 @functools.lru_cache(maxsize=1)
 def fingerprint() -> dict[str, Any]:
     """Everything that changes a throughput figure and that we can read without side effects."""
@@ -103,7 +108,7 @@ def fingerprint() -> dict[str, Any]:
         "platform": platform.platform(),
         "cpu_model": _cpu_model(),
         "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
+        "torch_threads": _STARTUP_THREADS,
         "packages": {p: _version(p) for p in _PACKAGES},
         "git_commit": _git_commit(),
         "cuda_available": torch.cuda.is_available(),

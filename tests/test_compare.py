@@ -319,9 +319,10 @@ def test_ci_failed_run_fails_the_gate(fake_suite, tmp_path, capsys):
     (["--repeats", "0"], "must be at least 1"),
     (["--calibrate", "--against", "HEAD"], "exclude each other"),
     (["--alpha", "150%"], "must lie between"),
+    (["--repeats", "1"], "cannot be gated without a calibrated baseline"),
 ])
 def test_ci_bad_input_one_line(fake_suite, capsys, argv, needle):
-    with pytest.raises(SystemExit) if argv[0] == "--repeats" else _nullcontext():
+    with pytest.raises(SystemExit) if argv == ["--repeats", "0"] else _nullcontext():
         assert run_ci(*argv) == 2
     assert needle in capsys.readouterr().err
 
