@@ -43,7 +43,8 @@ def install() -> dict[int, Any]:
     reset()
     previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)}
     signal.signal(signal.SIGTERM, _raise)
-    signal.signal(signal.SIGHUP, _raise)
+    if previous[signal.SIGHUP] is not signal.SIG_IGN:  # `nohup bench ...` keeps running
+        signal.signal(signal.SIGHUP, _raise)
     if previous[signal.SIGINT] is signal.default_int_handler:
         signal.signal(signal.SIGINT, _note_sigint)
     return previous

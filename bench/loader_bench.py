@@ -23,10 +23,10 @@ from typing import Any
 import torch
 
 from .datasets import DATASETS, FAMILIES, DatasetArrays, load_dataset
-from .datasets._fs import os_reason, writable_dir
 from .defaults import precision
 from .device import default_workers, now, resolve_device
 from .errors import BenchError
+from .fsutil import os_reason, writable_dir
 from .loaders import LOADERS, Loader, LoaderConfig, make_loader
 from .runspec import MAX_WORKERS, add_run_flags
 

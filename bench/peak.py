@@ -21,11 +21,11 @@ import torch
 import torch.nn.functional as F
 
 from .datasets import CACHE_HINT, cache_dir
-from .datasets._fs import os_reason, warn, writable_dir
 from .defaults import precision as precision_spec
 from .device import resolve_device, synchronize
 from .envinfo import fingerprint
 from .errors import BenchError
+from .fsutil import os_reason, warn, writable_dir
 from .results import atomic_write_text
 from .runspec import add_run_flags
 

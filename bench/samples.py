@@ -13,12 +13,14 @@ from typing import Any
 
 import numpy as np
 
-from .datasets._fs import os_reason, writable_dir
 from .errors import BenchError
+from .fsutil import os_reason, writable_dir
 from .results import save_figure
 from .runspec import add_run_flags
 
-MAX_SAMPLES = 1_000  # a grid of more tiles is unreadable, and minutes of matplotlib
+# More is no longer a look at the data, and every tile is a matplotlib Axes (slow to draw;
+# mnist-perm draws two per image). 100,000,000 used to run until killed.
+MAX_SAMPLES = 1_000
 
 
 def pick_indices(labels: np.ndarray, n: int, seed: int = 0) -> list[int]:

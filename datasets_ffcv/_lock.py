@@ -22,10 +22,10 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from bench.datasets._fs import os_reason
 from bench.errors import BenchError
+from bench.fsutil import os_reason
 
-from ._proc import forget, parent_only
+from ._proc import forget, parent_only, shielded
 
 POLL_S = 0.2
 SAY_WAITING_AFTER_S = 5.0
@@ -46,11 +46,12 @@ def beton_lock(path: Path, log: Callable[[str], None]) -> Iterator[None]:
     try:
         yield
     finally:
-        forget(fd)
-        with contextlib.suppress(OSError):
-            if _same_file(fd, lock):
-                lock.unlink()  # while held: a waiter on this inode re-checks and retries
-        os.close(fd)
+        with shielded():
+            forget(fd)
+            with contextlib.suppress(OSError):
+                if _same_file(fd, lock):
+                    lock.unlink()  # while held: a waiter on this inode re-checks and retries
+            os.close(fd)
 
 
 def _open(lock: Path) -> int:

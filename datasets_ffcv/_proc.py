@@ -2,12 +2,13 @@
 
 Without it a `bench convert` killed by SIGTERM left its writer child behind (blocked for ever
 on a queue nobody reads) holding the `.lock` it had inherited by fork, and Ctrl-C or a failed
-writer left the parent joining a queue feeder thread at exit. The parent now turns SIGINT,
-SIGTERM and SIGHUP into an exception, so that every `finally` (stop the children, drop the
-temporary file, release the lock) runs; the children leave the parent's process group (a
-terminal's Ctrl-C reaches the parent alone, which stops them), die with the parent (Linux
-PR_SET_PDEATHSIG, so even kill -9 of the parent orphans nothing) and close the lock's file
-descriptor, so that only the parent ever holds the lock. Nothing here imports ffcv.
+writer left the parent joining a queue feeder thread at exit. In the parent, SIGINT, SIGTERM and
+SIGHUP are exceptions (`bench.interrupts`, installed by the CLI), so every `finally` (stop the
+children, drop the temporary file, release the lock) runs, shielded from a second signal. The
+children leave the parent's process group (a terminal's Ctrl-C reaches the parent alone, which
+stops them), die with the parent (Linux PR_SET_PDEATHSIG, so even kill -9 of the parent orphans
+nothing) and close the lock's file descriptor, so that only the parent ever holds the lock.
+Nothing here imports ffcv.
 """
 
 from __future__ import annotations
@@ -25,45 +26,21 @@ _PR_SET_PDEATHSIG = 1
 _PARENT_ONLY: dict[int, tuple[int, int]] = {}  # fd -> (st_dev, st_ino): closed in children
 
 
-class Interrupted(KeyboardInterrupt):
-    """A signal asked us to stop; `signum` gives the exit code, 128 + signum."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
-
-
-def signal_name(exc: BaseException) -> str:
-    return signal.Signals(getattr(exc, "signum", signal.SIGINT)).name
-
-
-def exit_code(exc: BaseException) -> int:
-    """128 + the signal: 130 SIGINT (a plain KeyboardInterrupt too), 143 SIGTERM, 129 SIGHUP."""
-    return 128 + int(getattr(exc, "signum", signal.SIGINT))
-
-
 @contextlib.contextmanager
-def signals_raise() -> Iterator[None]:
-    """SIGINT/SIGTERM/SIGHUP raise Interrupted in the main thread; further ones are ignored
-    while the cleanup runs. A signal already ignored (nohup) stays ignored."""
+def shielded() -> Iterator[None]:
+    """Ignore SIGINT/SIGTERM/SIGHUP for the block: the cleanup after a first stop signal
+    (stop the children, remove the temporary file and the lock) is not cut short by a second
+    Ctrl-C. The block is bounded (joins with timeouts), so nothing can hang here."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    old: dict[int, object] = {}
-
-    def handler(signum: int, _frame: object) -> None:
-        for s in old:
-            signal.signal(s, signal.SIG_IGN)
-        raise Interrupted(signum)
-
-    for s in HANDLED:
-        if signal.getsignal(s) is not signal.SIG_IGN:
-            old[s] = signal.signal(s, handler)
+    old = {s: signal.signal(s, signal.SIG_IGN) for s in HANDLED}
     try:
         yield
     finally:
         for s, h in old.items():
-            signal.signal(s, h)  # type: ignore[arg-type]
+            if h is not None:  # None: a handler set outside Python, which we cannot restore
+                signal.signal(s, h)  # type: ignore[arg-type]
 
 
 def parent_only(fd: int) -> None:
@@ -106,5 +83,4 @@ def detach_child(parent_pid: int) -> None:
     _PARENT_ONLY.clear()
 
 
-__all__ = ["HANDLED", "Interrupted", "detach_child", "exit_code", "forget", "parent_only",
-           "signal_name", "signals_raise"]
+__all__ = ["HANDLED", "detach_child", "forget", "parent_only", "shielded"]

@@ -35,7 +35,7 @@ from tqdm import tqdm
 
 from bench.errors import BenchError
 
-from ._proc import detach_child
+from ._proc import detach_child, shielded
 
 STALL_S = 300.0  # no progress for this long with live workers: give up (a chunk takes < 1 s)
 _ERR_BYTES = 400  # a worker's error message, one line
@@ -95,9 +95,10 @@ class GuardedWriter(DatasetWriter):
                 p.join(_STOP_S)
             self.finalize(allocation_list)
         finally:
-            _stop(processes)
-            _close(queues)
-            self._free_metadata()
+            with shielded():  # a second Ctrl-C must not leave a child or shared memory behind
+                _stop(processes)
+                _close(queues)
+                self._free_metadata()
 
     def _free_metadata(self) -> None:
         sm = self.metadata_sm

@@ -13,6 +13,13 @@ name in the same folder and renamed only when complete; the old sidecar is remov
 rename and the new one written (atomically) after, so an interrupted conversion never leaves
 a file that verifies. Writing uses one ffcv worker: that is byte-reproducible (two workers
 interleave pages differently) and no slower here, ~2 s for CIFAR-10 train.
+
+Check-and-convert of one file holds its lock (`_lock.py`: released even when the process
+dies, taken over from a dead owner); under it, temporary files left by a conversion killed
+outright are removed. SIGINT, SIGTERM and SIGHUP (exceptions, see `bench.interrupts`)
+stop a conversion cleanly (the writer children stopped, the temporary file and the lock
+removed; exit 130, 143, 129), a failed writer (disk full) is one line, exit 2 (`_writer.py`,
+`_proc.py`).
 """
 
 from __future__ import annotations
@@ -33,14 +40,14 @@ from typing import Any
 import numpy as np
 
 from bench.datasets import CACHE_HINT, DATASETS, DatasetArrays, cache_dir, load_dataset
-from bench.datasets._fs import os_reason, writable_dir
 from bench.errors import BenchError
+from bench.fsutil import os_reason, writable_dir
 from bench.results import atomic_write_text
 from bench.runspec import add_run_flags
 
 from . import ffcv_version, require_ffcv
 from ._lock import beton_lock
-from ._proc import exit_code, signal_name, signals_raise
+from ._proc import shielded
 from .verify import (
     SIDECAR_FORMAT,
     file_sha256,
@@ -193,7 +200,8 @@ def write_beton(x: np.ndarray, y: np.ndarray, path: Path, *, info: dict[str, Any
         raise BenchError(f"cannot write {path} ({os_reason(exc)}); no file was written"
                          ) from None
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        with shielded():
+            tmp.unlink(missing_ok=True)
         raise
     return meta
 
@@ -225,6 +233,7 @@ def ensure_betons(data: DatasetArrays, out_dir: str | os.PathLike[str] | None = 
     BenchError with `repair=False` (loading: a damaged cache should be noticed, not hidden).
     """
     out = Path(out_dir) if out_dir is not None else default_out_dir()
+    writable_dir(out, ".beton folder", CACHE_HINT if out_dir is None else "")
     stem = beton_stem(data)
     result: dict[str, BetonInfo] = {}
     for split in splits:
@@ -295,19 +304,14 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def handler(args: argparse.Namespace) -> int:
-    """Convert each dataset; SIGINT/SIGTERM/SIGHUP stop it cleanly (exit 130/143/129: the
-    writer children stopped, no temporary or lock file left)."""
+    """Convert each dataset. A stop signal (SIGINT/SIGTERM/SIGHUP, raised as KeyboardInterrupt
+    by `bench.interrupts`) unwinds through the writer's and the lock's cleanup: the children
+    stopped, no temporary or lock file left; the CLI prints one line, exits 130/143/129."""
     require_ffcv()
     out = Path(args.out) if args.out is not None else default_out_dir()
     writable_dir(out, "--out folder" if args.out is not None else "ffcv cache folder",
                  "" if args.out is not None else CACHE_HINT)
-    with signals_raise():
-        try:
-            _convert_all(args, out)
-        except KeyboardInterrupt as exc:  # Interrupted (a signal) or a plain Ctrl-C
-            print(f"bench: interrupted by {signal_name(exc)}; no partial .beton left",
-                  file=sys.stderr, flush=True)
-            return exit_code(exc)
+    _convert_all(args, out)
     return 0
 
 

@@ -491,3 +491,198 @@ def test_verbs_register_and_validate():
     assert b.func is loader_bench.handler and b.batch_size == 512 and b.epochs == 3
     with pytest.raises(BenchError, match="nope"):
         b.func(b)
+
+
+# ----------------------------------------------------------------------------- reliability
+# Issue 15: `bench convert` under signals, kill -9 and a failing writer, in subprocesses (the
+# default SIGINT disposition, a new session so that a terminal's Ctrl-C can be imitated by
+# signalling the whole process group). The writer is slowed down per sample and reports its
+# PID in a marker file, so the signal lands while the child is writing.
+_CONVERT = textwrap.dedent("""
+    import errno, os, sys, time
+    sys.path[:0] = [{root!r}]
+    import datasets_ffcv.convert as conv
+    mode, marker = {mode!r}, {marker!r}
+    if mode == "slow":
+        original = conv._ArrayDataset.__getitem__
+        def slow(self, i):
+            if not os.path.exists(marker):
+                with open(marker + ".part", "w") as f:
+                    f.write(str(os.getpid()))
+                os.rename(marker + ".part", marker)
+            time.sleep(0.002)
+            return original(self, i)
+        conv._ArrayDataset.__getitem__ = slow
+    elif mode == "enospc":
+        from ffcv.memory_allocator import MemoryAllocator
+        def full(self):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        MemoryAllocator.flush_page = full
+    from bench.cli import main
+    sys.exit(main(["convert", "synthetic-mnist", "--out", {out!r}, "--no-progress"]))
+""")
+
+
+def _start_convert(tmp_path: Path, mode: str) -> tuple[subprocess.Popen, Path, Path]:
+    out, marker = tmp_path / "out", tmp_path / "writer.pid"
+    code = _CONVERT.format(root=str(ROOT), mode=mode, marker=str(marker), out=str(out))
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
+    return proc, out, marker
+
+
+def _wait_for(marker: Path, proc: subprocess.Popen, timeout: float = 120) -> int:
+    t0 = time.monotonic()
+    while not marker.exists():
+        assert proc.poll() is None, proc.communicate(timeout=120)
+        assert time.monotonic() - t0 < timeout, "the writer never started"
+        time.sleep(0.05)
+    time.sleep(0.3)  # well into the write
+    return int(marker.read_text())
+
+
+def _gone(pid: int, timeout: float = 30) -> bool:
+    """The process no longer runs (absent, or a zombie that nothing reaps in a container)."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (FileNotFoundError, ProcessLookupError):
+            return True
+        if state in ("Z", "X"):
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def _finish(proc: subprocess.Popen) -> tuple[int, list[str]]:
+    try:
+        _, err = proc.communicate(timeout=120)
+    except subprocess.TimeoutExpired:  # a hang: never leave it behind
+        os.killpg(proc.pid, 9)
+        proc.communicate(timeout=120)
+        pytest.fail("bench convert hung")
+    return proc.returncode, [line for line in err.splitlines() if line.strip()]
+
+
+@pytest.mark.ffcv
+@pytest.mark.skipif(not HAVE_FFCV, reason=f"ffcv not installed; {INSTALL_HINT}")
+@pytest.mark.parametrize("sig,to_group,code", [
+    ("SIGINT", True, 130),  # Ctrl-C at a terminal: the whole foreground process group
+    ("SIGTERM", False, 143),  # CI cancel, timeout(1), Slurm, Kubernetes
+    ("SIGHUP", False, 129),  # the terminal went away
+])
+def test_signal_during_convert_stops_cleanly(tmp_path, sig, to_group, code):
+    """Before: SIGTERM orphaned the writer child holding the lock (every later convert of the
+    file waited for ever) with the .tmp left; Ctrl-C printed a line and hung at exit."""
+    import signal
+
+    proc, out, marker = _start_convert(tmp_path, "slow")
+    child = _wait_for(marker, proc)
+    (os.killpg if to_group else os.kill)(proc.pid, getattr(signal, sig))
+    rc, lines = _finish(proc)
+    assert rc == code, lines
+    assert len(lines) == 1 and lines[0].startswith("bench: stopped by") and sig in lines[0]
+    assert _gone(child), "the ffcv writer child outlived bench convert"
+    assert sorted(p.name for p in out.iterdir()) == []  # no .tmp, no .lock, no .beton
+
+
+@pytest.mark.ffcv
+@pytest.mark.skipif(not HAVE_FFCV, reason=f"ffcv not installed; {INSTALL_HINT}")
+def test_killed_convert_orphans_nothing_and_the_next_one_cleans_up(tmp_path):
+    """kill -9 cannot be handled: the writer child dies with its parent (PDEATHSIG), the lock
+    is free, and the next conversion removes the stale .tmp in one line."""
+    from datasets_ffcv.convert import ensure_betons
+
+    proc, out, marker = _start_convert(tmp_path, "slow")
+    child = _wait_for(marker, proc)
+    os.kill(proc.pid, 9)
+    proc.communicate(timeout=120)  # returns: no orphan holds its pipes open
+    assert _gone(child), "the ffcv writer child was orphaned"
+    stale = [p.name for p in out.glob(".*.tmp")]
+    assert stale == [f".synthetic-mnist-train.beton.{proc.pid}.tmp"]
+    logs: list[str] = []
+    data = make_data("synthetic-mnist", "mnist", 30, 20, seed=8)
+    info = ensure_betons(data, out, ["train"], progress=False, log=logs.append)["train"]
+    assert info.status == "converted" and logs == [
+        f"ffcv: removed 1 temporary file(s) of synthetic-mnist-train.beton left by an "
+        f"interrupted conversion ({stale[0]})"]
+    assert not list(out.glob(".*"))
+
+
+@pytest.mark.ffcv
+@pytest.mark.skipif(not HAVE_FFCV, reason=f"ffcv not installed; {INSTALL_HINT}")
+def test_failing_writer_is_one_line_and_no_hang(tmp_path):
+    """A writer child failing (disk full) with 60 chunks still queued. Before: the child's
+    traceback, then a hang at exit (the queue's feeder thread blocked on a full pipe)."""
+    proc, out, _ = _start_convert(tmp_path, "enospc")
+    rc, lines = _finish(proc)
+    assert rc == 2 and lines == [
+        "bench: error: ffcv writer process failed (OSError: [Errno 28] No space left on "
+        "device); no file was written"], lines
+    assert sorted(p.name for p in out.iterdir()) == []
+
+
+@pytest.mark.ffcv
+@pytest.mark.skipif(not HAVE_FFCV, reason=f"ffcv not installed; {INSTALL_HINT}")
+def test_conversion_creates_its_folder_and_leaves_no_lock(tmp_path, monkeypatch):
+    """What `run --loader ffcv` does on a fresh cache: the folder does not exist yet."""
+    from datasets_ffcv.convert import ensure_betons
+
+    monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path / "fresh" / "cache"))
+    data = make_data("tiny", "mnist", 30, 20, seed=11)
+    info = ensure_betons(data, None, ["test"], progress=False)["test"]
+    assert info.status == "converted"
+    assert sorted(p.name for p in info.path.parent.iterdir()) == [
+        "tiny-test.beton", "tiny-test.beton.json"]
+
+
+@pytest.mark.ffcv
+@pytest.mark.skipif(not HAVE_FFCV, reason=f"ffcv not installed; {INSTALL_HINT}")
+def test_disk_full_in_the_parent_is_one_line(tmp_path, monkeypatch):
+    import errno
+
+    from datasets_ffcv import _writer
+    from datasets_ffcv.convert import ensure_betons
+
+    def full(self):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(_writer.GuardedWriter, "prepare", full)
+    data = make_data("tiny", "mnist", 30, 20, seed=9)
+    with pytest.raises(BenchError) as info:
+        ensure_betons(data, tmp_path, ["train"], progress=False)
+    assert str(info.value) == (f"cannot write {tmp_path / 'tiny-train.beton'} (No space left "
+                               "on device); no file was written")
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.ffcv
+@pytest.mark.skipif(not HAVE_FFCV, reason=f"ffcv not installed; {INSTALL_HINT}")
+def test_stalled_writer_is_stopped_by_the_watchdog(tmp_path, monkeypatch):
+    """A worker that neither progresses nor dies: the watchdog gives up with one line."""
+    from datasets_ffcv import _writer
+    from datasets_ffcv.convert import ensure_betons
+
+    original = _writer.GuardedWriter.__init__
+
+    def short_stall(self, *a, **k):
+        original(self, *a, **{**k, "stall_s": 1.0})
+
+    monkeypatch.setattr(_writer.GuardedWriter, "__init__", short_stall)
+    monkeypatch.setattr("datasets_ffcv.convert._ArrayDataset.__getitem__",
+                        lambda self, i: time.sleep(3600))
+    data = make_data("tiny", "mnist", 30, 20, seed=10)
+    t0 = time.monotonic()
+    with pytest.raises(BenchError, match="no progress for 1 s"):
+        ensure_betons(data, tmp_path, ["train"], progress=False)
+    assert time.monotonic() - t0 < 60 and not list(tmp_path.iterdir())
+
+
+@pytest.mark.ffcv
+@pytest.mark.skipif(not HAVE_FFCV, reason=f"ffcv not installed; {INSTALL_HINT}")
+def test_convert_out_that_is_a_file(tmp_path, bench_cli):
+    (tmp_path / "f").write_text("x")
+    code, lines = bench_cli("convert", "synthetic-mnist", "--out", tmp_path / "f" / "betons")
+    assert code == 2 and len(lines) == 1 and "is a file, not a folder" in lines[0]

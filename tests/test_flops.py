@@ -79,3 +79,64 @@ def test_arithmetic_intensity_orders_the_models() -> None:
     assert ai["fc"] < ai["cnn"] < ai["lenet"] < ai["vgg16"]
     # halving the activation width (fp32 -> bf16) cuts the modelled traffic
     assert train_bytes_per_image("vgg16", 128, "bf16") < train_bytes_per_image("vgg16", 128, "fp32")
+
+
+# ----------------------------------------------------------------------------- peak cache
+def _fake_probes(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(peak, "matmul_flops", lambda d, p, n, r: 1e11)
+    monkeypatch.setattr(peak, "conv1x1_flops", lambda d, p, *a: 2e11)
+    monkeypatch.setattr(peak, "copy_bandwidth", lambda d, n, r: 5e10)
+
+
+CORRUPT = {
+    "list": b"[1]",
+    "string": b'"x"',
+    "not utf-8": b"\xff\xfe\x00garbage",
+    "not json": b"{",
+    "flops a list": b'{"flops": [1], "copy_bytes_per_s": 1}',
+    "flops a string": b'{"flops": {"fp32": "fast"}, "copy_bytes_per_s": 1}',
+    "flops NaN": b'{"flops": {"fp32": NaN}, "copy_bytes_per_s": 1}',
+    "flops bool": b'{"flops": {"fp32": true}, "copy_bytes_per_s": 1}',
+    "copy missing": b'{"flops": {"fp32": 1e12}}',
+    "copy a string": b'{"flops": {"fp32": 1e12}, "copy_bytes_per_s": "x"}',
+}
+
+
+@pytest.mark.parametrize("kind", list(CORRUPT))
+def test_corrupt_peak_cache_is_absent_with_one_warning(kind, monkeypatch, capsys, bench_cli):
+    """Before: a run trained, then died in _summarise; `bench peak` crashed on the same file."""
+    cpu = torch.device("cpu")
+    path = peak._cache_path(cpu)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(CORRUPT[kind])
+    peak._WARNED.clear()
+    capsys.readouterr()
+    assert peak.load_cached_peak(cpu) is None
+    assert peak.cached_peak_flops(cpu, "fp32") is None  # what a run's summary asks
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and "ignoring the peak cache" in err[0] and str(path) in err[0]
+    assert peak.load_cached_peak(cpu) is None and capsys.readouterr().err == ""  # said once
+    _fake_probes(monkeypatch)
+    code, lines = bench_cli("peak", "--device", "cpu", "--quick")
+    assert code == 0 and not lines  # warned already in this process: `peak` rewrites it
+    assert peak.cached_peak_flops(cpu, "fp32") == 2e11
+
+
+@pytest.mark.parametrize("how", ["cache is a file", "write fails"])
+def test_unwritable_peak_cache_is_one_line(how, tmp_path, monkeypatch, bench_cli):
+    import errno
+
+    _fake_probes(monkeypatch)
+    if how == "cache is a file":
+        (tmp_path / "f").write_text("x")
+        monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path / "f"))
+        monkeypatch.setattr(peak, "measure_peak", lambda *a, **k: pytest.fail("measured"))
+        words = "is a file, not a folder"
+    else:
+        def full(*_a, **_k):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        monkeypatch.setattr(peak, "atomic_write_text", full)
+        words = "(No space left on device)"
+    code, lines = bench_cli("peak", "--device", "cpu", "--quick")
+    assert code == 2 and len(lines) == 1 and words in lines[0], lines

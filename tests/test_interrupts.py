@@ -75,7 +75,7 @@ def test_unwritable_out_fails_before_training(tiny_data, tmp_path, capsys) -> No
     code = main(["run", "--model", "fc", "--device", "cpu", "--data-dir", str(tiny_data[0]),
                  "--out", str(blocker / "sub")])
     err = capsys.readouterr().err.strip()
-    assert code == 2 and "cannot write there" in err and len(err.splitlines()) == 1
+    assert code == 2 and "is a file, not a folder" in err and len(err.splitlines()) == 1
 
 
 def test_stale_temp_results_are_recovered_or_removed(tmp_path) -> None:

@@ -221,7 +221,7 @@ def test_cache_dir_that_is_a_file(tmp_path: Path, monkeypatch, bench_cli) -> Non
 
 def test_read_only_cache_dir(tmp_path: Path, monkeypatch) -> None:
     """Root ignores permissions, so the refusal of a read-only file system is injected."""
-    import bench.datasets._fs as fs
+    import bench.fsutil as fs
 
     make_cifar(tmp_path / "d", as_tar=True)
 

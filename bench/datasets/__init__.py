@@ -21,8 +21,8 @@ import numpy as np
 
 from ..defaults import CACHE_DIR_ENV, DATA_DIR_ENV
 from ..errors import BenchError
+from ..fsutil import writable_dir
 from . import cifar10, mnist
-from ._fs import writable_dir
 from .mnist import read_idx
 
 __all__ = ["CACHE_HINT", "DATASETS", "FAMILIES", "NORMS", "DatasetArrays", "DatasetSpec",

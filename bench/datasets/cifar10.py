@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import BenchError
-from ._fs import os_reason, warn
+from ..fsutil import os_reason, warn
 
 CIFAR_TRAIN_BATCHES = [f"data_batch_{i}" for i in range(1, 6)]
 CIFAR_TEST_BATCH = "test_batch"
@@ -158,6 +158,9 @@ def _unpack(tar_path: Path, dest: Path) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
         raise BenchError(f"{tar_path}: cannot unpack CIFAR-10 archive into {dest.parent} "
                          f"({exc})") from None
+    except BaseException:  # Ctrl-C, a signal: no half-unpacked folder left in the cache
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def _heal_cache(dest: Path, tar_path: Path) -> bool:
@@ -180,8 +183,8 @@ def _cifar_dir_from_tar(tar_path: Path) -> Path:
     """Unpack cifar-10-python.tar.gz once into the cache, keyed by the archive's size/mtime."""
     st = tar_path.stat()
     key = hashlib.sha1(f"{tar_path.resolve()}:{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()
+    from ..fsutil import writable_dir
     from . import CACHE_HINT, cache_dir
-    from ._fs import writable_dir
 
     dest = cache_dir() / "cifar10" / key[:16]
     done = dest / "cifar-10-batches-py"

@@ -25,6 +25,7 @@ from typing import Any
 from ..defaults import BASELINES_SUBDIR
 from ..defaults import RESULTS_DIR as DEFAULT_RESULTS_DIR
 from ..errors import BenchError
+from ..fsutil import writable_dir
 from .rows import Key, docs_epochs, docs_frame, run_key
 from .schema import SCHEMA_VERSION, STATUSES, Result, ResultDoc
 
@@ -62,18 +63,7 @@ def prepare_out_dir(out: StrPath) -> list[str]:
     """Before any expensive work: the output folder exists and takes a file (one is created,
     written and removed), and temp files a killed writer left are recovered or removed.
     Returns one line per file it recovered or removed."""
-    folder = Path(out)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".bench-probe-", dir=folder)
-        try:
-            os.write(fd, b"probe")
-        finally:
-            os.close(fd)
-            os.unlink(probe)
-    except OSError as exc:
-        raise BenchError(f"--out {folder}: cannot write there ({exc.strerror or exc})") from None
-    return recover_stale_tmp(folder)
+    return recover_stale_tmp(writable_dir(out, "--out folder"))
 
 
 def recover_stale_tmp(folder: Path) -> list[str]:
