@@ -126,10 +126,10 @@ def main() -> None:
     p.add_argument("--pairs", type=int, default=20)
     p.add_argument("--rounds", type=int, default=8, help="stored: calibration rounds")
     p.add_argument("--out", default="/tmp/gate-campaign")
-    p.add_argument("bench_args", nargs=argparse.REMAINDER,
-                   help="after --: more `bench ci` flags (e.g. -- --device cpu --data-dir D)")
-    args = p.parse_args()
-    args.bench_args = [a for a in args.bench_args if a != "--"]
+    argv = sys.argv[1:]
+    cut = argv.index("--") if "--" in argv else len(argv)
+    args = p.parse_args(argv[:cut])
+    args.bench_args = argv[cut + 1:]  # after --: more `bench ci` flags (--device cpu ...)
     if args.mode == "estimators":
         estimators(args.folder or args.out)
     else:
