@@ -51,6 +51,8 @@ def plot_sweep(rows: list[dict[str, Any]], title: str, out: Path) -> None:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     sizes = parse_sizes(args.batch_sizes)
+    if args.steps < 1:
+        raise BenchError(f"--steps must be at least 1, got {args.steps}")
     rows = []
     for b in sizes:
         cfg = RunConfig.from_args(args, batch_size=b, max_steps=args.steps, allow_synthetic=True,

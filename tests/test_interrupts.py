@@ -138,3 +138,43 @@ def test_very_short_fast_run_has_a_valid_schedule(tiny_data, tmp_path) -> None:
     """`--recipe fast --max-steps 5` used to die in OneCycleLR (division by zero)."""
     assert main(["run", "--model", "fc", "--recipe", "fast", "--device", "cpu", "--data-dir",
                  str(tiny_data[0]), "--max-steps", "5", "--out", str(tmp_path), "--quiet"]) == 0
+
+
+@pytest.mark.parametrize("field, value", [("config", 5), ("env", "x"), ("summary", [1]),
+                                          ("epochs", {})])
+@pytest.mark.parametrize("verb", ["compare", "report", "export"])
+def test_wrongly_typed_result_fields_are_one_line(tmp_path, capsys, field, value, verb) -> None:
+    good = Result(config={"model": "fc"}, env={}, summary={"images_per_s": 1.0}).to_dict()
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({**good, field: value}))
+    argv = {"compare": ["compare", str(bad), str(bad)],
+            "report": ["report", str(bad), "--out", str(tmp_path / "r")],
+            "export": ["export", str(bad), "--to", str(tmp_path / "x.csv")]}[verb]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert f"'{field}' is a" in err and len(err.splitlines()) == 1
+
+
+def test_unwritable_outputs_are_one_line(tmp_path, capsys) -> None:
+    doc = write_result(Result(config={"model": "fc"}, env={}, summary={"images_per_s": 1.0}),
+                       tmp_path / "r")
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    for argv in (["report", str(doc), "--out", str(blocker / "rep")],
+                 ["export", str(doc), "--to", str(blocker / "x.csv")]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "Traceback" not in err
+
+
+def test_string_schema_version_is_named(tmp_path, capsys) -> None:
+    good = Result(config={"model": "fc"}, env={}).to_dict()
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({**good, "schema_version": "1"}))
+    assert main(["compare", str(bad), str(bad)]) == 2
+    assert "schema_version must be a whole number" in capsys.readouterr().err
+
+
+def test_sweep_steps_zero_names_its_own_flag(capsys) -> None:
+    assert main(["sweep", "--model", "fc", "--steps", "0", "--device", "cpu"]) == 2
+    assert "--steps must be at least 1" in capsys.readouterr().err

@@ -126,12 +126,23 @@ def validate_doc(doc: Any, where: str) -> ResultDoc:
     if not isinstance(doc, dict) or "schema_version" not in doc or "config" not in doc:
         raise BenchError(f"{where}: not a bench result file (no schema_version/config)")
     version = doc["schema_version"]
-    if not isinstance(version, int) or version > SCHEMA_VERSION:
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise BenchError(f"{where}: schema_version must be a whole number, not {version!r}")
+    if version > SCHEMA_VERSION:
         raise BenchError(
             f"{where}: result schema {version} is newer than this tool understands "
             f"({SCHEMA_VERSION}); upgrade bench"
         )
+    for key, kind in _FIELD_TYPES.items():
+        if doc.get(key) is not None and not isinstance(doc[key], kind):
+            raise BenchError(f"{where}: '{key}' is a {type(doc[key]).__name__}, expected a "
+                             f"{kind.__name__} (a damaged or hand-edited result file?)")
     return {**doc, "_path": where}
+
+
+# The sections readers index into: a wrong type there would be a traceback deep in a reader.
+_FIELD_TYPES: dict[str, type] = {"config": dict, "env": dict, "summary": dict, "data": dict,
+                                 "recipe": dict, "epochs": list, "evals": list, "windows": list}
 
 
 def read_result(path: StrPath) -> ResultDoc:
