@@ -178,3 +178,32 @@ def test_string_schema_version_is_named(tmp_path, capsys) -> None:
 def test_sweep_steps_zero_names_its_own_flag(capsys) -> None:
     assert main(["sweep", "--model", "fc", "--steps", "0", "--device", "cpu"]) == 2
     assert "--steps must be at least 1" in capsys.readouterr().err
+
+
+def test_suite_killed_at_random_points_loses_no_finished_run(tiny_data, tmp_path) -> None:
+    """kill -9 a suite N times at random moments: every result file present is whole, and the
+    next start recovers or removes what a killed writer left (nothing half-written is read)."""
+    import random
+
+    from bench.results import read_result
+
+    rng = random.Random(7)
+    out = tmp_path / "out"
+    seen: set[str] = set()
+    for _ in range(4):
+        proc = _start(["suite", "smoke", "--device", "cpu", "--data-dir", str(tiny_data[0]),
+                       "--out", str(out), "--repeats", "20", "--quiet"])
+        time.sleep(rng.uniform(4.0, 9.0))
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate(timeout=60)
+        finished = sorted(out.glob("2*.json"))
+        for path in finished:  # every visible result parses and is a complete document
+            doc = read_result(path)
+            assert doc["status"] in ("ok", "interrupted") and doc["summary"]
+        assert seen <= {p.name for p in finished}  # nothing finished earlier disappeared
+        seen = {p.name for p in finished}
+        for tmp in out.glob(".*.tmp"):  # make them stale, as a later start would find them
+            os.utime(tmp, (0, 0))
+        prepare_out_dir(out)
+        assert not list(out.glob(".*.json.*.tmp"))
+    assert seen, "the suite never finished a run in 4 tries"
