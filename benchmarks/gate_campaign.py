@@ -96,11 +96,12 @@ def summary(jobs: list[dict], mode: str) -> str:
 
 def estimators(folder: str) -> None:
     """Run-to-run sd of log images/s per estimator and configuration, over A/A runs."""
-    from bench.results import config_label, load_docs, run_key
+    from bench.results import config_label, expand_paths, read_result, run_key
     from bench.throughput import window_estimates
 
     per: dict[tuple[str, str], list[float]] = {}
-    for doc in load_docs([folder]):
+    paths = [p for p in expand_paths([folder]) if p.name[:1].isdigit()]  # not gate/jobs.json
+    for doc in map(read_result, paths):
         if doc.get("status") != "ok" or (doc.get("config") or {}).get("measure") != "throughput":
             continue
         if "/slow-" in str(doc.get("_path")):

@@ -193,7 +193,10 @@ def test_suite_killed_at_random_points_loses_no_finished_run(tiny_data, tmp_path
     for _ in range(4):
         proc = _start(["suite", "smoke", "--device", "cpu", "--data-dir", str(tiny_data[0]),
                        "--out", str(out), "--repeats", "20", "--quiet"])
-        time.sleep(rng.uniform(4.0, 9.0))
+        deadline = time.monotonic() + 180  # a new result first (start-up varies with load),
+        while len(list(out.glob("2*.json"))) <= len(seen) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(rng.uniform(0.0, 3.0))  # then a random point in a later run or its write
         os.killpg(proc.pid, signal.SIGKILL)
         proc.communicate(timeout=60)
         finished = sorted(out.glob("2*.json"))
