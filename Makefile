@@ -8,7 +8,13 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.bootstrap-v1
 SYS_PKGS := pkg-config libopencv-dev libturbojpeg0-dev
 DATA_DIR ?= $(firstword $(wildcard ../shared/data) $(wildcard data))
-TORCH_PINS := torch==2.14.1 torchvision==0.29.1
+TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
+# The wheel index torch comes from (pip's default when empty). The pinned wheels are built for
+# CUDA 13 (driver R580 or newer); on an older driver bench stops and names the fix, e.g.
+#   make clean && make bench TORCH_INDEX_URL=https://download.pytorch.org/whl/cu126
+# (add TORCH_PINS="torch==X torchvision==Y" when that index has no wheel of the pinned pair).
+TORCH_INDEX_URL ?=
+TORCH_INDEX := $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL))
 
 .PHONY: all bench test test-all bench-ci bench-baseline lint clean sysdeps venv
 all: test
@@ -30,7 +36,7 @@ $(STAMP): pyproject.toml
 	@$(MAKE) --no-print-directory sysdeps
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q --no-cache-dir $(TORCH_PINS)
+	$(PY) -m pip install -q --no-cache-dir $(TORCH_INDEX) $(TORCH_PINS)
 	$(PY) -m pip install -q --no-cache-dir $(TORCH_PINS) -e '.[dev]'
 	@$(PY) -m pip install -q --no-cache-dir $(TORCH_PINS) -e '.[ffcv]' \
 	  || echo "WARNING: ffcv failed to build; --loader ffcv and its tests will be skipped"

@@ -443,8 +443,7 @@ def _merge(result: Any, reports: dict[int, dict[str, Any]], missing: list[int], 
     dist_info["total_train_time_s_spread"] = (max(times) - min(times)) if times else None
     if s.get("achieved_tflops") and per_rank_rate and s.get("images_per_s"):
         s["achieved_tflops"] *= s["images_per_s"] / per_rank_rate
-        if s.get("peak_tflops"):
-            s["mfu"] = s["achieved_tflops"] / (world * s["peak_tflops"])
+        _job_mfus(s, world)
     base = _single_process_baseline(result, out_dir)
     s["scaling_efficiency"] = None
     if base is not None and s.get("images_per_s"):
@@ -455,6 +454,13 @@ def _merge(result: Any, reports: dict[int, dict[str, Any]], missing: list[int], 
     if rates:
         dist_info["per_rank_images_per_s_median"] = statistics.median(rates)
     s["distributed"] = dist_info
+
+
+def _job_mfus(s: dict[str, Any], world: int) -> None:
+    """The job's MFUs: its FLOP/s over `world` times one GPU's peak, measured and vendor's."""
+    for mfu, peak in (("mfu", "peak_tflops"), ("mfu_vendor", "vendor_peak_tflops")):
+        if s.get(peak):
+            s[mfu] = s["achieved_tflops"] / (world * s[peak])
 
 
 def _rank0_finish(ctx: DistContext, result: Any, prefix: str, failed: bool, out_dir: str,

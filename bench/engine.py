@@ -47,9 +47,9 @@ TIMED_WINDOW = {
 }
 
 __all__ = ["COMPILE_MODES", "PRECISIONS", "TIMED_WINDOW", "EngineConfig", "NonFiniteLoss",
-           "Progress", "TrainState", "Window", "autocast_context", "build_optimizer",
-           "build_scheduler", "evaluate", "make_train_step", "maybe_compile",
-           "set_matmul_precision", "steady_state", "train"]
+           "Progress", "TrainState", "Window", "autocast_context", "backend_settings",
+           "build_optimizer", "build_scheduler", "evaluate", "make_train_step",
+           "maybe_compile", "peak_precision", "set_matmul_precision", "steady_state", "train"]
 
 
 class NonFiniteLoss(Exception):
@@ -92,13 +92,38 @@ def autocast_context(device: torch.device, precision: str) -> contextlib.Abstrac
     return contextlib.nullcontext()
 
 
-def set_matmul_precision(device: torch.device, precision: str) -> None:
-    """fp32 means true fp32 (no TF32); tf32 enables TensorFloat-32 on CUDA."""
+def set_matmul_precision(device: torch.device, precision: str, torch_defaults: bool = False
+                         ) -> dict[str, bool]:
+    """fp32 means true fp32 (no TF32); tf32 enables TensorFloat-32 on CUDA. `torch_defaults`
+    (the seed recipes) keeps PyTorch's own settings instead, as the course ran: TF32 off for
+    matmuls, on for cuDNN convolutions, no cuDNN autotuning; they are set, not assumed, since
+    an earlier run in this process may have changed them. Returns the settings in force."""
     allow = precision_spec(precision).tf32
-    torch.backends.cuda.matmul.allow_tf32 = allow
-    torch.backends.cudnn.allow_tf32 = allow
-    # shapes are fixed (drop_last), so cuDNN's autotuner pays off; it runs in the warm-up window
-    torch.backends.cudnn.benchmark = device.type == "cuda"
+    if torch_defaults and not allow:
+        matmul, cudnn, autotune = False, True, False
+    else:
+        # shapes are fixed (drop_last), so cuDNN's autotuner pays off (in the warm-up window)
+        matmul, cudnn, autotune = allow, allow, device.type == "cuda"
+    torch.backends.cuda.matmul.allow_tf32 = matmul
+    torch.backends.cudnn.allow_tf32 = cudnn
+    torch.backends.cudnn.benchmark = autotune
+    return backend_settings()
+
+
+def backend_settings() -> dict[str, bool]:
+    """The TF32 and cuDNN-autotune flags as they stand, stored in every result's config (flat
+    keys: they stay scalar columns in exported tables)."""
+    return {"tf32_matmul": bool(torch.backends.cuda.matmul.allow_tf32),
+            "tf32_cudnn": bool(torch.backends.cudnn.allow_tf32),
+            "cudnn_benchmark": bool(torch.backends.cudnn.benchmark)}
+
+
+def peak_precision(precision: str, device: torch.device, settings: dict[str, bool]) -> str:
+    """The precision whose peak bounds this run's FLOP/s (the MFU denominators): fp32 with TF32
+    switched on (cuDNN's by PyTorch's default, so the seed recipes) runs on TF32 tensor cores
+    on CUDA; against the fp32 peak its MFU could pass 100%."""
+    tf32_on = settings.get("tf32_matmul") or settings.get("tf32_cudnn")
+    return "tf32" if device.type == "cuda" and precision == "fp32" and tf32_on else precision
 
 
 def build_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:

@@ -22,9 +22,10 @@ from typing import Any
 
 import torch
 
+from . import toolchain
 from .datasets import DATASETS, FAMILIES, DatasetArrays, load_dataset
 from .defaults import precision
-from .device import default_workers, now, resolve_device
+from .device import default_workers, now, resolve_device, select
 from .errors import BenchError
 from .fsutil import os_reason, writable_dir
 from .loaders import LOADERS, Loader, LoaderConfig, make_loader
@@ -184,6 +185,9 @@ def _check_flags(args: argparse.Namespace) -> list[str]:
 def handler(args: argparse.Namespace) -> int:
     names = _check_flags(args)
     device = resolve_device(args.device)
+    if toolchain.uses_triton(device.type, "none", "gpu") and "gpu" in names:
+        toolchain.require(f"the gpu loader on {device}")
+    select(device)
     workers = args.workers if args.workers is not None else default_workers()
     data = load_dataset(args.dataset, args.data_dir, seed=args.seed,
                         allow_synthetic=args.allow_synthetic)

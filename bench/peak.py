@@ -89,6 +89,8 @@ def measure_peak(device: torch.device, quick: bool = False) -> dict[str, Any]:
     n = 8192 if cuda else 2048
     convs = [(256, 1024, 32), (64, 2048, 16)] if cuda else [(32, 512, 28), (16, 1024, 16)]
     out: dict[str, Any] = {"device": str(device), "flops": {}, "probes": {}}
+    # the probes switch TF32; a run in the same process (a suite) gets back what it had
+    tf32_before = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
     for p in precisions:
         if cuda:
             torch.backends.cuda.matmul.allow_tf32 = p == "tf32"
@@ -97,8 +99,7 @@ def measure_peak(device: torch.device, quick: bool = False) -> dict[str, Any]:
         cv = max(conv1x1_flops(device, p, *shape, repeats) for shape in convs)
         out["probes"][p] = {"matmul": mm, "conv1x1": cv}
         out["flops"][p] = max(mm, cv)
-    if cuda:
-        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32_before
     out["copy_bytes_per_s"] = copy_bandwidth(device, (1 << 30) if cuda else (256 << 20), repeats)
     out["measured_at"] = time.strftime("%Y-%m-%dT%H:%M:%S")
     out["threads"] = torch.get_num_threads()

@@ -37,6 +37,9 @@ class Recipe:
     workers: int = 0
     threads: int = 0  # CPU intra-op threads (0: torch's default); tiny models run best on 1
     fused_optimizer: bool = False  # one fused kernel for the update instead of a foreach chain
+    # PyTorch's default TF32/cuDNN settings (matmul TF32 off, cuDNN TF32 on, no autotuning)
+    # instead of the precision's: the seed recipes run as the course ran them
+    torch_defaults: bool = False
 
 
 def with_overrides(recipe: Recipe, **overrides: object) -> Recipe:
@@ -47,4 +50,4 @@ def with_overrides(recipe: Recipe, **overrides: object) -> Recipe:
 
 # The course's MNIST training loop, which its FC and CNN notebooks share.
 COURSE_MNIST_SEED = Recipe("seed", batch_size=64, test_batch_size=1000, optimizer="sgd", lr=0.01,
-                           momentum=0.5, epochs=1, norm="mnist")
+                           momentum=0.5, epochs=1, norm="mnist", torch_defaults=True)

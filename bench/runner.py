@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 from . import device as devmod
-from . import interrupts
+from . import interrupts, toolchain
 from .autobatch import candidate_sizes, find_batch_size, probe_step
 from .datasets import DatasetArrays, get_dataset_spec, load_dataset
 from .defaults import EXIT_CODES, THROUGHPUT_BUDGET_S, precision
@@ -42,10 +42,12 @@ from .engine import (
     Progress,
     TrainState,
     autocast_context,
+    backend_settings,
     build_optimizer,
     build_scheduler,
     make_train_step,
     maybe_compile,
+    peak_precision,
     set_matmul_precision,
     train,
 )
@@ -95,11 +97,25 @@ class Plan:
     world: int = 1
 
 
+def recipe_for(cfg: RunConfig, device_type: str) -> Recipe:
+    """The model's recipe for this device kind with the given flags applied."""
+    spec = get_model_spec(cfg.model)
+    return with_overrides(spec.recipe(cfg.recipe, device_type), **recipe_overrides(cfg))
+
+
+def check_toolchain(cfg: RunConfig, recipe: Recipe, device: torch.device) -> None:
+    """A run whose first step would fail to build Triton's launcher stops here, in one line."""
+    if toolchain.uses_triton(device.type, recipe.compile, recipe.loader):
+        toolchain.require(f"{cfg.model} on {device} (recipe {recipe.name}, compile "
+                          f"{recipe.compile}, loader {recipe.loader})")
+
+
 def resolve(cfg: RunConfig, dist: DistContext | None = None) -> Plan:
     validate(cfg)
     spec = get_model_spec(cfg.model)
     device = dist.device if dist is not None else devmod.resolve_device(cfg.device)
-    recipe = with_overrides(spec.recipe(cfg.recipe, device.type), **recipe_overrides(cfg))
+    recipe = recipe_for(cfg, device.type)
+    check_toolchain(cfg, recipe, device)
     return Plan(cfg, spec, cfg.dataset or spec.default_dataset, device, recipe,
                 rank=dist.rank if dist else 0, world=dist.world if dist else 1)
 
@@ -176,7 +192,8 @@ def _result_skeleton(plan: Plan, recipe: Recipe, data: DatasetArrays, loader: Lo
     config = {**recorded_options(cfg, recipe), "dataset": plan.dataset, "device": str(device),
               "recipe": recipe.name,
               "threads": torch.get_num_threads() if device.type == "cpu" else None,
-              "world_size": plan.world, "per_rank_batch_size": per_rank_batch}
+              "world_size": plan.world, "per_rank_batch_size": per_rank_batch,
+              **backend_settings()}  # TF32 and cuDNN autotuning as this run had them
     env = {**fingerprint(), "peak": load_cached_peak(device)}  # the MFU denominator, as measured
     return Result(
         config=config, env=env, recipe=dataclasses.asdict(recipe), data=data.describe(),
@@ -191,8 +208,9 @@ def build(plan: Plan, dist: DistContext | None = None) -> Built:
     cfg, device = plan.cfg, plan.device
     if device.type == "cpu" and plan.recipe.threads > 0:
         torch.set_num_threads(plan.recipe.threads)
+    devmod.select(device)  # cuda:N: Triton kernels and CUDA graphs launch on the current GPU
     data = _load_data(plan)
-    set_matmul_precision(device, plan.recipe.precision)
+    set_matmul_precision(device, plan.recipe.precision, plan.recipe.torch_defaults)
     model = plan.spec.build().to(device)
     params = count_params(model)
     if plan.recipe.channels_last:
@@ -328,8 +346,10 @@ def run(cfg: RunConfig, dist: DistContext | None = None) -> tuple[Result, Path |
         result.windows = [dataclasses.asdict(w) for w in state.windows]
         result.summary = summarise(state, built.train_loader.num_samples, flops,
                                    result.model["params"], built.engine.target_accuracy,
-                                   plan.device, built.recipe.precision, intensity,
-                                   measure=cfg.measure)
+                                   plan.device,
+                                   peak_precision(built.recipe.precision, plan.device,
+                                                  result.config),
+                                   intensity, measure=cfg.measure)
         if dist is not None:  # rank 0 gathers every rank's report and writes the job's result
             return result, finish(dist, result, built.model, cfg.out, cfg.write)
         return result, _write(result, cfg.out) if cfg.write else None

@@ -136,6 +136,8 @@ class RunConfig:
     repeat: int = option(0, "repeat index within a suite or --repeats", flag=False,
                          record=False)
     write: bool = option(True, "write the result file", flag=False, record=False)
+    isolated: bool = option(False, "the suite reset compiled graphs, garbage and the CUDA cache "
+                            "before this run (bench.device.isolate)", flag=False)
 
     @classmethod
     def from_args(cls, args: argparse.Namespace, **fixed: Any) -> RunConfig:

@@ -14,11 +14,13 @@ from pathlib import Path
 
 import torch
 
+from . import device as devmod
+from . import toolchain
 from .datasets import FAMILIES, load_dataset
 from .defaults import DATA_DIR_ENV, DEVICE
 from .errors import BenchError
 from .models import MODELS, ModelSpec, get_model_spec
-from .runner import run
+from .runner import recipe_for, run
 from .runspec import RunConfig
 
 BUILTIN_SUITES = ("default", "ci", "smoke", "vgg-ablation")
@@ -135,6 +137,35 @@ def _ensure_peak(device: str) -> None:
         print(format_peak(measure_peak(dev, quick=True)), file=sys.stderr)
 
 
+def _check_toolchain(cfgs: list[RunConfig], dev: torch.device) -> None:
+    """On a GPU, a suite whose runs need Triton stops before its first run when Triton cannot
+    build its launcher here: one line, not one failed run per configuration."""
+    if dev.type != "cuda":
+        return
+    recipes = [(c.model, recipe_for(c, dev.type)) for c in cfgs]
+    needing = sorted({m for m, r in recipes if toolchain.uses_triton(dev.type, r.compile,
+                                                                     r.loader)})
+    if needing:
+        toolchain.require(f"the suite's runs of {', '.join(needing)} on {dev}")
+
+
+def _run_one(name: str, c: RunConfig, dev: torch.device, paths: list[Path]) -> None:
+    """One run of the suite, after resetting what an earlier run may have left behind (compiled
+    graphs, CUDA-graph pools, cached memory): its compile and warm-up times are its own."""
+    try:
+        devmod.isolate(dev)
+        result, path = run(c)
+    except BenchError as exc:
+        print(f"suite {name}: {c.model}/{c.dataset}/{c.recipe}: {exc}", file=sys.stderr)
+        return
+    except KeyboardInterrupt:
+        raise SuiteStopped(paths) from None
+    if path is not None:
+        paths.append(path)
+    if result is not None and result.status == "interrupted":
+        raise SuiteStopped(paths)
+
+
 def run_suite(name: str, *, data_dir: str | None, out_dir: str, device: str = DEVICE,
               repeats: int = 1, overrides: dict | None = None, quiet: bool = False
               ) -> list[Path]:
@@ -142,9 +173,13 @@ def run_suite(name: str, *, data_dir: str | None, out_dir: str, device: str = DE
 
     Repeats are interleaved (A B C A B C, not A A A B B B) so that slow drift of the machine
     (thermal, a neighbour's job) spreads over every configuration instead of landing on one.
+    Every run starts isolated from the one before (`bench.device.isolate`) and says so in its
+    config (`isolated`).
     """
-    on_gpu = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
-    cfgs, what = suite_configs(name, on_gpu)
+    dev = devmod.resolve_device(device)  # a GPU torch cannot use stops here, in one line
+    cfgs, what = suite_configs(name, dev.type == "cuda")
+    cfgs = [replace(c, **(overrides or {})) for c in cfgs]
+    _check_toolchain(cfgs, dev)
     real = _real_data_available({get_model_spec(c.model).family for c in cfgs}, data_dir)
     print(f"suite {name}: {what}", file=sys.stderr)
     _ensure_peak(device)
@@ -159,17 +194,6 @@ def run_suite(name: str, *, data_dir: str | None, out_dir: str, device: str = DE
             family = get_model_spec(cfg.model).family
             c = replace(cfg, data_dir=data_dir, out=out_dir, device=device, suite=name,
                         repeat=r, seed=cfg.seed + r, allow_synthetic=True, quiet=quiet,
-                        download=real[family],
-                        **(overrides or {}))
-            try:
-                result, path = run(c)
-            except BenchError as exc:
-                print(f"suite {name}: {c.model}/{c.dataset}/{c.recipe}: {exc}", file=sys.stderr)
-                continue
-            except KeyboardInterrupt:
-                raise SuiteStopped(paths) from None
-            if path is not None:
-                paths.append(path)
-            if result is not None and result.status == "interrupted":
-                raise SuiteStopped(paths)
+                        download=real[family], isolated=True)
+            _run_one(name, c, dev, paths)
     return paths

@@ -1,8 +1,8 @@
 """A run's headline figures (`result.summary`) from what the training loop recorded.
 
 Three parts, each a function: throughput (steady-state images/s and the epoch time), accuracy
-(final, best, time to target) and efficiency (FLOP/s, MFU against the measured peak, memory,
-the roofline position).
+(final, best, time to target) and efficiency (FLOP/s, MFU against the measured peak and against
+the vendor's datasheet peak, memory, the roofline position).
 """
 
 from __future__ import annotations
@@ -77,6 +77,22 @@ def _efficiency(s: Summary, flops: float | None, device: torch.device,
     return out
 
 
+MFU_BASIS = "measured peak (bench peak)"
+
+
+def _vendor_mfu(s: Summary, device: torch.device, precision: str) -> Summary:
+    """MFU against the vendor's dense datasheet peak, beside the measured one (`mfu`); None on
+    a CPU or a GPU the table does not know."""
+    from .vendor_peaks import match_gpu
+
+    entry = match_gpu(devmod.gpu_name(device))
+    peak = entry.tflops.get(precision) if entry else None
+    achieved = s.get("achieved_tflops")
+    return Summary(mfu_basis=MFU_BASIS, vendor_gpu=entry.name if entry else None,
+                   vendor_peak_tflops=peak,
+                   mfu_vendor=achieved / peak if achieved and peak else None)
+
+
 def _comparison_estimate(state: TrainState, s: Summary) -> None:
     """Throughput mode: images/s is the gate's estimator over the timed windows (an upper
     quantile: interference only slows windows down); the median is kept beside it."""
@@ -93,6 +109,7 @@ def _comparison_estimate(state: TrainState, s: Summary) -> None:
 def summarise(state: TrainState, loader_images: int, flops: float | None, params: int,
               target: float | None, device: torch.device, precision: str,
               intensity: float | None = None, measure: str = "train") -> Summary:
+    """`precision` names the peaks MFU is taken against (`engine.peak_precision`)."""
     s = _throughput(state, loader_images)
     if measure == "throughput":
         _comparison_estimate(state, s)
@@ -102,4 +119,6 @@ def summarise(state: TrainState, loader_images: int, flops: float | None, params
     s["compile_time_s"] = _compile_time(state, s.get("images_per_s"))
     s["peak_memory_bytes"], s["peak_memory_kind"] = devmod.peak_memory_bytes(device)
     s.update(_efficiency(s, flops, device, precision))
+    s.update(_vendor_mfu(s, device, precision))
+    s["peak_precision"] = precision
     return s

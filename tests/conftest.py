@@ -94,6 +94,19 @@ def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytes
     datasets._load_real.cache_clear()
 
 
+@pytest.fixture(autouse=True)
+def _no_nvidia_driver(tmp_path_factory: pytest.TempPathFactory,
+                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--device auto` stops when a GPU shows but torch cannot use it; tests that rely on auto
+    picking the CPU must pass on such a machine too, so the probe sees no driver unless a test
+    points it at a fake one (tests/test_gpu_first_contact.py)."""
+    from bench import device
+
+    monkeypatch.setattr(device, "NVIDIA_SMI", "nvidia-smi-hidden-by-the-tests")
+    monkeypatch.setattr(device, "NVIDIA_PROC_VERSION",
+                        tmp_path_factory.getbasetemp() / "no-nvidia-driver" / "version")
+
+
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, dict]:
     """A data folder with tiny MNIST (train gzipped, test not) and CIFAR-10 (extracted)."""

@@ -87,7 +87,12 @@ class Summary(TypedDict, total=False):
     flops_per_image: float | None
     achieved_tflops: float | None
     peak_tflops: float
-    mfu: float | None
+    mfu: float | None  # against the measured peak (mfu_basis says so)
+    mfu_basis: str
+    vendor_peak_tflops: float | None  # the vendor's dense datasheet peak (bench.vendor_peaks)
+    vendor_gpu: str | None  # the table entry it came from
+    mfu_vendor: float | None
+    peak_precision: str  # whose peaks both MFUs divide by (tf32 for fp32 runs with TF32 on)
     peak_memory_bytes: int | None
     peak_memory_kind: str | None
     arithmetic_intensity: float | None
@@ -123,6 +128,10 @@ class RunConfigDoc(TypedDict, total=False):
     window_steps: int
     evaluate: bool
     batch_size_search: list[dict[str, Any]]
+    isolated: bool  # a suite reset compiled graphs, garbage and the CUDA cache before the run
+    tf32_matmul: bool  # TF32 for matmuls, as the run had it
+    tf32_cudnn: bool  # TF32 for cuDNN convolutions
+    cudnn_benchmark: bool  # cuDNN's autotuner on
 
 
 class ResultDoc(TypedDict, total=False):
