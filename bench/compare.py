@@ -64,20 +64,10 @@ class SideStats:
     images_per_s: float  # median over repeats
     ips_min: float
     ips_max: float
-    spread: float | None  # relative: (max-min)/median over repeats, or in-run IQR/median
-    spread_kind: str  # "repeats" (min-max over repeats), "in-run IQR" or "none"
+    spread: float | None  # relative: (max-min)/median over repeats (None with one run)
     epoch_time_s: float | None
     acc: list[float]
     devices: list[str]
-
-    @property
-    def repeat_noise(self) -> float | None:
-        """Run-to-run noise, measured only when there are repeats.
-
-        The in-run IQR is shown but not used for gating: epochs of one run share warm caches
-        and clocks, so it understates how much two runs differ.
-        """
-        return self.spread if self.spread_kind == "repeats" else None
 
 
 @dataclass
@@ -142,18 +132,11 @@ class Comparison:
 def _side_stats(rows: list[RunRow]) -> SideStats:
     ips = sorted(v for v in (num(r.get("images_per_s")) for r in rows) if v is not None)
     med = statistics.median(ips)
-    if len(ips) >= 2:
-        spread, kind = (ips[-1] - ips[0]) / med if med else None, "repeats"
-    else:
-        q1, q3 = num(rows[0].get("images_per_s_q1")), num(rows[0].get("images_per_s_q3"))
-        if q1 is not None and q3 is not None and med:
-            spread, kind = (q3 - q1) / med, "in-run IQR"
-        else:
-            spread, kind = None, "none"
+    spread = (ips[-1] - ips[0]) / med if len(ips) >= 2 and med else None
     times = [v for v in (num(r.get("epoch_time_s")) for r in rows) if v is not None]
     acc = [v for v in (num(r.get("final_test_acc")) for r in rows) if v is not None]
     devices = sorted({str(r.get("device_label")) for r in rows})
-    return SideStats(len(ips), med, ips[0], ips[-1], spread, kind,
+    return SideStats(len(ips), med, ips[0], ips[-1], spread,
                      statistics.median(times) if times else None, acc, devices)
 
 
@@ -254,7 +237,7 @@ def parse_threshold(text: str) -> float:
 
 
 def _fmt_side(s: SideStats) -> str:
-    if s.spread_kind == "repeats":
+    if s.spread is not None:
         return f"{fmt_ips(s.images_per_s)} ({s.n} runs, spread {s.spread:.1%})"
     return f"{fmt_ips(s.images_per_s)} (1 run)"
 

@@ -1,9 +1,9 @@
 """Measure the regression gate's error rates on this machine: A/A false alarms and the share of
 real slowdowns caught, for the stored-baseline mode and for `--against REF`.
 
-    python benchmarks/gate_campaign.py stored  --pairs 20 --out /tmp/gate-stored
-    python benchmarks/gate_campaign.py against --pairs 20 --out /tmp/gate-against
-    python benchmarks/gate_campaign.py estimators /tmp/gate-stored   # which window estimator
+    python benchmarks/gate_campaign.py stored  --pairs 20 --out results/gate-stored
+    python benchmarks/gate_campaign.py against --pairs 20 --out results/gate-against
+    python benchmarks/gate_campaign.py estimators results/gate-stored  # which window estimator
 
 `stored`: `bench ci --calibrate` once (the baseline, on this machine), then `pairs` times an A/A
 `bench ci` (same code) and a `bench ci` with `BENCH_TEST_SLOWDOWN=0.10` (every timed iteration
@@ -126,7 +126,7 @@ def main() -> None:
     p.add_argument("folder", nargs="?", help="estimators: a campaign's --out folder")
     p.add_argument("--pairs", type=int, default=20)
     p.add_argument("--rounds", type=int, default=8, help="stored: calibration rounds")
-    p.add_argument("--out", default="/tmp/gate-campaign")
+    p.add_argument("--out", default="results/gate-campaign")
     argv = sys.argv[1:]
     cut = argv.index("--") if "--" in argv else len(argv)
     args = p.parse_args(argv[:cut])
