@@ -103,48 +103,81 @@ def record_baseline(docs: Sequence[ResultDoc], path: Path,
 
 
 # ----------------------------------------------------------------------------- calibration
-def _by_key(docs: Sequence[ResultDoc]) -> dict[Key, list[float]]:
+PROBED = "images_per_probe"  # images/s over the machine's speed (bench/machine_probe.py)
+RAW = "images_per_s"
+
+
+def gate_metric(*sides: Sequence[ResultDoc]) -> str:
+    """The stored-baseline gate's figure: `images_per_probe` when every ok run on every side
+    has one from the same probe version (it cancels the machine's drift between jobs), else
+    images/s."""
+    versions = {(d.get("summary") or {}).get("probe_version") if
+                (d.get("summary") or {}).get(PROBED) else None
+                for side in sides for d in side if d.get("status") == "ok"}
+    return PROBED if len(versions) == 1 and None not in versions else RAW
+
+
+def _by_key(docs: Sequence[ResultDoc], metric: str) -> dict[Key, list[float]]:
     groups: dict[Key, list[float]] = {}
     for d in docs:
-        ips = (d.get("summary") or {}).get("images_per_s")
-        if d.get("status") == "ok" and ips:
-            groups.setdefault(run_key(d.get("config") or {}), []).append(float(ips))
+        value = (d.get("summary") or {}).get(metric)
+        if d.get("status") == "ok" and value:
+            groups.setdefault(run_key(d.get("config") or {}), []).append(float(value))
     return groups
 
 
 def calibration_of(docs: Sequence[ResultDoc], threshold: float, alpha: float,
                    repeats: int) -> dict[str, Any]:
-    """Per configuration: run-to-run noise (sd of log images/s over the A/A rounds), the slowdown
-    a gate with `repeats` runs could detect, and the runs per side it needs for `threshold`."""
-    groups = _by_key(docs)
-    per_config = per_config_alpha(alpha, len(groups))
+    """Per configuration: run-to-run noise (sd of the log of the gate's figure over the A/A
+    rounds; `sigmas` has it for images/s too, which `--against` gates on), the slowdown a gate
+    with `repeats` runs could detect, and the runs per side it needs for `threshold`."""
+    metric = gate_metric(docs)
+    groups = {m: _by_key(docs, m) for m in {metric, RAW}}
+    per_config = per_config_alpha(alpha, len(groups[metric]))
     rows = []
-    for key, ips in sorted(groups.items(), key=lambda kv: config_label(kv[0])):
-        sigma = log_sigma(ips)
+    for key, values in sorted(groups[metric].items(), key=lambda kv: config_label(kv[0])):
+        sigmas = {m: log_sigma(g.get(key, [])) for m, g in groups.items()}
+        sigma = sigmas[metric]
         if sigma is None:
             raise BenchError(f"calibration needs 2+ runs of {config_label(key)}")
-        detectable = detectable_slowdown(sigma, len(ips), repeats, per_config)
-        rows.append({"key": list(key), "label": config_label(key), "runs": len(ips),
-                     "sigma": sigma, "detectable": detectable,
+        detectable = detectable_slowdown(sigma, len(values), repeats, per_config)
+        rows.append({"key": list(key), "label": config_label(key), "runs": len(values),
+                     "sigma": sigma, "sigmas": sigmas, "detectable": detectable,
                      "needed_repeats": repeats_needed(sigma, threshold, per_config)})
-    return {"threshold": threshold, "alpha": alpha, "repeats": repeats, "configs": rows}
+    return {"threshold": threshold, "alpha": alpha, "repeats": repeats, "metric": metric,
+            "configs": rows}
 
 
-def noise_table(calibration: dict[str, Any] | None) -> dict[Key, float]:
-    """The calibrated sigma of each configuration key (empty without a calibration)."""
+def noise_table(calibration: dict[str, Any] | None, metric: str = RAW) -> dict[Key, float]:
+    """The calibrated sigma of `metric` per configuration key (empty without a calibration of
+    that figure; calibrations from before the probe hold images/s only)."""
     if not calibration:
         return {}
     try:
-        return {tuple(c["key"]): float(c["sigma"]) for c in calibration.get("configs", [])}
-    except (KeyError, TypeError, ValueError):
+        table = {}
+        for c in calibration.get("configs", []):
+            sigma = (c.get("sigmas") or {}).get(metric)
+            if sigma is None and calibration.get("metric", RAW) == metric:
+                sigma = c["sigma"]
+            if sigma is not None:
+                table[tuple(c["key"])] = float(sigma)
+        return table
+    except (KeyError, TypeError, ValueError, AttributeError):
         raise BenchError("the baseline's calibration is malformed; re-run bench ci "
                          "--calibrate") from None
 
 
+METRIC_NAMES = {RAW: "images/s", PROBED: "images/s ÷ probe"}
+
+
 def _calibration_markdown(cal: dict[str, Any]) -> str:
-    rows = [[c["label"], c["runs"], f"±{c['sigma']:.2%}", f"{c['detectable']:.1%}",
-             c["needed_repeats"]] for c in cal["configs"]]
-    return markdown_table(["configuration", "A/A runs", "noise (sd)",
+    metric = cal.get("metric", RAW)
+    extra = metric != RAW  # also show the images/s noise, which --against gates on
+    rows = [[c["label"], c["runs"], f"±{c['sigma']:.2%}",
+             *([f"±{c['sigmas'][RAW]:.2%}"] if extra else []),
+             f"{c['detectable']:.1%}", c["needed_repeats"]] for c in cal["configs"]]
+    return markdown_table(["configuration", "A/A runs", f"noise (sd) of {METRIC_NAMES[metric]}",
+                           *(["noise (sd) of images/s"] if extra else []),
                            f"detectable with {cal['repeats']} runs", "runs needed for "
                            f"{cal['threshold']:.0%}"], rows)
 
@@ -189,8 +222,9 @@ def gate_stored(docs: Sequence[ResultDoc], path: Path, threshold: float, alpha: 
         return 1 if _failures(docs) else EXIT_UNGATED
     base, calibration = read_baseline(path)
     _check_same_device(base, label, path)
+    metric = gate_metric(base, docs)
     cmp = compare_frames(docs_frame(base), docs_frame(docs), threshold, alpha,
-                         noise_table(calibration))
+                         noise_table(calibration, metric), metric)
     return _report(cmp, json_out, f"bench ci against {path}")
 
 

@@ -76,7 +76,8 @@ class MatchRow:
     label: str
     base: SideStats
     cand: SideStats
-    ips_ratio: float  # candidate / baseline images/s, geometric means of the runs (>1: faster)
+    ips_ratio: float  # candidate / baseline of the metric (images/s, or per probe), geometric
+    # means of the runs (>1: faster)
     epoch_ratio: float | None  # candidate / baseline epoch time (<1: faster)
     acc_delta: float | None  # mean candidate - mean baseline final_test_acc (fraction)
     acc_delta_std: float | None  # sqrt(sd_b^2 + sd_c^2) when either side has repeats
@@ -97,6 +98,7 @@ class Skipped:
 class Comparison:
     threshold: float
     alpha: float = 0.05  # false-alarm rate of the whole comparison (all configurations)
+    metric: str = "images_per_s"  # the per-run figure the verdicts are on (compare_frames)
     rows: list[MatchRow] = field(default_factory=list)
     only_base: list[str] = field(default_factory=list)
     only_cand: list[str] = field(default_factory=list)
@@ -181,14 +183,14 @@ def _split(df, side: str) -> tuple[dict[Key, list[RunRow]], dict[Key, list[Skipp
     return groups, skipped
 
 
-def _ips(rows: list[RunRow]) -> list[float]:
-    return [v for v in (num(r.get("images_per_s")) for r in rows) if v is not None and v > 0]
+def _values(rows: list[RunRow], metric: str) -> list[float]:
+    return [v for v in (num(r.get(metric)) for r in rows) if v is not None and v > 0]
 
 
 def _match(key: Key, base: list[RunRow], cand: list[RunRow], threshold: float, alpha: float,
-           sigma: float | None) -> MatchRow:
+           sigma: float | None, metric: str) -> MatchRow:
     b, c = _side_stats(base), _side_stats(cand)
-    g = gate(_ips(base), _ips(cand), threshold, alpha, sigma)
+    g = gate(_values(base, metric), _values(cand, metric), threshold, alpha, sigma)
     epoch_ratio = (c.epoch_time_s / b.epoch_time_s
                    if c.epoch_time_s is not None and b.epoch_time_s else None)
     delta, delta_sd = _acc_delta(b.acc, c.acc)
@@ -197,22 +199,25 @@ def _match(key: Key, base: list[RunRow], cand: list[RunRow], threshold: float, a
 
 
 def compare_frames(base_df, cand_df, threshold: float, alpha: float = 0.05,
-                   noise: Mapping[Key, float] | None = None) -> Comparison:
+                   noise: Mapping[Key, float] | None = None,
+                   metric: str = "images_per_s") -> Comparison:
     """Compare two sets of runs (DataFrames of `results.flatten` rows). Pure: no I/O.
 
     `alpha` is the false-alarm rate of the whole comparison; `noise` maps a configuration key
-    to its calibrated run-to-run sigma (log scale), where `bench ci --calibrate` measured one.
+    to its calibrated run-to-run sigma (log scale) of `metric`, where `bench ci --calibrate`
+    measured one. `metric` is the per-run figure the verdict is on: images/s, or for a stored
+    baseline `images_per_probe` (images/s over the machine's speed, bench/machine_probe.py).
     """
     base, base_skip = _split(base_df, "baseline")
     cand, cand_skip = _split(cand_df, "candidate")
-    out = Comparison(threshold=threshold, alpha=alpha)
+    out = Comparison(threshold=threshold, alpha=alpha, metric=metric)
     for skips in (*base_skip.values(), *cand_skip.values()):
         out.skipped.extend(skips)
     matched = sorted(base.keys() & cand.keys(), key=config_label)
     per_config = per_config_alpha(alpha, len(matched))
     for key in matched:
         out.rows.append(_match(key, base[key], cand[key], threshold, per_config,
-                               (noise or {}).get(key)))
+                               (noise or {}).get(key), metric))
     out.only_base = sorted(config_label(k) for k in base.keys() - cand.keys())
     out.only_cand = sorted(config_label(k) for k in cand.keys() - base.keys())
     out.failed = sorted(config_label(k) for k in base.keys() & (cand_skip.keys() - cand.keys()))
@@ -290,9 +295,16 @@ def _summary_line(cmp: Comparison) -> str:
     return "; ".join(parts)
 
 
+METRIC_NOTES = {"images_per_probe": "images/s divided by the machine's speed at the time (a "
+                "fixed reference workload timed between the windows, bench/machine_probe.py); "
+                "the images/s columns are raw"}
+
+
 def _extras(cmp: Comparison) -> list[tuple[str, list[str]]]:
     """Everything not in the table, so that nothing is dropped silently."""
     return [
+        ("Ratios and verdicts are on", [METRIC_NOTES.get(cmp.metric, cmp.metric)]
+         if cmp.metric != "images_per_s" else []),
         ("Failed in candidate (ok in baseline)", cmp.failed),
         ("Only in baseline", cmp.only_base),
         ("Only in candidate", cmp.only_cand),

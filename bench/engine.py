@@ -83,6 +83,7 @@ class TrainState:
     time_to_accuracy_s: float | None = None
     steps_to_accuracy: int | None = None
     reached_target: bool = False
+    probe_rates: list[float] = field(default_factory=list)  # throughput mode: machine_probe
 
 
 def autocast_context(device: torch.device, precision: str) -> contextlib.AbstractContextManager:

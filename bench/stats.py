@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 POWER = 0.8  # chance of catching a slowdown of exactly the minimum detectable size
 VERDICTS = ("regression", "faster", "ok", "not gated")
+SIGMA_FLOOR = 1e-4  # a calibration that saw identical runs still leaves some noise
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,7 @@ def gate(base: Sequence[float], cand: Sequence[float], threshold: float, alpha: 
         if df < 1 or not sigma > 0:
             return GateResult(math.exp(d), None, None, None, None, None, "none", "not gated",
                               None, nb, nc)
+    sigma = max(sigma, SIGMA_FLOOR)
     se = sigma * math.sqrt(1 / nb + 1 / nc)
     q_a, q_b = _quantiles(alpha, df)
     detectable = -math.expm1(-(q_a + q_b) * se)

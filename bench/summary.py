@@ -13,6 +13,7 @@ import torch
 
 from . import device as devmod
 from .engine import TrainState, steady_state
+from .machine_probe import PROBE_VERSION
 from .results.schema import Summary
 from .throughput import ESTIMATOR, window_estimates
 
@@ -104,6 +105,10 @@ def _comparison_estimate(state: TrainState, s: Summary) -> None:
     s["images_per_s"] = estimates[ESTIMATOR]
     s["estimator"] = ESTIMATOR
     s["window_estimates"] = estimates
+    if state.probe_rates:  # the machine's speed meanwhile (bench/machine_probe.py)
+        probe = window_estimates(state.probe_rates)[ESTIMATOR]
+        s["probe_rate"], s["probe_version"] = probe, PROBE_VERSION
+        s["images_per_probe"] = estimates[ESTIMATOR] / probe
 
 
 def summarise(state: TrainState, loader_images: int, flops: float | None, params: int,

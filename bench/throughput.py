@@ -9,7 +9,9 @@ fast GPU milliseconds of signal. This loop trains the same step function with no
    cuDNN autotuning, oneDNN primitive creation, loader JIT, clocks ramping up), capped at
    `WARMUP_CAP` budgets;
 2. windows sized from the warm-up's step time so that a run holds about `WINDOWS` of them;
-3. timed windows until `budget_s` seconds of training have been timed (or `max_steps`).
+3. timed windows until `budget_s` seconds of training have been timed (or `max_steps`), each
+   followed by a window of the fixed reference workload (`machine_probe`, a quarter of a
+   window's time): the machine's speed meanwhile, which a stored baseline needs.
 
 On a shared machine interference only ever slows a window down, so the gate's estimator is an
 upper quantile of the window rates (see `ESTIMATOR` and docs/ci.md for the A/A data that chose
@@ -35,6 +37,7 @@ import torch
 from .device import now, synchronize
 from .engine import StepFn, TrainState, Window
 from .errors import BenchError
+from .machine_probe import SHARE, ReferenceProbe
 
 WINDOWS = 20  # timed windows per run
 WARMUP_FRACTION = 0.25  # of the budget, spent untimed after the warm-up steps
@@ -120,6 +123,8 @@ def measure_throughput(step: StepFn, loader: Any, device: torch.device,
     state.warmup_time_s = warm_s
     state.windows.append(Window(-1, warm_steps, warm_steps * cfg.batch_size, warm_s, True))
     window_steps = max(1, round(cfg.budget_s / WINDOWS / max(per_step, 1e-9)))
+    probe = ReferenceProbe(device)
+    probe.calibrate(SHARE * window_steps * per_step)
     slowdown = slowdown_from_env()
     pad = _busy_pad(slowdown, device) if slowdown else None
     cap = cfg.max_steps or math.inf
@@ -135,6 +140,7 @@ def measure_throughput(step: StepFn, loader: Any, device: torch.device,
         state.windows.append(Window(0, n, n * cfg.batch_size, seconds, False))
         state.train_time_s += seconds
         timed_steps += n
+        state.probe_rates.append(probe.window())
     state.steps = warm_steps + timed_steps
     synchronize(device)
     return state

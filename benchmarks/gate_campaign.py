@@ -45,17 +45,36 @@ def _bench(*args: str, slowdown: str | None = None) -> tuple[int, float]:
     return proc.returncode, time.monotonic() - t
 
 
+def _raw_gate(out: Path, baseline: str | None) -> int | None:
+    """Stored mode: the exit status the same job would have had gated on raw images/s (no
+    machine probe), from the same result files: the probe's effect on the same data."""
+    if not baseline:
+        return None
+    from bench.ci import noise_table
+    from bench.compare import compare_frames
+    from bench.results import docs_frame, expand_paths, read_baseline, read_result
+
+    base, cal = read_baseline(Path(baseline))
+    docs = [read_result(p) for p in expand_paths([str(out)]) if p.name[:1].isdigit()]
+    cmp = compare_frames(docs_frame(base), docs_frame(docs), 0.05, 0.05,
+                         noise_table(cal, "images_per_s"), "images_per_s")
+    return cmp.exit_code
+
+
 def _job(args: argparse.Namespace, kind: str, i: int, extra: list[str]) -> dict:
     out = Path(args.out) / f"{kind}-{i:02d}"
     code, seconds = _bench("ci", "--out", str(out), "--json", str(out / "gate.json"), *extra,
                            *args.bench_args, slowdown=SLOWDOWN if kind == "slow" else None)
     gate = json.loads((out / "gate.json").read_text()) if (out / "gate.json").exists() else {}
     rows = [{"config": r["label"], "ratio": r["ips_ratio"], "verdict": r["verdict"],
+             "raw_ratio": r["cand"]["images_per_s"] / r["base"]["images_per_s"],
              "detectable": r["gate"]["detectable"]} for r in gate.get("rows", [])]
-    print(f"{kind} {i:2d}: exit {code} in {seconds:.0f}s  "
+    raw_exit = _raw_gate(out, extra[1] if extra[:1] == ["--baseline"] else None)
+    print(f"{kind} {i:2d}: exit {code} (raw images/s: {raw_exit}) in {seconds:.0f}s  "
           + "  ".join(f"{r['ratio']:.3f}{'!' if r['verdict'] == 'regression' else ''}"
-                      for r in rows), flush=True)
-    return {"kind": kind, "job": i, "exit": code, "seconds": seconds, "rows": rows}
+                      f"/{r['raw_ratio']:.3f}" for r in rows), flush=True)
+    return {"kind": kind, "job": i, "exit": code, "raw_exit": raw_exit, "seconds": seconds,
+            "metric": gate.get("metric"), "rows": rows}
 
 
 def campaign(args: argparse.Namespace) -> None:
@@ -83,14 +102,21 @@ def summary(jobs: list[dict], mode: str) -> str:
     slow = [j for j in jobs if j["kind"] == "slow"]
     count = lambda js, code: sum(j["exit"] == code for j in js)  # noqa: E731
     ratios = lambda js: [r["ratio"] for j in js for r in j["rows"]]  # noqa: E731
-    lines = [f"## gate campaign: {mode}", "",
-             "| jobs | pairs | exit 1 (regression) | exit 3 (not gated) | exit 0 | "
-             "ratio median (min-max) | job s median |", "|---|---|---|---|---|---|---|"]
+    raw = lambda js: [r["raw_ratio"] for j in js for r in j["rows"]]  # noqa: E731
+    raw_exits = lambda js, code: sum(j.get("raw_exit") == code for j in js)  # noqa: E731
+    metric = next((j.get("metric") for j in jobs if j.get("metric")), "images_per_s")
+    lines = [f"## gate campaign: {mode} (gated on {metric})", "",
+             "| jobs | count | exit 1 (regression) | exit 3 (not gated) | exit 0 | "
+             "gate ratio median (min-max) | raw images/s ratio median (min-max) | "
+             "raw-images/s gate: exit 1 / 3 / 0 | job s median |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for name, js in (("A/A", aa), ("10% slower", slow)):
-        rs = sorted(ratios(js)) or [math.nan]
+        rs, rr = sorted(ratios(js)) or [math.nan], sorted(raw(js)) or [math.nan]
         lines.append(f"| {name} | {len(js)} | {count(js, 1)} | {count(js, 3)} | {count(js, 0)} "
-                     f"| {statistics.median(rs):.3f} ({rs[0]:.3f}-{rs[-1]:.3f}) | "
-                     f"{statistics.median(j['seconds'] for j in js):.0f} |")
+                     f"| {statistics.median(rs):.3f} ({rs[0]:.3f}-{rs[-1]:.3f}) "
+                     f"| {statistics.median(rr):.3f} ({rr[0]:.3f}-{rr[-1]:.3f}) "
+                     f"| {raw_exits(js, 1)} / {raw_exits(js, 3)} / {raw_exits(js, 0)} "
+                     f"| {statistics.median(j['seconds'] for j in js):.0f} |")
     return "\n".join(lines)
 
 

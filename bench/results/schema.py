@@ -70,6 +70,11 @@ class Summary(TypedDict, total=False):
     images_per_s_median: float | None
     estimator: str
     window_estimates: dict[str, float]
+    # and the machine's speed meanwhile (bench/machine_probe.py): the stored-baseline gate's
+    # figure is images_per_probe = images_per_s / probe_rate (same estimator)
+    probe_rate: float  # reference-workload iterations/s
+    probe_version: int
+    images_per_probe: float
     # accuracy
     final_test_acc: float | None
     best_test_acc: float | None
