@@ -5,7 +5,11 @@ Exit codes: 0 ok; 1 run error or regression found; 2 bad input (BenchError); 3 N
 
 Verbs are registered lazily: only the module of the verb being run is imported (its parser
 is built then), the others appear as one-line stubs in `bench --help`. So `bench compare` or
-`bench report` start without importing torch.
+`bench report` start without importing torch; `bench --version` imports it only when asked.
+
+Help: every parser is a OneLineParser, whose HelpFormatter shows each option's default (when
+it has one worth showing and its help does not say it already): verbs write the help, the
+formatter the default.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from dataclasses import replace
 from typing import Any, NoReturn
 
 from . import interrupts
-from .defaults import EXIT_BAD_INPUT, EXIT_CODES
+from .defaults import COMPILE_MODES, EXIT_BAD_INPUT, EXIT_CODES
 from .errors import BenchError
 from .runspec import RunConfig, add_run_flags
 
@@ -96,12 +100,14 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def register_run(sub: Any) -> None:
-    p = sub.add_parser("run", help=VERBS["run"][1])
+    p = sub.add_parser("run", help=VERBS["run"][1], description="Train one model on one "
+                       "dataset with its recipe (flags override it), time every window of "
+                       "steps, evaluate, and write the result (JSON) into --out; print one line.")
     add_run_flags(p)
     p.add_argument("--repeats", type=int, default=1, help="runs of this configuration, seeds "
-                   "seed, seed+1, ... (default: 1)")
+                   "seed, seed+1, ...")
     p.add_argument("--nproc", type=int, default=1, help="launch N data-parallel processes "
-                   "through torchrun (default: 1)")
+                   "through torchrun")
     p.set_defaults(func=cmd_run, argv=None)
 
 
@@ -142,15 +148,28 @@ def cmd_suite(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _suite_description() -> str:
+    """What `bench suite` does and the suites, one line each (an indented block: kept as is)."""
+    from .suite_list import MODEL_SUITES, SUITES
+
+    width = max(map(len, SUITES))
+    rows = "\n".join(f"  {name:<{width}}  {what}" for name, what in SUITES.items())
+    return ("Run every configuration of a named suite one after another (a failing one is "
+            "recorded and the suite goes on), write each result, and print the suite's table "
+            f"(also saved as <out>/suite-<name>-latest.md).\n\nsuites:\n\n{rows}\n\n"
+            f"{MODEL_SUITES}")
+
+
 def register_suite(sub: Any) -> None:
-    p = sub.add_parser("suite", help=VERBS["suite"][1])
+    p = sub.add_parser("suite", help=VERBS["suite"][1], description=_suite_description())
     p.add_argument("name", nargs="?", default="default",
-                   help="default, ci, smoke, vgg-ablation, or a suite named by a model")
+                   help="the suite to run (listed above)")
     add_run_flags(p, include=("data_dir", "out", "device"))
-    p.add_argument("--repeats", type=int, default=1, help="runs of every configuration "
-                   "(default: 1)")
+    p.add_argument("--repeats", type=int, default=1, help="runs of every configuration, "
+                   "interleaved (A B A B, not A A B B), seeds seed, seed+1, ...")
     add_run_flags(p, include=("compile", "threads", "budget_s", "quiet"),
-                  helps={"compile": "override every run's compile mode",
+                  helps={"compile": "override every run's torch.compile mode: "
+                                    + ", ".join(COMPILE_MODES),
                          "threads": "override every run's CPU thread count"})
     p.set_defaults(func=cmd_suite)
 
@@ -164,13 +183,80 @@ def cmd_env(args: argparse.Namespace) -> int:
 
 
 def register_env(sub: Any) -> None:
-    p = sub.add_parser("env", help=VERBS["env"][1])
+    p = sub.add_parser("env", help=VERBS["env"][1], description="Print this machine's "
+                       "fingerprint as JSON: the one stored in every result (Python, torch, "
+                       "CUDA, devices, CPU, git commit).")
     p.set_defaults(func=cmd_env)
 
 
 # ----------------------------------------------------------------------------- parser
+DESCRIPTION = ("Benchmark training of classic networks (an MLP, a CNN, LeNet-5, VGG) on MNIST "
+               "and CIFAR-10, on CPUs and GPUs: throughput (images/s), time to a target "
+               "accuracy, final accuracy. Compare devices and commits, draw reports, and gate "
+               "CI on training speed.")
+EPILOG = ("Start with `bench run --model cnn`. `bench VERB --help` lists a verb's options "
+          "with their defaults; `bench env` prints the machine fingerprint stored in every "
+          "result.")
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """Shows an option's default after its help, unless the help mentions its default already
+    or there is none worth showing (None, empty, a switch); keeps a paragraph that starts with
+    two spaces as written (a table), wraps the others."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if (action.nargs == 0 or default is None or default is argparse.SUPPRESS
+                or default == "" or "default" in text.lower()):
+            return text
+        return f"{text} (default: %(default)s)"
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        paras = []
+        for para in text.split("\n\n"):
+            if para.startswith("  "):
+                paras.append("\n".join(indent + line for line in para.splitlines()))
+            else:
+                paras.append(super()._fill_text(para, width, indent))
+        return "\n\n".join(paras)
+
+
+def version_line() -> str:
+    """`bench --version`: this package, torch, and the CUDA (or ROCm) torch was built with."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    import torch
+
+    try:
+        ours = version("bench")
+    except PackageNotFoundError:
+        ours = "(not installed)"
+    cuda, hip = torch.version.cuda, getattr(torch.version, "hip", None)
+    gpu = f"CUDA {cuda}" if cuda else f"ROCm {hip}" if hip else "no CUDA (CPU-only torch)"
+    return f"bench {ours}, torch {torch.__version__}, {gpu}"
+
+
+class _VersionAction(argparse.Action):
+    """--version, computed only when asked (it imports torch)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str = argparse.SUPPRESS,
+                 default: Any = argparse.SUPPRESS, help: str | None = None) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=default, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> NoReturn:
+        print(version_line())
+        parser.exit()
+
+
 class OneLineParser(argparse.ArgumentParser):
-    """argparse that reports a bad flag in one line (not the usage block) and exits 2."""
+    """argparse that reports a bad flag in one line (not the usage block) and exits 2, and
+    shows defaults in its help (its verbs' parsers are OneLineParsers too)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         self.exit(EXIT_BAD_INPUT, f"bench: error: {self.prog}: {message} "
@@ -196,15 +282,18 @@ def _chosen_verb(argv: Sequence[str]) -> str | None:
 def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     """The CLI parser; only the verb named in argv (all of them when argv is None) is built in
     full, the others are stubs so that their modules are not imported."""
-    parser = OneLineParser(
-        prog="bench", description="Training benchmarks of the course networks (FC, CNN, LeNet, "
-        "VGG): run them, compare devices and commits, report, and gate speed in CI.")
-    sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+    parser = OneLineParser(prog="bench", description=DESCRIPTION, epilog=EPILOG)
+    parser.add_argument("--version", action=_VersionAction, help="print the versions of "
+                        "bench, torch and the CUDA torch was built with, and exit")
+    sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB",
+                                help="what to do (bench VERB --help: its options)")
     chosen = _chosen_verb(argv) if argv is not None else None
     for name, (target, help_text) in VERBS.items():
         register = _registrar(target) if argv is None or name == chosen else None
         if register is not None:
             register(sub)
+            verb = sub.choices[name]  # `bench VERB --help` says at least what the table says
+            verb.description = verb.description or help_text[:1].upper() + help_text[1:] + "."
         else:
             sub.add_parser(name, help=help_text, add_help=False)
     return parser

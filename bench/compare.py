@@ -385,7 +385,7 @@ def register(sub: Any) -> None:
     p.add_argument("candidate", help="result file, baseline file, folder, or suite name")
     p.add_argument("--threshold", default="5%",
                    help="slowdown that counts as a regression, e.g. 5%% or 0.05 (default 5%%)")
-    p.add_argument("--format", choices=FORMATS, default="text")
+    p.add_argument("--format", choices=FORMATS, default="text", help="output format")
     p.add_argument("--results-dir", default=DEFAULT_RESULTS_DIR,
                    help="where suite names are looked up (default results/)")
     p.set_defaults(func=handler)

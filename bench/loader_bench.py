@@ -139,9 +139,10 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         description="Time each loader for full epochs of the training split with the same "
                     "settings and worker count (VGG settings on CIFAR-10: crop+flip, "
                     "cifar10 normalisation). One warm-up epoch, then --epochs timed epochs.")
-    p.add_argument("--dataset", default="cifar10", choices=list(DATASETS))
+    p.add_argument("--dataset", default="cifar10", choices=list(DATASETS),
+                   help="dataset whose training split is loaded")
     add_run_flags(p, include=("data_dir", "device"))
-    p.add_argument("--batch-size", type=int, default=512)
+    p.add_argument("--batch-size", type=int, default=512, help="images per batch")
     p.add_argument("--workers", type=int, default=None,
                    help=f"worker processes/threads for every loader, 0 to {MAX_WORKERS} "
                    "(default: the cores)")
@@ -149,11 +150,14 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help=f"timed epochs after the warm-up, 1 to {MAX_EPOCHS}")
     p.add_argument("--loaders", default=",".join(LOADERS),
                    help=f"comma-separated, from {', '.join(LOADERS)}")
-    p.add_argument("--dtype", default="fp32", choices=DTYPES)
+    p.add_argument("--dtype", default="fp32", choices=DTYPES, help="dtype of the batches "
+                   "the loaders yield")
     p.add_argument("--no-augment", action="store_true", help="no crop/flip (default: on "
                    "for cifar10 families, off for mnist)")
-    p.add_argument("--no-channels-last", action="store_true")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-channels-last", action="store_true", help="batches in NCHW memory "
+                   "(default: channels-last, NHWC)")
+    p.add_argument("--seed", type=int, default=0, help="random seed: the shuffle, synthetic "
+                   "data, mnist-perm's permutation")
     p.add_argument("--beton-dir", default=None, help="ffcv .beton folder (default: cache)")
     p.add_argument("--allow-synthetic", action="store_true",
                    help="use the synthetic twin when the real data is missing")

@@ -84,7 +84,8 @@ class RunConfig:
                                  what="dataset")
     loader: str | None = option(None, "data loader", choices=_loaders, what="loader",
                                 recipe=True)
-    device: str = option(defaults.DEVICE, "auto, cpu, cuda, cuda:N")
+    device: str = option(defaults.DEVICE, "device to run on: auto (a GPU torch can use, else "
+                         "the CPU), cpu, cuda, cuda:N")
     precision: str | None = option(None, "training precision", what="precision",
                                    choices=lambda: defaults.PRECISIONS, recipe=True)
     channels_last: bool | None = option(None, "channels-last memory format", kind="tristate",
@@ -97,11 +98,11 @@ class RunConfig:
                                           parse=_batch_size, minimum=0, strict=True, recipe=True)
     epochs: float | None = option(None, "training epochs (may be fractional)", parse=float,
                                   minimum=0, strict=True, recipe=True)
-    max_steps: int | None = option(None, "stop after this many training steps", parse=int,
-                                   minimum=0, strict=True)
+    max_steps: int | None = option(None, "stop after this many training steps (default: no "
+                                   "cap, the epochs decide)", parse=int, minimum=0, strict=True)
     seed: int = option(0, "random seed (mnist-perm's permutation too)", parse=int, minimum=0,
                        maximum=2**63 - 1)
-    data_dir: str | None = option(None, f"folder holding the datasets (default "
+    data_dir: str | None = option(None, f"folder holding the datasets (default: "
                                   f"${defaults.DATA_DIR_ENV})", env=defaults.data_dir_default)
     out: str = option(defaults.RESULTS_DIR, "folder the result files go to")
     workers: int | None = option(None, "loader worker processes", parse=int, minimum=0,
@@ -110,7 +111,8 @@ class RunConfig:
                                     minimum=0, recipe=True)
     lr: float | None = option(None, "peak learning rate", parse=float, minimum=0, strict=True,
                               recipe=True)
-    threads: int | None = option(None, "CPU intra-op threads", parse=int, minimum=1,
+    threads: int | None = option(None, "CPU intra-op threads (torch.set_num_threads)",
+                                 parse=int, minimum=1,
                                  maximum=1024, recipe=True)
     warmup_steps: int = option(defaults.WARMUP_STEPS, "first steps timed apart as warm-up "
                                "(compilation, autotuning, loader JIT)", parse=int, minimum=1)
@@ -171,15 +173,15 @@ def _add_flag(parser: argparse.ArgumentParser, f: Any, default: Any, help_text: 
                             required=m["required"], help=help_text)
 
 
-def _help(f: Any, default: Any) -> str:
+def _help(f: Any) -> str:
+    """The flag's help: its text, its choices, and for a recipe setting where its default
+    comes from (other defaults are shown by the CLI's formatter, bench.cli.HelpFormatter)."""
     m = f.metadata
     text = m["help"]
     if m["choices"] is not None:
         text += f": {', '.join(m['choices']())}"
     if m["recipe"]:
         text += " (default: the recipe's)"
-    elif default is not None and m["kind"] == "value" and not m["required"]:
-        text += f" (default: {default})"
     return text
 
 
@@ -198,7 +200,7 @@ def add_run_flags(parser: argparse.ArgumentParser, include: Iterable[str] | None
         default = (defaults_ or {}).get(name, f.default)
         if f.metadata["env"] is not None and name not in (defaults_ or {}):
             default = f.metadata["env"]()
-        help_text = (helps or {}).get(name) or _help(f, default)
+        help_text = (helps or {}).get(name) or _help(f)
         _add_flag(parser, f, default, help_text)
 
 

@@ -125,7 +125,8 @@ def register(sub: Any) -> None:
     add_run_flags(p, include=("data_dir",))
     p.add_argument("--n", type=int, default=32,
                    help=f"number of images, 1 to {MAX_SAMPLES:,} (default 32)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="random seed: which images are "
+                   "drawn (and synthetic data)")
     p.add_argument("--allow-synthetic", action="store_true",
                    help="draw synthetic stand-ins when the real data is absent")
     p.set_defaults(func=handler)

@@ -22,8 +22,7 @@ from .errors import BenchError
 from .models import MODELS, ModelSpec, get_model_spec
 from .runner import recipe_for, run
 from .runspec import RunConfig
-
-BUILTIN_SUITES = ("default", "ci", "smoke", "vgg-ablation")
+from .suite_list import BUILTIN_SUITES
 
 
 class SuiteStopped(KeyboardInterrupt):

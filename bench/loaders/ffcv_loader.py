@@ -15,11 +15,30 @@ exception and puts a marker in the queue, so the consumer gets a one-line BenchE
 (A segfault cannot be caught in-process; verification is what prevents those.) The
 augmentation RNG is numba's per-thread generator, which ffcv 1.0.2 does not seed: the sample
 order is reproducible from `cfg.seed`, the crops and flips are not.
+
+Copies to the GPU (libffcv/ffcv#37): ffcv 1.0.2 owns `batches_ahead + 2` buffer slots, each a
+set of pinned host buffers (the decoded, augmented uint8 batch) and device buffers. Its thread
+fills slot s on the CPU, then ToDevice enqueues `dst.copy_(src, non_blocking=True)` on slot s's
+CUDA stream and the thread moves on; `batches_ahead + 2` batches later it decodes the next batch
+into the same host buffers. Nothing makes the host wait for the earlier copy: ffcv's per-slot
+event (`cuda_event.wait()`) orders GPU work only, and the copy itself waits on the GPU for the
+consumer's earlier kernels. When the GPU runs behind the CPU (a slow step, a deep queue of
+launched kernels) numba overwrites pinned memory that the DMA engine has not read yet, and the
+model trains on a batch that is partly the next one. No error, just wrong data. (Freeing is
+safe, PyTorch's pinned allocator records the copy; overwriting in place is not.)
+The fix keeps the copy asynchronous and fences each slot: after the pipeline of slot s is
+enqueued the guarded iterator records a CUDA event on slot s's stream (`SlotFences.record`),
+and before it runs the pipeline of slot s again the thread waits for that event on the host
+(`SlotFences.wait`, `Event.synchronize`). The copy still overlaps the decoding of the next
+batches; the thread blocks only when the GPU is a full ring of slots behind. The device
+buffers need no fence of ours: ffcv's own event keeps them until the consumer's kernels are
+enqueued, and `_finish` copies every batch into new tensors at once.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from queue import Full
 from typing import Any
@@ -34,14 +53,55 @@ from .base import LoaderConfig
 _DIED = object()  # what the consumer receives when the pipeline thread raised
 
 
+class SlotFences:
+    """One pending CUDA event per ffcv buffer slot: the copies that last read its host buffers.
+
+    `record(slot, stream)` after the slot's pipeline (and its non-blocking copies) was enqueued
+    on `stream`; `wait(slot)` before the slot's host buffers are written again: blocks the
+    calling thread until those copies have finished. `new_event` makes an object with
+    `record(stream)` and `synchronize()` (torch.cuda.Event; a fake in CPU tests).
+    """
+
+    def __init__(self, new_event: Callable[[], Any]) -> None:
+        self._new_event = new_event
+        self._pending: dict[int, Any] = {}
+
+    def record(self, slot: int, stream: Any) -> None:
+        event = self._new_event()
+        event.record(stream)
+        self._pending[slot] = event
+
+    def wait(self, slot: int) -> None:
+        event = self._pending.pop(slot, None)
+        if event is not None:
+            event.synchronize()
 
 
-def _guarded_iterator_class() -> type:
-    """EpochIterator whose thread never dies silently (built lazily: ffcv is optional)."""
-    from ffcv.loader.epoch_iterator import EpochIterator
+def _guarded_iterator_class(base: type | None = None,
+                            new_event: Callable[[], Any] | None = None) -> type:
+    """EpochIterator whose thread never dies silently and never overwrites a pinned buffer
+    that a copy may still read (built lazily: ffcv is optional). `base` and `new_event`
+    replace ffcv's EpochIterator and torch.cuda.Event in tests."""
+    if base is None:
+        from ffcv.loader.epoch_iterator import EpochIterator as base
+    make_event = new_event or torch.cuda.Event
 
-    class GuardedEpochIterator(EpochIterator):
+    class GuardedEpochIterator(base):  # type: ignore[misc, valid-type]
         error: BaseException | None = None
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            self.fences = SlotFences(make_event)  # before super(): its __init__ starts run()
+            super().__init__(*args, **kwargs)
+
+        def run_pipeline(self, b_ix: int, batch_indices: Any, batch_slot: int,
+                         cuda_event: Any) -> Any:
+            stream = self.cuda_streams[batch_slot]  # None when ffcv found no CUDA
+            if stream is None:
+                return super().run_pipeline(b_ix, batch_indices, batch_slot, cuda_event)
+            self.fences.wait(batch_slot)  # the last copies out of this slot have finished
+            result = super().run_pipeline(b_ix, batch_indices, batch_slot, cuda_event)
+            self.fences.record(batch_slot, stream)  # this slot's copies, just enqueued
+            return result
 
         def run(self) -> None:
             try:

@@ -1,0 +1,20 @@
+"""The built-in suites and one line each on what it measures.
+
+Torch-free on purpose: `bench suite --help` lists them without importing torch. What a suite
+runs (its members, recipes, step caps) is built in `bench.suites`, which takes its names from
+here.
+"""
+
+from __future__ import annotations
+
+SUITES: dict[str, str] = {  # one short line each: `bench suite --help` prints them as a table
+    "default": "every course experiment: the seed loop, then the fast recipe",
+    "ci": "fast recipes, images/s over a time budget (the gate of bench ci)",
+    "smoke": "20 steps of each small model: a quick check that training runs",
+    "vgg-ablation": "VGG: fp32, bf16, + channels-last, + torch.compile",
+}
+MODEL_SUITES = ("A model may name further suites in its spec: 20 steps of its fast recipe "
+                "each. On a CPU the default suite measures heavy models for throughput only "
+                "(a few steps, no evaluation).")
+
+BUILTIN_SUITES = tuple(SUITES)
