@@ -198,6 +198,8 @@ def test_history_verb_appends_and_renders(tmp_path, capsys):
     assert [p.name for p in site.iterdir()] == ["index.html"]  # no temp file left behind
     text = (site / "index.html").read_text()
     assert "plotly" in text.lower() and "1 regression(s) marked" in text and A100 in text
+    assert main(["history", "--history", str(store), "--out", str(tmp_path / "s2")]) == 0
+    assert "1 regression(s) marked" in (tmp_path / "s2" / "index.html").read_text()
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -84,14 +84,14 @@ def build_record(group: GroupKey, rows: Sequence[Mapping[str, Any]], source: str
     tta = _column(ok, "time_to_accuracy_s")
     acc = _column(ok, "final_test_acc")
     targets = _column(ok, "target_accuracy")
-    label = config_label(key)
+    label, now = config_label(key), _now()
     ips_med, ips_min, ips_max = _spread(ips)
     tta_med, tta_min, tta_max = _spread(tta)
     return _finite({
         "kind": RECORD_KIND, "version": RECORD_VERSION, "source": source,
         "suite": next((r.get("suite") for r in rows if r.get("suite")), None),
-        "commit": commit, "date": max(str(r.get("created") or "") for r in rows) or None,
-        "recorded": _now(), "host": rows[0].get("host"), "device": device, "config": label,
+        "commit": commit, "date": max(str(r.get("created") or "") for r in rows) or now,
+        "recorded": now, "host": rows[0].get("host"), "device": device, "config": label,
         "key": dict(zip(CONFIG_KEYS, key, strict=True)),
         "run_ids": sorted(str(r.get("run_id")) for r in rows),
         "runs": len(ips), "failed": len(rows) - len(ok),

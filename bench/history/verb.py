@@ -39,7 +39,7 @@ def _render(args: argparse.Namespace, items: list[str]) -> int:
     if len(items) > 1:
         raise BenchError(f"history: one history folder at most, got {len(items)} "
                          f"({' '.join(items)}); to add results use `bench history append`")
-    source = items[0] if items else str(DEFAULT_HISTORY_DIR)
+    source = items[0] if items else args.history
     threshold, alpha = parse_threshold(args.threshold), parse_threshold(args.alpha)
     records = read_history(source)
     if not records:
@@ -75,7 +75,8 @@ def register(sub: Any) -> None:
     p.add_argument("--out", default="site", help="folder the page is written to, as "
                    "index.html (default site/)")
     p.add_argument("--history", default=str(DEFAULT_HISTORY_DIR), metavar="DIR",
-                   help=f"the store `append` writes to (default {DEFAULT_HISTORY_DIR})")
+                   help=f"the store: where `append` writes, and what is drawn when no DIR is "
+                   f"given (default {DEFAULT_HISTORY_DIR})")
     p.add_argument("--threshold", default="5%", help="slowdown from the previous point that "
                    "is marked as a regression, when also significant (default 5%%)")
     p.add_argument("--alpha", default="5%", help="false-alarm rate of each point's test against "
