@@ -58,7 +58,7 @@ def _column(rows: Sequence[Mapping[str, Any]], name: str) -> list[float]:
     return [v for v in (num(r.get(name)) for r in rows) if v is not None]
 
 
-def _gate_fields(label: str, comparison: Any) -> dict[str, Any] | None:
+def _gate_fields(key: Key, label: str, comparison: Any) -> dict[str, Any] | None:
     """The gate's figures for one configuration of a `bench.compare.Comparison` (duck-typed:
     this module stays free of the comparison's imports)."""
     if comparison is None:
@@ -66,7 +66,7 @@ def _gate_fields(label: str, comparison: Any) -> dict[str, Any] | None:
     if label in comparison.failed:
         return {"verdict": "failed", "ratio": None, "low": None, "high": None,
                 "detectable": None, "threshold": comparison.threshold, "alpha": comparison.alpha}
-    row = next((r for r in comparison.rows if r.label == label), None)
+    row = next((r for r in comparison.rows if tuple(r.key) == key), None)
     if row is None:
         return None
     g = row.gate
@@ -101,7 +101,7 @@ def build_record(group: GroupKey, rows: Sequence[Mapping[str, Any]], source: str
         "time_to_accuracy_s_max": tta_max, "reached": len(tta),
         "accuracy": statistics.median(acc) if acc else None,
         "target_accuracy": targets[0] if targets else None,
-        "gate": _gate_fields(label, comparison),
+        "gate": _gate_fields(key, label, comparison),
     })
 
 
