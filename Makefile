@@ -6,7 +6,8 @@ PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.bootstrap-v1
-SYS_PKGS := pkg-config libopencv-dev libturbojpeg0-dev
+# ffcv's build dependencies, and chromium for the history page's browser test
+SYS_PKGS := pkg-config libopencv-dev libturbojpeg0-dev chromium
 DATA_DIR ?= $(firstword $(wildcard ../shared/data) $(wildcard data))
 TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
 # The wheel index torch comes from (pip's default when empty). The pinned wheels are built for
@@ -21,16 +22,17 @@ all: test
 
 venv: $(STAMP)
 
-# System packages ffcv needs to build. Installed when missing and we are root on Debian/Ubuntu;
-# otherwise print the command and go on (ffcv is then skipped with a clear reason).
+# System packages ffcv needs to build, and chromium (tests/test_history_page.py loads the history
+# page in it). Installed when missing and we are root on Debian/Ubuntu; otherwise print the
+# command and go on (ffcv and the browser test are then skipped with a clear reason).
 sysdeps:
 	@missing=""; for p in $(SYS_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -z "$$missing" ]; then exit 0; fi; \
 	if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
-	  echo "installing system packages for ffcv:$$missing"; \
+	  echo "installing system packages for ffcv and the browser test:$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null \
-	  || echo "WARNING: apt-get failed; ffcv will be unavailable"; \
-	else echo "ffcv needs system packages; run: sudo apt-get install -y$$missing"; fi
+	  || echo "WARNING: apt-get failed; ffcv or the browser test will be unavailable"; \
+	else echo "ffcv and the browser test need system packages; run: sudo apt-get install -y$$missing"; fi
 
 $(STAMP): pyproject.toml
 	@$(MAKE) --no-print-directory sysdeps

@@ -32,6 +32,7 @@ from .compare import (
 )
 from .defaults import EXIT_UNGATED
 from .errors import BenchError
+from .history.hooks import add_history_flag, record_ci
 from .results import (
     BASELINES_SUBDIR,
     DEFAULT_RESULTS_DIR,
@@ -207,7 +208,7 @@ def _results_markdown(docs: Sequence[ResultDoc], note: str) -> str:
 
 
 def gate_stored(docs: Sequence[ResultDoc], path: Path, threshold: float, alpha: float,
-                json_out: str | None, named: bool) -> int:
+                json_out: str | None, named: bool, history: str | None = None) -> int:
     """Compare this job's runs with the stored baseline at `path`."""
     label = device_of(docs)
     if not path.exists():
@@ -225,6 +226,7 @@ def gate_stored(docs: Sequence[ResultDoc], path: Path, threshold: float, alpha: 
     metric = gate_metric(base, docs)
     cmp = compare_frames(docs_frame(base), docs_frame(docs), threshold, alpha,
                          noise_table(calibration, metric), metric)
+    record_ci(history, docs, cmp)
     return _report(cmp, json_out, f"bench ci against {path}")
 
 
@@ -303,7 +305,8 @@ def handler(args: argparse.Namespace) -> int:
         print(msg)
         append_step_summary(_results_markdown(docs, msg))
         return 0
-    return gate_stored(docs, path, threshold, alpha, args.json, named=bool(args.baseline))
+    return gate_stored(docs, path, threshold, alpha, args.json, named=bool(args.baseline),
+                       history=args.history)
 
 
 def _positive_int(text: str) -> int:
@@ -339,6 +342,7 @@ def register(sub: Any) -> None:
                    "temporary worktree) and this checkout alternately, then gate")
     p.add_argument("--json", metavar="FILE", default=None, help="also write the comparison "
                    "as JSON")
+    add_history_flag(p)
     p.set_defaults(func=handler)
 
 

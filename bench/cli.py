@@ -45,6 +45,8 @@ VERBS: dict[str, tuple[str, str]] = {
                 "by side"),
     "peak": ("bench.peak:register", "measure this device's FLOP/s and copy GB/s (cached)"),
     "sweep": ("bench.sweep:register", "images/s against batch size for one model (table + PNG)"),
+    "history": ("bench.history.verb:register", "images/s and time-to-accuracy over commits as a "
+                "static HTML page; or append results to the history store"),
 }
 
 
@@ -115,6 +117,7 @@ def register_run(sub: Any) -> None:
 def cmd_suite(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from .history.hooks import record_suite
     from .results import atomic_write_text, read_result
     from .results.suite_tables import suite_table
     from .suites import SuiteStopped, run_suite
@@ -137,6 +140,7 @@ def cmd_suite(args: argparse.Namespace) -> int:
     table = suite_table(paths)
     print(table)
     atomic_write_text(Path(args.out) / f"suite-{args.name}-latest.md", table + "\n")
+    record_suite(args.history, paths)
     if stopped is not None:
         print(f"bench: suite stopped by {interrupts.describe()} after {len(paths)} run(s)",
               file=sys.stderr)
@@ -161,6 +165,8 @@ def _suite_description() -> str:
 
 
 def register_suite(sub: Any) -> None:
+    from .history.hooks import add_history_flag
+
     p = sub.add_parser("suite", help=VERBS["suite"][1], description=_suite_description())
     p.add_argument("name", nargs="?", default="default",
                    help="the suite to run (listed above)")
@@ -171,6 +177,7 @@ def register_suite(sub: Any) -> None:
                   helps={"compile": "override every run's torch.compile mode: "
                                     + ", ".join(COMPILE_MODES),
                          "threads": "override every run's CPU thread count"})
+    add_history_flag(p)
     p.set_defaults(func=cmd_suite)
 
 
