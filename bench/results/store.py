@@ -35,7 +35,7 @@ from .schema import SCHEMA_VERSION, STATUSES, Result, ResultDoc
 
 StrPath = str | os.PathLike[str]
 
-REFERENCE_SUBDIR = "reference"  # results/reference/: committed reference runs (README)
+REFERENCE_SUBDIR = "reference"  # results/reference/: committed reference runs (docs/perf.md)
 # subfolders a folder's expansion leaves out (read only when named themselves)
 SKIPPED_SUBDIRS = frozenset({BASELINES_SUBDIR, REFERENCE_SUBDIR})
 
