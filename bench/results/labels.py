@@ -8,6 +8,7 @@ compare, report, export - can label runs without importing torch.
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -81,7 +82,7 @@ def apply_labels(docs: Sequence[ResultDoc], labels: Mapping[Path, str]) -> list[
             continue
         used.add(hit)
         out.append({**doc, "_label": labels[hit]})
-    unused = [str(p) for p in labels if p not in used]
+    unused = [os.path.relpath(p) for p in labels if p not in used]
     if unused:
         raise BenchError(f"--label: no result was read from {', '.join(unused)}")
     return out
