@@ -1,9 +1,10 @@
 """`bench compare BASELINE CANDIDATE`: match runs across two result sets and gate regressions.
 
 Each side is a result file, a baseline file (a JSON list of result docs, as `bench ci` records),
-a folder of those (recursive, skipping `baselines/` subfolders), or a suite name. A suite name
-means the newest run of that suite under `--results-dir` (default `results/`); loading is the
-results library's (`results.load_side`).
+a folder of those (recursive, skipping `baselines/` and `reference/` subfolders), or a suite
+name. A suite name means the newest run of that suite under `--results-dir` (default
+`results/`); loading is the results library's (`results.load_side`). `--label DIR=NAME` names
+the runs read from DIR as a system (`results.labels`), so two folders of one device compare.
 
 Runs are matched on `results.CONFIG_KEYS` (never on the device: comparing GPU generations is the
 point; the run's budget and measurement mode are part of the key). Each configuration's runs are
@@ -14,8 +15,9 @@ whose noise hides slowdowns of the threshold's size is "not gated", never a pass
 Exit status: 0 pass, 1 regression or a configuration that stopped working, 2 bad input, 3 some
 configuration could not be gated (too noisy or too few runs; the row says how many it needs).
 
-The core, `compare_frames`, is a pure function of two DataFrames (rows as `results.flatten`
-makes them) so it is tested without files.
+The text output fits 120 columns and opens with each side's provenance (commit, dates, torch
+and CUDA versions, device: `results.provenance`). The core, `compare_frames`, is a pure function
+of two DataFrames (rows as `results.flatten` makes them) so it is tested without files.
 """
 
 from __future__ import annotations
@@ -250,7 +252,7 @@ def _fmt_side(s: SideStats) -> str:
 
 
 def _fmt_side_short(s: SideStats) -> str:
-    """'12,345 n=3 ±2.0%': median images/s, runs, spread (max-min over median)."""
+    """'12,345 n=3 ±1.0%': median images/s, runs, and half their spread ((max-min)/median)."""
     spread = f" ±{s.spread / 2:.1%}" if s.spread is not None else ""
     return f"{fmt_ips(s.images_per_s)} n={s.n}{spread}"
 
