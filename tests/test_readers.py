@@ -217,3 +217,16 @@ def test_copy_of_reference_results_compare(tmp_path: Path) -> None:
     cmp = compare.compare_paths(str(a), str(b), 0.05, labels=[f"{a}=A", f"{b}=B"])
     assert cmp.base_devices == ["A"] and cmp.cand_devices == ["B"] and cmp.rows
     assert max(len(line) for line in format_text(cmp).splitlines()) <= compare.TEXT_WIDTH
+
+
+def test_text_table_wraps_one_column_to_fit() -> None:
+    from bench.results import text_table
+
+    rows = [["a fairly long configuration name that will not fit", "12,345", "ok"]]
+    table = text_table(["configuration", "img/s", "verdict"], rows, width=40, wrap=0)
+    lines = table.splitlines()
+    assert max(map(len, lines)) <= 40 and len(lines) > 2
+    assert lines[2].startswith("  ")  # continuation lines are indented
+    assert lines[1].startswith("a fairly long") and lines[1].endswith("12,345  ok")
+    assert [line.strip() for line in lines[2:]] == ["configuration name", "that will not fit"]
+    assert text_table(["x"], [["short"]], width=40) == "x\nshort"  # fits: unchanged
