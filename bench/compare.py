@@ -1,9 +1,10 @@
 """`bench compare BASELINE CANDIDATE`: match runs across two result sets and gate regressions.
 
 Each side is a result file, a baseline file (a JSON list of result docs, as `bench ci` records),
-a folder of those (recursive, skipping `baselines/` subfolders), or a suite name. A suite name
-means the newest run of that suite under `--results-dir` (default `results/`); loading is the
-results library's (`results.load_side`).
+a folder of those (recursive, skipping `baselines/` and `reference/` subfolders), or a suite
+name. A suite name means the newest run of that suite under `--results-dir` (default
+`results/`); loading is the results library's (`results.load_side`). `--label DIR=NAME` names
+the runs read from DIR as a system (`results.labels`), so two folders of one device compare.
 
 Runs are matched on `results.CONFIG_KEYS` (never on the device: comparing GPU generations is the
 point; the run's budget and measurement mode are part of the key). Each configuration's runs are
@@ -14,8 +15,9 @@ whose noise hides slowdowns of the threshold's size is "not gated", never a pass
 Exit status: 0 pass, 1 regression or a configuration that stopped working, 2 bad input, 3 some
 configuration could not be gated (too noisy or too few runs; the row says how many it needs).
 
-The core, `compare_frames`, is a pure function of two DataFrames (rows as `results.flatten`
-makes them) so it is tested without files.
+The text output fits 120 columns and opens with each side's provenance (commit, dates, torch
+and CUDA versions, device: `results.provenance`). The core, `compare_frames`, is a pure function
+of two DataFrames (rows as `results.flatten` makes them) so it is tested without files.
 """
 
 from __future__ import annotations
@@ -36,17 +38,22 @@ from .results import (
     CONFIG_KEYS,
     DEFAULT_RESULTS_DIR,
     Key,
+    Provenance,
     RunRow,
+    add_label_option,
     config_label,
     docs_frame,
     fmt_ips,
+    labelled,
     load_side,
     markdown_escape,
     markdown_table,
     norm,
     num,
+    provenance,
     run_key,
     text_table,
+    wrap_lines,
 )
 from .stats import GateResult, gate, per_config_alpha
 
@@ -106,6 +113,8 @@ class Comparison:
     failed: list[str] = field(default_factory=list)  # ok in baseline, every candidate run failed
     base_devices: list[str] = field(default_factory=list)
     cand_devices: list[str] = field(default_factory=list)
+    # "baseline"/"candidate" -> what each side ran with (set where the runs were loaded)
+    provenance: dict[str, Provenance] = field(default_factory=dict)
 
     @property
     def regressions(self) -> list[MatchRow]:
@@ -247,9 +256,17 @@ def _fmt_side(s: SideStats) -> str:
     return f"{fmt_ips(s.images_per_s)} (1 run)"
 
 
-def _fmt_acc(delta: float | None, sd: float | None) -> str:
+def _fmt_side_short(s: SideStats) -> str:
+    """'12,345 n=3 ±1.0%': median images/s, runs, and half their spread ((max-min)/median)."""
+    spread = f" ±{s.spread / 2:.1%}" if s.spread is not None else ""
+    return f"{fmt_ips(s.images_per_s)} n={s.n}{spread}"
+
+
+def _fmt_acc(delta: float | None, sd: float | None, short: bool = False) -> str:
     if delta is None:
         return "-"
+    if short:
+        return f"{delta * 100:+.2f}" + (f"±{sd * 100:.2f}" if sd is not None else "")
     return f"{delta * 100:+.2f} pp" + (f" ± {sd * 100:.2f}" if sd is not None else "")
 
 
@@ -259,27 +276,47 @@ def _fmt_ratio(g: GateResult) -> str:
     return f"{g.ratio:.3f} [{g.low:.3f}, {g.high:.3f}]"
 
 
+def _fmt_detectable(g: GateResult) -> str:
+    return f"{g.detectable:.1%}" if g.detectable is not None else "-"
+
+
+def _why_not_gated(r: MatchRow) -> str:
+    """What keeps a 'not gated' row from a verdict, and what would make it gateable."""
+    g = r.gate
+    if g.noise is None:
+        return "1 run per side; needs --repeats 2+ or a calibrated baseline"
+    return f"noise ±{g.noise:.1%}, needs {g.needed_repeats} runs per side"
+
+
 def fmt_verdict(r: MatchRow) -> str:
     """The verdict, and for 'not gated' why and what would make it gateable."""
-    g = r.gate
     if r.verdict == "regression":
         return "REGRESSION"
     if r.verdict != "not gated":
         return r.verdict
-    if g.noise is None:
-        return "not gated: 1 run per side; needs --repeats 2+ or a calibrated baseline"
-    return f"not gated: noise ±{g.noise:.1%}, needs {g.needed_repeats} runs per side"
+    return f"not gated: {_why_not_gated(r)}"
 
 
 _HEADERS = ("configuration", "baseline img/s", "candidate img/s", "ratio [bounds]",
             "detectable", "acc Δ", "verdict")
+# the terminal table: compact cells, verdict reasons below it (see format_text)
+_TEXT_HEADERS = ("configuration", "baseline img/s", "candidate img/s", "ratio [bounds]",
+                 "detect", "acc Δ pp", "verdict")
+TEXT_WIDTH = 120  # columns the text rendering fits in
 
 
 def table_rows(cmp: Comparison) -> list[list[str]]:
-    """The comparison table as strings, shared by the text and markdown renderings."""
+    """The comparison table as strings, for markdown (cells spelt out)."""
     return [[r.label, _fmt_side(r.base), _fmt_side(r.cand), _fmt_ratio(r.gate),
-             f"{r.gate.detectable:.1%}" if r.gate.detectable is not None else "-",
-             _fmt_acc(r.acc_delta, r.acc_delta_std), fmt_verdict(r)] for r in cmp.rows]
+             _fmt_detectable(r.gate), _fmt_acc(r.acc_delta, r.acc_delta_std), fmt_verdict(r)]
+            for r in cmp.rows]
+
+
+def text_rows(cmp: Comparison) -> list[list[str]]:
+    """The comparison table for a terminal: the same figures in compact cells."""
+    return [[r.label, _fmt_side_short(r.base), _fmt_side_short(r.cand), _fmt_ratio(r.gate),
+             _fmt_detectable(r.gate), _fmt_acc(r.acc_delta, r.acc_delta_std, short=True),
+             "REGRESSION" if r.verdict == "regression" else r.verdict] for r in cmp.rows]
 
 
 def _summary_line(cmp: Comparison) -> str:
@@ -317,29 +354,55 @@ def _devices(names: list[str]) -> str:
     return ", ".join(names) if names else "?"
 
 
+def _sides(cmp: Comparison) -> list[str]:
+    """One line per side: its provenance when loaded from files, else its devices."""
+    return [f"{side + ':':<10} " + (cmp.provenance[side].line() if side in cmp.provenance
+                                     else _devices(devices))
+            for side, devices in (("baseline", cmp.base_devices),
+                                  ("candidate", cmp.cand_devices))]
+
+
+def _settings(cmp: Comparison) -> list[str]:
+    return [f"threshold {cmp.threshold:.1%}, false-alarm rate {cmp.alpha:.0%} over all"
+            " configurations together",
+            "img/s: median of n runs ± half their spread (max-min); ratio: candidate/baseline"
+            " img/s [one-sided confidence bounds]"]
+
+
+def _ungated_by_reason(cmp: Comparison) -> list[str]:
+    """'REASON: label, label' per distinct reason ('all N configurations' when it is all)."""
+    by: dict[str, list[str]] = {}
+    for r in cmp.ungated:
+        by.setdefault(_why_not_gated(r), []).append(r.label)
+    if len(by) == 1 and len(cmp.ungated) == len(cmp.rows) > 1:
+        return [f"{reason}: all {len(cmp.rows)} configurations" for reason in by]
+    return [f"{reason}: {'; '.join(labels)}" for reason, labels in by.items()]
+
+
 def format_text(cmp: Comparison) -> str:
-    out = [f"baseline: {_devices(cmp.base_devices)}   candidate: {_devices(cmp.cand_devices)}"
-           f"   threshold: {cmp.threshold:.1%}   false-alarm rate: {cmp.alpha:.0%}"]
+    """For a terminal: every line fits TEXT_WIDTH columns (long names wrap)."""
+    out = [line for text in [*_sides(cmp), *_settings(cmp)]
+           for line in wrap_lines(text, TEXT_WIDTH, indent=" " * 11)]
     if cmp.rows:
-        out.append(text_table(_HEADERS, table_rows(cmp)))
-    for title, items in _extras(cmp):
+        out.append(text_table(_TEXT_HEADERS, text_rows(cmp), width=TEXT_WIDTH, wrap=0))
+    ungated = _ungated_by_reason(cmp)
+    for title, items in [("Not gated (why, and what would gate it)", ungated), *_extras(cmp)]:
         if items:
             out.append(f"{title}:")
-            out.extend(f"  {i}" for i in items)
-    out.append("result: " + _summary_line(cmp))
+            out.extend(line for i in items for line in wrap_lines(f"  {i}", TEXT_WIDTH))
+    out.extend(wrap_lines("result: " + _summary_line(cmp), TEXT_WIDTH))
     return "\n".join(out) + "\n"
 
 
 def format_markdown(cmp: Comparison) -> str:
     """A block for a GitHub job summary or PR comment."""
     icon = {0: "✅", 1: "❌"}.get(cmp.exit_code, "⚠️")
-    out = [f"### {icon} bench compare: {_summary_line(cmp)}", "",
-           f"Baseline **{_devices(cmp.base_devices)}** vs candidate"
-           f" **{_devices(cmp.cand_devices)}**; threshold {cmp.threshold:.1%}. A regression is a"
-           " slowdown beyond the threshold that is also significant (false-alarm rate"
-           f" {cmp.alpha:.0%} over all configurations); bounds: one-sided confidence bounds of"
-           " the ratio; detectable: the smallest slowdown this comparison catches 80% of the"
-           " time.", ""]
+    out = [f"### {icon} bench compare: {_summary_line(cmp)}", ""]
+    out += [f"- {markdown_escape(line)}" for line in _sides(cmp)] + [""]
+    out += [f"Threshold {cmp.threshold:.1%}. A regression is a slowdown beyond the threshold"
+            f" that is also significant (false-alarm rate {cmp.alpha:.0%} over all"
+            " configurations); bounds: one-sided confidence bounds of the ratio; detectable: the"
+            " smallest slowdown this comparison catches 80% of the time.", ""]
     if cmp.rows:
         out += [markdown_table(_HEADERS, table_rows(cmp)), ""]
     for title, items in _extras(cmp):
@@ -361,16 +424,22 @@ def render(cmp: Comparison, fmt: str) -> str:
 
 
 def compare_paths(baseline: str, candidate: str, threshold: float,
-                  results_dir: str | Path = DEFAULT_RESULTS_DIR) -> Comparison:
-    """Load both sides (paths or suite names) and compare them."""
-    base = docs_frame(load_side(baseline, "baseline", results_dir))
-    cand = docs_frame(load_side(candidate, "candidate", results_dir))
-    return compare_frames(base, cand, threshold)
+                  results_dir: str | Path = DEFAULT_RESULTS_DIR,
+                  labels: Sequence[str] = ()) -> Comparison:
+    """Load both sides (paths or suite names), name systems by `labels` (`--label DIR=NAME`)
+    and compare them; the comparison carries each side's provenance for its header."""
+    base = load_side(baseline, "baseline", results_dir)
+    cand = load_side(candidate, "candidate", results_dir)
+    both = labelled([*base, *cand], labels)
+    base, cand = both[:len(base)], both[len(base):]
+    cmp = compare_frames(docs_frame(base), docs_frame(cand), threshold)
+    cmp.provenance = {"baseline": provenance(base), "candidate": provenance(cand)}
+    return cmp
 
 
 def handler(args: argparse.Namespace) -> int:
     cmp = compare_paths(args.baseline, args.candidate, parse_threshold(args.threshold),
-                        args.results_dir)
+                        args.results_dir, args.label)
     sys.stdout.write(render(cmp, args.format))
     return cmp.exit_code
 
@@ -388,6 +457,7 @@ def register(sub: Any) -> None:
     p.add_argument("--format", choices=FORMATS, default="text", help="output format")
     p.add_argument("--results-dir", default=DEFAULT_RESULTS_DIR,
                    help="where suite names are looked up (default results/)")
+    add_label_option(p)
     p.set_defaults(func=handler)
 
 

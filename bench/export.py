@@ -1,7 +1,9 @@
 """`bench export RESULTS... --to FILE.csv|FILE.parquet`: one table for spreadsheets/notebooks.
 
-Rows are the flat run rows of `results.flatten` (or per-epoch rows with `--epochs`). The file is
-written to a temporary name and renamed, so an interrupted export never leaves half a table.
+Rows are the flat run rows of `results.flatten` (or per-epoch rows with `--epochs`), typed as
+`results.load_results` types them; `--label DIR=NAME` names the runs read from DIR as a system
+(their `device_label`). The file is written to a temporary name and renamed, so an interrupted
+export never leaves half a table.
 """
 
 from __future__ import annotations
@@ -14,7 +16,16 @@ from pathlib import Path
 from typing import Any
 
 from .errors import BenchError
-from .results import atomic_write, atomic_write_text, docs_epochs, docs_frame, load_docs
+from .results import (
+    add_label_option,
+    atomic_write,
+    atomic_write_text,
+    docs_epochs,
+    docs_frame,
+    labelled,
+    load_docs,
+    typed,
+)
 
 FORMATS = (".csv", ".parquet")
 
@@ -35,17 +46,19 @@ def _write_parquet(df, path: Path) -> None:
     atomic_write(path, lambda tmp: df.to_parquet(tmp, index=False, engine="pyarrow"))
 
 
-def export(items: Sequence[str | Path], to: str | Path, epochs: bool = False) -> Path:
-    """Write the runs (or their epochs) of `items` to `to`; the suffix picks the format."""
+def export(items: Sequence[str | Path], to: str | Path, epochs: bool = False,
+           labels: Sequence[str] = ()) -> Path:
+    """Write the runs (or their epochs) of `items` to `to`; the suffix picks the format;
+    `labels` are `--label DIR=NAME` values."""
     path = Path(to)
     suffix = path.suffix.lower()
     if suffix not in FORMATS:
         raise BenchError(f"--to {path}: unknown format {suffix or '(none)'};"
                          " use a .csv or .parquet file name")
-    docs = load_docs(items)
+    docs = labelled(load_docs(items), labels)
     if not docs:
         raise BenchError("no result files found in " + ", ".join(map(str, items)))
-    df = _scalar_columns(docs_epochs(docs) if epochs else docs_frame(docs))
+    df = _scalar_columns(typed(docs_epochs(docs) if epochs else docs_frame(docs)))
     if suffix == ".csv":
         atomic_write_text(path, df.to_csv(index=False))
     else:
@@ -54,7 +67,7 @@ def export(items: Sequence[str | Path], to: str | Path, epochs: bool = False) ->
 
 
 def handler(args: argparse.Namespace) -> int:
-    path = export(args.results, args.to, args.epochs)
+    path = export(args.results, args.to, args.epochs, args.label)
     print(path)
     return 0
 
@@ -65,4 +78,5 @@ def register(sub: Any) -> None:
     p.add_argument("results", nargs="+", help="result files, baseline files or folders")
     p.add_argument("--to", required=True, help="output file: results.csv or results.parquet")
     p.add_argument("--epochs", action="store_true", help="one row per epoch instead of per run")
+    add_label_option(p)
     p.set_defaults(func=handler)

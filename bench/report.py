@@ -19,11 +19,13 @@ from .defaults import RESULTS_DIR
 from .errors import BenchError
 from .results import (
     RunRow,
+    add_label_option,
     atomic_write_text,
     config_label,
     docs_epochs,
     docs_frame,
     fmt_num,
+    labelled,
     load_docs,
     markdown_table,
     run_key,
@@ -301,9 +303,10 @@ def _summary_md(summary: list[ConfigStats]) -> str:
 
 
 def write_report(items: Sequence[str | Path], out_dir: str | Path,
-                 baseline_device: str | None = None) -> list[Path]:
-    """Write the figures and report.md into out_dir; returns the files written."""
-    docs = load_docs(items)
+                 baseline_device: str | None = None, labels: Sequence[str] = ()) -> list[Path]:
+    """Write the figures and report.md into out_dir; returns the files written. `labels`
+    (`--label DIR=NAME`) name the runs read from DIR as a system, grouped apart."""
+    docs = labelled(load_docs(items), labels)
     if not docs:
         raise BenchError("no result files found in " + ", ".join(map(str, items)))
     runs, epochs = docs_frame(docs), docs_epochs(docs)
@@ -353,7 +356,7 @@ def write_report(items: Sequence[str | Path], out_dir: str | Path,
 
 
 def handler(args: argparse.Namespace) -> int:
-    for path in write_report(args.results, args.out, args.baseline_device):
+    for path in write_report(args.results, args.out, args.baseline_device, args.label):
         print(path)
     return 0
 
@@ -368,4 +371,5 @@ def register(sub: Any) -> None:
     p.add_argument("--baseline-device", default=None,
                    help="device label the speed-ups are relative to (default: the device with"
                    " the most configurations)")
+    add_label_option(p)
     p.set_defaults(func=handler)

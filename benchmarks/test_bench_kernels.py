@@ -44,11 +44,13 @@ def _bench(benchmark: Any, inputs: BenchInputs, fn: Callable, dtype: torch.dtype
     benchmark(run)
 
 
+@pytest.mark.benchmark(group="batch-prep")
 @pytest.mark.parametrize("dtype", DTYPES, ids=["bf16", "fp32"])
 def test_bench_reference_eager(benchmark: Any, inputs: BenchInputs, dtype: torch.dtype) -> None:
     _bench(benchmark, inputs, prepare_batch_reference, dtype)
 
 
+@pytest.mark.benchmark(group="batch-prep")
 @pytest.mark.parametrize("dtype", DTYPES, ids=["bf16", "fp32"])
 def test_bench_triton(benchmark: Any, inputs: BenchInputs, dtype: torch.dtype) -> None:
     if inputs.data.device.type != "cuda":

@@ -41,8 +41,9 @@ def data():
     return d
 
 
+@pytest.mark.benchmark(group="loader-epoch")
 @pytest.mark.parametrize("dtype", ["fp32", "bf16"])
-@pytest.mark.parametrize("name", LOADERS)
+@pytest.mark.parametrize("name", LOADERS)  # ids: loader-dtype, e.g. ffcv-fp32
 def test_loader_epoch(benchmark, data, name, dtype):
     if name == "ffcv":
         pytest.importorskip("ffcv", reason=f"ffcv not installed; {INSTALL_HINT}")

@@ -1,7 +1,8 @@
 """One SGD train step per course model on a synthetic batch, on CPU.
 
-Run: `pytest benchmarks --benchmark-autosave`, later
-`pytest benchmarks --benchmark-compare --benchmark-compare-fail=median:5%` (see docs/ci.md).
+Run: `pytest benchmarks/test_bench_train_step.py --benchmark-autosave`, later the same with
+`--benchmark-compare --benchmark-compare-fail=median:5%` (see docs/development.md). Ids are the
+model names (`-k "train_step and fc"`: `-k fc` alone also matches ffcv's loader epochs).
 Batches are small (64; 16 for VGG) so the whole file takes well under a minute.
 """
 
@@ -23,6 +24,7 @@ CASES = {
 }
 
 
+@pytest.mark.benchmark(group="train-step")
 @pytest.mark.parametrize("name", list(CASES))
 def test_train_step(benchmark, name: str) -> None:
     channels, side, batch = CASES[name]
@@ -41,6 +43,6 @@ def test_train_step(benchmark, name: str) -> None:
         return loss.detach()
 
     step()  # first call allocates buffers and optimizer state: keep it out of the timing
-    benchmark.extra_info.update(model=name, batch_size=batch, torch_threads=torch.get_num_threads())
+    benchmark.extra_info.update(model=name, batch_size=batch)
     loss = benchmark(step)
     assert torch.isfinite(loss)

@@ -7,7 +7,9 @@ so each fact - a key, a label, a file layout, a table format - has one home:
 - `store`: atomic writes, reading/validating files, loading folders, suite batches;
 - `rows`: configuration keys and labels, flat rows per run or epoch, DataFrames of them;
 - `format`: markdown/text tables and the number formats of their cells;
-- `labels`: device label and file-name slug;
+- `labels`: device label, file-name slug, and `--label DIR=NAME` system names;
+- `frames`: column types of the run/epoch DataFrames;
+- `provenance`: what a set of runs was measured with (commit, dates, versions, devices);
 - `suite_tables`: the tables `bench suite` prints.
 
 Nothing here imports torch, and pandas only where a DataFrame is built.
@@ -22,8 +24,18 @@ from .format import (
     markdown_escape,
     markdown_table,
     text_table,
+    wrap_lines,
 )
-from .labels import device_label, device_slug
+from .frames import typed
+from .labels import (
+    add_label_option,
+    apply_labels,
+    device_label,
+    device_slug,
+    labelled,
+    parse_labels,
+)
+from .provenance import Provenance, provenance
 from .rows import (
     CONFIG_KEYS,
     Key,
@@ -50,6 +62,7 @@ from .schema import (
 from .store import (
     BASELINES_SUBDIR,
     DEFAULT_RESULTS_DIR,
+    REFERENCE_SUBDIR,
     atomic_write,
     atomic_write_text,
     expand_paths,
@@ -80,5 +93,6 @@ __all__ = [
     "markdown_escape", "markdown_table", "newest_suite_batch", "norm", "num", "read_docs",
     "read_result", "repeats_table", "result_files", "run_key", "runs_table", "save_figure",
     "suite_table", "text_table", "validate_doc", "write_result", "read_baseline",
-    "write_baseline", "prepare_out_dir",
+    "write_baseline", "prepare_out_dir", "REFERENCE_SUBDIR", "typed", "add_label_option",
+    "apply_labels", "labelled", "parse_labels", "Provenance", "provenance", "wrap_lines",
 ]

@@ -7,6 +7,7 @@ No pandas: pandas' to_markdown needs tabulate, which may be absent.
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -47,12 +48,38 @@ def markdown_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str
     return "\n".join(lines)
 
 
-def text_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    """Columns padded to their widest cell, for terminals and logs."""
+def text_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], width: int | None = None,
+               wrap: int = 0) -> str:
+    """Columns padded to their widest cell, for terminals and logs.
+
+    With `width`, column `wrap` (the one holding free text, e.g. a configuration name) is
+    narrowed until the table fits, its cells wrapped onto continuation lines at spaces.
+    """
     cells = [list(map(str, headers))] + [list(map(str, r)) for r in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    if width is not None and sum(widths) + 2 * (len(widths) - 1) > width:
+        others = sum(w for i, w in enumerate(widths) if i != wrap) + 2 * (len(widths) - 1)
+        widths[wrap] = max(MIN_WRAP, width - others)
 
-    def pad(r: list[str]) -> str:
-        return "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+    def lines(r: list[str]) -> list[str]:
+        parts = [_wrap(c, w) if i == wrap else [c] for i, (c, w) in enumerate(zip(r, widths,
+                                                                                  strict=True))]
+        depth = max(map(len, parts))
+        return ["  ".join((p[k] if k < len(p) else "").ljust(w)
+                          for p, w in zip(parts, widths, strict=True)).rstrip()
+                for k in range(depth)]
 
-    return "\n".join(pad(r) for r in cells)
+    return "\n".join(line for r in cells for line in lines(r))
+
+
+MIN_WRAP = 16  # a wrapped column never gets narrower than this
+
+
+def _wrap(text: str, width: int) -> list[str]:
+    return textwrap.wrap(text, width, subsequent_indent="  ", break_on_hyphens=False) or [""]
+
+
+def wrap_lines(text: str, width: int, indent: str = "    ") -> list[str]:
+    """`text` as lines of at most `width` columns, continuation lines indented; a word longer
+    than a line (a long path) is broken, so that the width always holds."""
+    return textwrap.wrap(text, width, subsequent_indent=indent, break_on_hyphens=False) or [""]

@@ -91,7 +91,9 @@ def flatten(doc: ResultDoc) -> RunRow:
     for k, v in (doc.get("summary") or {}).items():
         row[k] = v
     env = doc.get("env", {})
-    row["device_label"] = device_label(env, str(cfg.get("device", "cpu")).split(":")[0])
+    # a --label name (results.labels) overrides the device: runs group by system
+    row["device_label"] = doc.get("_label") or device_label(
+        env, str(cfg.get("device", "cpu")).split(":")[0])
     row["host"] = env.get("host")
     row["git_commit"] = env.get("git_commit")
     row["real_data"] = (doc.get("data") or {}).get("real")

@@ -161,6 +161,8 @@ class ResultDoc(TypedDict, total=False):
     evals: list[EvalRow]
     windows: list[WindowRow]
     _path: str  # added by the reader, never written
+    _file: str  # the file it was read from (`_path` without a baseline file's `#i`); reader's
+    _label: str  # the system name `--label DIR=NAME` gave it (results.labels); reader's
 
 
 class RunRow(RunConfigDoc, Summary, total=False):

@@ -5,14 +5,17 @@ A result is never half-written: it goes to a temporary file in the same folder, 
 fsync'ed, then renamed over the final name (rename is atomic on POSIX file systems). The same
 helpers write every other output (tables, figures, exports), for the same reason.
 
-A folder is read recursively except its `baselines/` subfolders: a recorded baseline (a file
-holding a JSON list of result docs, written by `bench ci`) copies earlier runs, and counted again
-they would pose as repeats. Name a baseline file, or the baselines folder itself, to read it.
+A folder is read recursively except its `baselines/` and `reference/` subfolders: a recorded
+baseline (a file holding a JSON list of result docs, written by `bench ci`) copies earlier runs,
+and the committed reference runs (`results/reference/`) are someone else's; counted with the
+user's own runs they would pose as repeats. Name a baseline file, the folder itself or a path
+inside it to read it.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import glob
 import json
 import os
 import sys
@@ -26,10 +29,15 @@ from ..defaults import BASELINES_SUBDIR
 from ..defaults import RESULTS_DIR as DEFAULT_RESULTS_DIR
 from ..errors import BenchError
 from ..fsutil import writable_dir
+from .frames import typed
 from .rows import Key, docs_epochs, docs_frame, run_key
 from .schema import SCHEMA_VERSION, STATUSES, Result, ResultDoc
 
 StrPath = str | os.PathLike[str]
+
+REFERENCE_SUBDIR = "reference"  # results/reference/: committed reference runs (docs/perf.md)
+# subfolders a folder's expansion leaves out (read only when named themselves)
+SKIPPED_SUBDIRS = frozenset({BASELINES_SUBDIR, REFERENCE_SUBDIR})
 
 
 # --------------------------------------------------------------------------- writing
@@ -176,9 +184,15 @@ def read_docs(path: StrPath) -> list[ResultDoc]:
     """Docs of one file: a single result, or a baseline file (a list of results, or a
     `bench-baseline` document holding them with its calibration).
 
-    Anything unreadable is handed to `read_result`, which owns the one-line error messages.
+    Each doc is tagged with `_file`, the file it came from (`_path` adds `#i` inside a baseline
+    file), so that `--label DIR=NAME` can find the docs read from DIR. Anything unreadable is
+    handed to `read_result`, which owns the one-line error messages.
     """
     p = Path(path)
+    return [{**d, "_file": str(p)} for d in _file_docs(p)]
+
+
+def _file_docs(p: Path) -> list[ResultDoc]:
     try:
         doc = json.loads(p.read_text())
     except (OSError, UnicodeDecodeError, ValueError):
@@ -227,27 +241,48 @@ def expand_paths(items: Iterable[StrPath]) -> list[Path]:
 
 
 def result_files(item: StrPath) -> list[Path]:
-    """A file as given; a folder's *.json files, recursively, except under `baselines/`."""
+    """A file as given; a folder's *.json files, recursively, except under `baselines/` and
+    `reference/` below it (SKIPPED_SUBDIRS; naming such a folder reads it)."""
     p = Path(item)
     files = expand_paths([p])
     if not p.is_dir():
         return files
-    return [f for f in files if BASELINES_SUBDIR not in f.relative_to(p).parts[:-1]]
+    return [f for f in files if not SKIPPED_SUBDIRS & set(f.relative_to(p).parts[:-1])]
 
 
-def load_docs(items: Iterable[StrPath]) -> list[ResultDoc]:
-    """All docs of files/folders (folders recursively, without `baselines/`), in path order."""
-    return [d for item in items for p in result_files(item) for d in read_docs(p)]
+def _items(items: StrPath | Iterable[StrPath]) -> list[Path]:
+    """One path or many; a pattern (`results/*/`, `runs/**/*.json`) that names no existing path
+    is expanded as a glob (sorted; `**` recurses). A pattern that matches nothing is an error."""
+    given = [items] if isinstance(items, (str, os.PathLike)) else list(items)
+    out: list[Path] = []
+    for item in given:
+        text = os.fspath(item)
+        if Path(text).exists() or not any(c in text for c in "*?["):
+            out.append(Path(text))
+            continue
+        matches = sorted(glob.glob(text, recursive=True))
+        if not matches:
+            raise BenchError(f"{text}: no file or folder matches")
+        out.extend(map(Path, matches))
+    return out
 
 
-def load_results(items: Iterable[StrPath]):  # -> pandas.DataFrame
-    """Any set of result files/folders as one DataFrame, one row per run (`rows.flatten`)."""
-    return docs_frame(load_docs(items))
+def load_docs(items: StrPath | Iterable[StrPath]) -> list[ResultDoc]:
+    """All docs of a path, paths or glob patterns (folders recursively, without `baselines/` and
+    `reference/`), in path order."""
+    return [d for item in _items(items) for p in result_files(item) for d in read_docs(p)]
 
 
-def load_epochs(items: Iterable[StrPath]):  # -> pandas.DataFrame
-    """Per-epoch rows of every run, with the run's identity and configuration columns."""
-    return docs_epochs(load_docs(items))
+def load_results(items: StrPath | Iterable[StrPath]):  # -> pandas.DataFrame
+    """Result files/folders (a path, a list of them or a glob) as one DataFrame, one row per run
+    (`rows.flatten`): numeric columns as float with NaN, `created` as a UTC datetime."""
+    return typed(docs_frame(load_docs(items)))
+
+
+def load_epochs(items: StrPath | Iterable[StrPath]):  # -> pandas.DataFrame
+    """Per-epoch rows of every run, with the run's identity and configuration columns (typed
+    like `load_results`)."""
+    return typed(docs_epochs(load_docs(items)))
 
 
 # --------------------------------------------------------------------------- suite batches
