@@ -24,7 +24,7 @@ from pathlib import Path
 
 from .compare import Comparison, compare_frames
 from .errors import BenchError
-from .results import docs_frame, load_docs
+from .results import docs_frame, load_docs, provenance
 from .throughput import SLOWDOWN_ENV
 
 ROUND_TIMEOUT_S = 30 * 60  # one side's round of the suite; a hung round fails the gate
@@ -133,8 +133,10 @@ def gate_against(args: argparse.Namespace, threshold: float, alpha: float,
             docs = measure_alternately({"baseline": tree, "candidate": repo}, args, out)
         finally:
             _remove_worktree(repo, tree)
-    return compare_frames(docs_frame(docs["baseline"]), docs_frame(docs["candidate"]),
-                          threshold, alpha, noise)
+    cmp = compare_frames(docs_frame(docs["baseline"]), docs_frame(docs["candidate"]),
+                         threshold, alpha, noise)
+    cmp.provenance = {side: provenance(docs[side]) for side in ("baseline", "candidate")}
+    return cmp
 
 
 def _remove_worktree(repo: Path, tree: Path) -> None:

@@ -45,6 +45,7 @@ from .results import (
     flatten,
     fmt_num,
     markdown_table,
+    provenance,
     read_baseline,
     read_docs,
     run_key,
@@ -226,6 +227,7 @@ def gate_stored(docs: Sequence[ResultDoc], path: Path, threshold: float, alpha: 
     metric = gate_metric(base, docs)
     cmp = compare_frames(docs_frame(base), docs_frame(docs), threshold, alpha,
                          noise_table(calibration, metric), metric)
+    cmp.provenance = {"baseline": provenance(base), "candidate": provenance(docs)}
     record_ci(history, docs, cmp)
     return _report(cmp, json_out, f"bench ci against {path}")
 
