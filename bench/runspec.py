@@ -42,6 +42,13 @@ def _loaders() -> Sequence[str]:
     return LOADERS
 
 
+def _loader_name(text: str) -> str:
+    """--loader: a former name (`gpu`) is read as the current one (`device`)."""
+    from .loaders import canonical_loader
+
+    return canonical_loader(text)
+
+
 MAX_WORKERS = 256  # more loader processes than this is a typo, not a setting
 
 
@@ -83,7 +90,7 @@ class RunConfig:
     dataset: str | None = option(None, "dataset (default: the model's)", choices=_datasets,
                                  what="dataset")
     loader: str | None = option(None, "data loader", choices=_loaders, what="loader",
-                                recipe=True)
+                                parse=_loader_name, recipe=True)
     device: str = option(defaults.DEVICE, "auto, cpu, cuda, cuda:N")
     precision: str | None = option(None, "training precision", what="precision",
                                    choices=lambda: defaults.PRECISIONS, recipe=True)
@@ -129,6 +136,8 @@ class RunConfig:
     evaluate: bool = option(True, "throughput only: skip evaluation (no accuracy recorded)",
                             kind="false", cli="--no-eval")
     quiet: bool = option(False, "no progress lines", kind="true", record=False)
+    progress: bool = option(True, "no progress bar (shown only when stderr is a terminal, "
+                            "and on rank 0)", kind="false", cli="--no-progress", record=False)
     # set by the harness, not by flags
     download: bool = option(True, "try torchvision's (checksummed) download when files are "
                             "missing", flag=False, record=False)

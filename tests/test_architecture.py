@@ -41,7 +41,7 @@ def toy_model():
         name="toy", build=Toy, family="mnist", params=7_850, description="one linear layer",
         recipes={"seed": Recipe("seed", batch_size=16, lr=0.05),
                  "fast": Recipe("fast", batch_size=32, optimizer="adam", lr=0.01,
-                                loader="gpu", eval_every=4)},
+                                loader="device", eval_every=4)},
         targets={"mnist": 0.5}, datasets=("mnist",), suites=frozenset({"toy-suite"})))
     yield spec
     unregister_model("toy")
