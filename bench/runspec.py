@@ -119,8 +119,9 @@ class RunConfig:
                               recipe=True)
     threads: int | None = option(None, "CPU intra-op threads", parse=int, minimum=1,
                                  maximum=1024, recipe=True)
-    warmup_steps: int = option(defaults.WARMUP_STEPS, "first steps timed apart as warm-up "
-                               "(compilation, autotuning, loader JIT)", parse=int, minimum=1)
+    warmup_steps: int = option(defaults.WARMUP_STEPS, "steps of the untimed warm-up pass before "
+                               "training (compilation, autotuning, loader JIT)", parse=int,
+                               minimum=1)
     window_steps: int = option(defaults.WINDOW_STEPS, "steps between two clock reads in steady "
                                "state", parse=int, minimum=1)
     measure: str = option("train", "train: the recipe's run (accuracy, time to target); "

@@ -83,7 +83,8 @@ def test_out_of_memory_is_recorded(tiny_data, tmp_path, monkeypatch) -> None:
 
 
 def test_ctrl_c_records_completed_epochs(tiny_data, tmp_path, monkeypatch) -> None:
-    _raise_in_step(monkeypatch, KeyboardInterrupt(), at=12)  # 8 steps/epoch at batch 32
+    # 8 steps/epoch at batch 32, after the 5 steps of the untimed warm-up pass
+    _raise_in_step(monkeypatch, KeyboardInterrupt(), at=5 + 12)
     result, path = run(_cfg(tiny_data, tmp_path, batch_size=32, epochs=3))
     assert result.status == "interrupted" and len(result.epochs) == 1
     files = list((tmp_path / "out").iterdir())
@@ -202,11 +203,12 @@ def test_suite_table_summarises_repeats(tmp_path) -> None:
 
 
 def test_frequent_evaluation_keeps_warmup_out_of_steady_state(tiny_data, tmp_path) -> None:
+    """The warm-up is its own untimed pass (epoch -1) before step 0; every training window,
+    however short the evaluations make it, is steady state."""
     result, _ = run(_cfg(tiny_data, tmp_path, batch_size=16, max_steps=9, eval_every=2,
                          loader="device"))
-    step, ends = 0, []
-    for w in result.windows:  # (step at which the window ended, counted as warm-up?)
-        step += w["steps"]
-        ends.append((step, w["warmup"]))
-    assert ends == [(2, True), (4, True), (5, True), (6, False), (8, False), (9, False)]
-    assert result.summary["steady_windows"] == 3
+    assert [(w["epoch"], w["steps"], w["warmup"]) for w in result.windows] == [
+        (-1, 5, True), (0, 2, False), (0, 2, False), (0, 2, False), (0, 2, False),
+        (0, 1, False)]
+    assert result.summary["steady_windows"] == 5 and result.summary["steps"] == 9
+    assert [e["step"] for e in result.evals] == [2, 4, 6, 8, 9]
