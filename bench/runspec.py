@@ -89,7 +89,8 @@ class RunConfig:
     model: str = option(None, "model to train", choices=_models, what="model", required=True)
     dataset: str | None = option(None, "dataset (default: the model's)", choices=_datasets,
                                  what="dataset")
-    loader: str | None = option(None, "data loader", choices=_loaders, what="loader",
+    loader: str | None = option(None, "data loader ('gpu', its former name, reads as 'device')",
+                                choices=_loaders, what="loader",
                                 parse=_loader_name, recipe=True)
     device: str = option(defaults.DEVICE, "auto, cpu, cuda, cuda:N")
     precision: str | None = option(None, "training precision", what="precision",

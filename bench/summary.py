@@ -141,7 +141,10 @@ def summarise(state: TrainState, loader_images: int, flops: float | None, params
 
 
 def _secs(v: float | None) -> str:
-    return f"{v:.1f} s" if v is not None else "-"
+    """Seconds to three significant figures or so: 12.3 s, 1.23 s, 0.12 s."""
+    if v is None:
+        return "-"
+    return f"{v:.1f} s" if v >= 10 else f"{v:.2f} s"
 
 
 def target_phrase(s: Summary) -> str:
@@ -154,7 +157,7 @@ def target_phrase(s: Summary) -> str:
         best = s.get("best_test_acc")
         return f"{name} not reached, best {f'{best * 100:.1f}%' if best is not None else '-'}"
     images = s.get("images_to_accuracy")
-    return (f"{name} reached in {tta:.1f} s training clock after warm-up "
+    return (f"{name} reached in {_secs(tta)} training clock after warm-up "
             f"({_secs(s.get('time_to_accuracy_cold_s'))} with start-up, "
             f"{_secs(s.get('time_to_accuracy_wall_s'))} wall incl. eval"
             + (f", {images:,} images" if images is not None else "") + ")")

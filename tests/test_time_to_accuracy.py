@@ -147,7 +147,7 @@ def test_the_final_line_names_the_target_the_clocks_and_the_rate() -> None:
                            "windows; epoch lines show epoch means)")
     assert "target 98.0% reached in 12.3 s training clock after warm-up (13.1 s with " \
            "start-up, 14.0 s wall incl. eval, 61,440 images)" in line
-    assert "wall 20.0 s, train 12.3 s, eval 1.2 s, warm-up 0.8 s -> results/x.json" in line
+    assert "wall 20.0 s, train 12.3 s, eval 1.20 s, warm-up 0.80 s -> results/x.json" in line
     assert "\n" not in line
     missed = summary.run_line(_result(time_to_accuracy_s=None, best_test_acc=0.971))
     assert "target 98.0% not reached, best 97.1%" in missed
