@@ -52,17 +52,12 @@ VERBS: dict[str, tuple[str, str]] = {
 
 # ----------------------------------------------------------------------------- run
 def _run_line(result: Any, path: Any) -> str:
-    """The one line a finished run prints."""
-    c, s = result.config, result.summary
-    acc = s.get("final_test_acc")
-    tta = s.get("time_to_accuracy_s")
-    return (f"{result.status}: {c['model']}/{c['dataset']} {c['loader']} {c['precision']} "
-            f"bs={c['batch_size']}: {(s.get('images_per_s') or 0):,.0f} img/s, "
-            f"acc {f'{acc * 100:.2f}%' if acc is not None else '-'}, "
-            f"train {s.get('total_train_time_s') or 0:.2f}s "
-            f"(warm-up {s.get('warmup_time_s') or 0:.2f}s), "
-            + (f"time-to-target {tta:.2f}s" if tta is not None else "target not reached")
-            + (f" -> {path}" if path else ""))
+    """The one line a finished run prints (`bench.summary.run_line`); hints go to stderr."""
+    from .summary import hints, run_line
+
+    for hint in hints(result):
+        print(f"bench: hint: {hint}", file=sys.stderr)
+    return run_line(result, path)
 
 
 def _status_code(status: str) -> int:
@@ -130,7 +125,7 @@ def cmd_suite(args: argparse.Namespace) -> int:
     try:
         paths = run_suite(args.name, data_dir=args.data_dir, out_dir=args.out,
                           device=args.device, repeats=args.repeats, quiet=args.quiet,
-                          overrides=overrides)
+                          progress=args.progress, overrides=overrides)
     except SuiteStopped as exc:  # the table of what finished is still written
         paths, stopped = exc.paths, exc
     if not paths:
@@ -173,7 +168,7 @@ def register_suite(sub: Any) -> None:
     add_run_flags(p, include=("data_dir", "out", "device"))
     p.add_argument("--repeats", type=int, default=1, help="runs of every configuration, "
                    "interleaved (A B A B, not A A B B), seeds seed, seed+1, ...")
-    add_run_flags(p, include=("compile", "threads", "budget_s", "quiet"),
+    add_run_flags(p, include=("compile", "threads", "budget_s", "quiet", "progress"),
                   helps={"compile": "override every run's torch.compile mode: "
                                     + ", ".join(COMPILE_MODES),
                          "threads": "override every run's CPU thread count"})

@@ -4,22 +4,29 @@ Timed window (stored verbatim in every result, see TIMED_WINDOW): from the first
 to the device sync after the last optimiser step of a window. Inside: loader iteration (data
 loading, host->device copy, augmentation, normalisation), forward, loss, backward, optimiser
 and LR-schedule step. Outside: evaluation, model build, dataset reading, loader construction,
-result writing. The first `warmup_steps` steps (torch.compile compilation, cuDNN autotuning,
-loader JIT) form their own window: reported as warmup_time_s, excluded from the steady-state
-images/s, included in the training clock used for time-to-accuracy.
+result writing. Before the first timed step an untimed warm-up pass runs `warmup_steps` steps
+(torch.compile compilation, cuDNN autotuning, loader JIT) and then puts the model, optimiser,
+schedule, grad scaler and RNG back as they were: training starts warm, from step 0. Its
+duration is warmup_time_s.
+
+Time to accuracy, three ways (each named in TIMED_WINDOW): the training clock after the warm-up
+pass (the headline, comparable across machines), the same plus the warm-up pass (start-up
+costs), and the wall clock from the first timed step to the end of the evaluation that reached
+the target (evaluations included, MLPerf's view). Images to target: images trained on until
+the target was first reached (the device does not change it).
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import itertools
 import math
 import statistics
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 import torch.nn as nn
@@ -28,6 +35,7 @@ import torch.nn.functional as F
 from .defaults import COMPILE_MODES, PRECISIONS, WARMUP_STEPS, WINDOW_STEPS
 from .defaults import precision as precision_spec
 from .device import now, synchronize
+from .progress import RunProgress
 from .recipes import Recipe
 from .results.schema import EpochRow, EvalRow
 
@@ -35,21 +43,32 @@ TIMED_WINDOW = {
     "inside": [
         "loader iteration: data loading, host-to-device copy, augmentation, normalisation",
         "forward, loss, backward, optimiser step, LR schedule step",
-        "the warm-up window (first steps incl. torch.compile and loader JIT) is timed apart",
     ],
     "outside": [
         "evaluation (timed separately as eval_time_s)",
+        "the untimed warm-up pass before step 0 (warmup_time_s); the model, optimiser, "
+        "schedule, grad scaler and RNG are reset after it",
         "dataset reading/decoding, model build, loader construction, result writing",
     ],
     "clock": "time.perf_counter after device synchronise at window edges (no syncs in between)",
-    "steady_state": "median images/s over windows after the warm-up window",
-    "time_to_accuracy": "training clock incl. warm-up/compile, excl. evaluation",
+    "steady_state": "median images/s over the timed windows",
+    "time_to_accuracy": "time_to_accuracy_s: training clock from step 0 after the untimed "
+                        "warm-up pass until the evaluation that first reached the target "
+                        "(evaluation excluded; the headline, comparable across machines)",
+    "time_to_accuracy_cold": "time_to_accuracy_cold_s: time_to_accuracy_s plus the warm-up "
+                             "pass (start-up costs: compilation, JIT, autotuning, first steps)",
+    "time_to_accuracy_wall": "time_to_accuracy_wall_s: wall clock from step 0 to the end of the "
+                             "evaluation that first reached the target, evaluations included "
+                             "(MLPerf's view)",
+    "images_to_accuracy": "images_to_accuracy: training images (all ranks) until the target "
+                          "was first reached; no device changes it",
 }
 
 __all__ = ["COMPILE_MODES", "PRECISIONS", "TIMED_WINDOW", "EngineConfig", "NonFiniteLoss",
-           "Progress", "TrainState", "Window", "autocast_context", "backend_settings",
-           "build_optimizer", "build_scheduler", "evaluate", "make_train_step",
-           "maybe_compile", "peak_precision", "set_matmul_precision", "steady_state", "train"]
+           "TrainState", "Window", "autocast_context", "backend_settings", "build_optimizer",
+           "build_scheduler", "endless", "evaluate", "make_scaler", "make_train_step",
+           "maybe_compile", "peak_precision", "set_matmul_precision", "snapshot",
+           "steady_state", "train"]
 
 
 class NonFiniteLoss(Exception):
@@ -81,6 +100,7 @@ class TrainState:
     eval_time_s: float = 0.0
     warmup_time_s: float | None = None
     time_to_accuracy_s: float | None = None
+    time_to_accuracy_wall_s: float | None = None
     steps_to_accuracy: int | None = None
     reached_target: bool = False
     probe_rates: list[float] = field(default_factory=list)  # throughput mode: machine_probe
@@ -162,11 +182,17 @@ def maybe_compile(model: nn.Module, mode: str) -> nn.Module:
 StepFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
+def make_scaler(device: torch.device, precision: str) -> torch.amp.GradScaler:
+    """The loss scaler (enabled for fp16 only); its state is part of what `snapshot` keeps."""
+    return torch.amp.GradScaler(device.type, enabled=precision_spec(precision).grad_scaler)
+
+
 def make_train_step(model: nn.Module, opt: torch.optim.Optimizer, scheduler: Any,
                     device: torch.device, precision: str, label_smoothing: float,
-                    cudagraphs: bool = False) -> StepFn:
+                    cudagraphs: bool = False, scaler: torch.amp.GradScaler | None = None
+                    ) -> StepFn:
     """One optimiser step; returns the detached loss on the device (no host sync)."""
-    scaler = torch.amp.GradScaler(device.type, enabled=precision_spec(precision).grad_scaler)
+    scaler = scaler if scaler is not None else make_scaler(device, precision)
     # CUDA graphs (--compile reduce-overhead): tell cudagraph trees a new iteration starts, so
     # the previous step's outputs may be overwritten by the replay.
     mark_step = (torch.compiler.cudagraph_mark_step_begin
@@ -211,20 +237,35 @@ def evaluate(model: nn.Module, loader: Any, device: torch.device, precision: str
     return (loss_sum / max(n, 1)).item(), correct.item() / max(n, 1)
 
 
-class Progress:
-    """One line per epoch (and per evaluation, at most one a second) on stderr; printed only
-    where the engine has synchronised anyway, so it adds no host sync to the step loop."""
+class _Stateful(Protocol):
+    def state_dict(self) -> dict[str, Any]: ...
 
-    def __init__(self, enabled: bool, label: str, min_interval_s: float = 1.0) -> None:
-        self.enabled, self.label = enabled, label
-        self.min_interval_s = min_interval_s
-        self._last = float("-inf")
+    def load_state_dict(self, state: dict[str, Any]) -> Any: ...
 
-    def line(self, text: str, force: bool = True) -> None:
-        t = time.monotonic()
-        if self.enabled and (force or t - self._last >= self.min_interval_s):
-            self._last = t
-            print(f"[{self.label}] {text}", file=sys.stderr, flush=True)
+
+def snapshot(*objects: _Stateful | None) -> Callable[[], None]:
+    """Keep the state of the model, optimiser, schedule and scaler (and the RNGs) now; the
+    returned function puts it back, in place (compiled graphs and CUDA graphs keep their
+    buffers). Taken before the warm-up pass, so that training starts from step 0."""
+    kept = [(o, copy.deepcopy(o.state_dict())) for o in objects if o is not None]
+    cpu_rng = torch.get_rng_state()
+    cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
+
+    def restore() -> None:
+        for obj, state in kept:
+            obj.load_state_dict(copy.deepcopy(state))
+        torch.set_rng_state(cpu_rng)
+        if cuda_rng is not None:
+            torch.cuda.set_rng_state_all(cuda_rng)
+
+    return restore
+
+
+def endless(loader: Any) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Batches epoch after epoch (each epoch reshuffled as the loader does)."""
+    for epoch in itertools.count():
+        loader.set_epoch(epoch)
+        yield from loader
 
 
 @dataclass
@@ -236,7 +277,7 @@ class EngineConfig:
     evaluate: bool = True
     warmup_steps: int = WARMUP_STEPS
     window_steps: int = WINDOW_STEPS
-    batch_size: int = 64
+    batch_size: int = 64  # per rank
 
 
 EvaluateFn = Callable[[], tuple[float, float]]
@@ -254,15 +295,33 @@ class _Epoch:
 
 
 class _Trainer:
-    """The loop of `train`, in steps small enough to read: epochs, windows, evaluations."""
+    """The loop of `train`, in steps small enough to read: warm-up, epochs, windows,
+    evaluations. Window edges (the only clock reads in the loop) happen in `_close_window`."""
 
     def __init__(self, step: StepFn, train_loader: Any, device: torch.device, cfg: EngineConfig,
-                 state: TrainState, progress: Progress, evaluate_fn: EvaluateFn) -> None:
+                 state: TrainState, progress: RunProgress, evaluate_fn: EvaluateFn) -> None:
         self.step, self.loader, self.device = step, train_loader, device
         self.cfg, self.state, self.progress, self.evaluate_fn = cfg, state, progress, evaluate_fn
         self.n_epochs = math.ceil(cfg.total_steps / max(len(train_loader), 1))
+        self.wall_start = 0.0  # perf_counter at step 0 (after the warm-up pass)
+
+    def warm_up(self, reset: Callable[[], None]) -> None:
+        """The untimed warm-up pass: `warmup_steps` steps (compilation, autotuning, loader JIT),
+        then `reset` puts the run back to step 0. Recorded as a warm-up window of epoch -1."""
+        cfg, state = self.cfg, self.state
+        start = now(self.device)
+        batches = endless(self.loader)
+        for _ in range(cfg.warmup_steps):
+            self.step(*next(batches))
+        seconds = now(self.device) - start
+        state.warmup_time_s = seconds
+        state.windows.append(Window(-1, cfg.warmup_steps, cfg.warmup_steps * cfg.batch_size,
+                                    seconds, warmup=True))
+        reset()
+        self.progress.line(f"warm-up pass: {cfg.warmup_steps} steps {seconds:.2f}s (untimed)")
 
     def run(self) -> None:
+        self.wall_start = time.perf_counter()
         for index in range(self.n_epochs):
             stopped = self._epoch(index)
             if stopped or self.state.steps >= self.cfg.total_steps:
@@ -291,11 +350,10 @@ class _Trainer:
             state.steps += 1
             ep.steps += 1
             win_steps += 1
-            warm_edge = state.warmup_time_s is None and state.steps == cfg.warmup_steps
             eval_edge = cfg.evaluate and cfg.eval_every > 0 and state.steps % cfg.eval_every == 0
-            if not (warm_edge or eval_edge or win_steps >= cfg.window_steps):
+            if not (eval_edge or win_steps >= cfg.window_steps):
                 continue
-            self._close_window(ep, win_steps, now(self.device) - win_start, ends_warmup=warm_edge)
+            self._close_window(ep, win_steps, now(self.device) - win_start)
             if not math.isfinite(ep.loss_sum.item()):
                 raise NonFiniteLoss(f"non-finite training loss at step {state.steps}")
             if eval_edge:
@@ -305,33 +363,34 @@ class _Trainer:
                 if state.reached_target and cfg.stop_at_target:
                     return True
             win_start, win_steps = now(self.device), 0
-        if win_steps:  # the epoch's last, partial window; it ends a warm-up still open
-            self._close_window(ep, win_steps, now(self.device) - win_start, ends_warmup=True)
+        if win_steps:  # the epoch's last, partial window
+            self._close_window(ep, win_steps, now(self.device) - win_start)
         return False
 
-    def _close_window(self, ep: _Epoch, steps: int, seconds: float, ends_warmup: bool) -> None:
-        """Record one timed window; every window that ends by the warm-up edge is warm-up."""
+    def _close_window(self, ep: _Epoch, steps: int, seconds: float) -> None:
+        """A window edge (the device has just synchronised): record the window, advance the
+        progress bar. Anything sampled per window belongs here, where no sync is added."""
         state = self.state
-        state.windows.append(Window(ep.index, steps, steps * self.cfg.batch_size, seconds,
-                                    warmup=state.warmup_time_s is None))
+        images = steps * self.cfg.batch_size
+        state.windows.append(Window(ep.index, steps, images, seconds, warmup=False))
         state.train_time_s += seconds
         ep.seconds += seconds
-        if ends_warmup and state.warmup_time_s is None:
-            state.warmup_time_s = state.train_time_s
+        self.progress.window(state.steps, images, seconds)
 
     def _evaluate(self, epoch: int) -> tuple[float, float]:
         """Evaluate off the training clock; note the first time the target is reached."""
         state, target = self.state, self.cfg.target_accuracy
         t = time.perf_counter()
         test_loss, test_acc = self.evaluate_fn()
-        dt = time.perf_counter() - t
-        state.eval_time_s += dt
+        end = time.perf_counter()
+        state.eval_time_s += end - t
         state.evals.append(EvalRow(step=state.steps, epoch=epoch, test_loss=test_loss,
                                    test_acc=test_acc, train_time_s=state.train_time_s,
-                                   eval_time_s=dt))
+                                   eval_time_s=end - t))
         if target is not None and not state.reached_target and test_acc >= target:
             state.reached_target = True
             state.time_to_accuracy_s = state.train_time_s
+            state.time_to_accuracy_wall_s = end - self.wall_start
             state.steps_to_accuracy = state.steps
         return test_loss, test_acc
 
@@ -342,27 +401,33 @@ class _Trainer:
             epoch=ep.index, steps=ep.steps, images=images, train_time_s=ep.seconds,
             images_per_s=images / ep.seconds if ep.seconds > 0 else None,
             train_loss=mean_loss, cumulative_train_time_s=self.state.train_time_s,
-            timed=ep.index > 0 or self.n_epochs == 1, test_loss=test_loss, test_acc=test_acc,
+            timed=ep.steps == len(self.loader), test_loss=test_loss, test_acc=test_acc,
             eval_time_s=self.state.evals[-1]["eval_time_s"] if ep.last_eval else None))
         self.progress.line(
             f"epoch {ep.index + 1}/{self.n_epochs}: {ep.steps} steps {ep.seconds:.2f}s "
-            f"{images / max(ep.seconds, 1e-9):,.0f} img/s loss {mean_loss:.4f} "
+            f"{images / max(ep.seconds, 1e-9):,.0f} img/s (epoch mean) loss {mean_loss:.4f} "
             + (f"test acc {test_acc:.4f}" if test_acc is not None else ""))
 
 
 def train(step: StepFn, model: nn.Module, train_loader: Any, test_loader: Any,
           device: torch.device, precision: str, cfg: EngineConfig, state: TrainState,
-          progress: Progress, evaluate_fn: EvaluateFn | None = None) -> TrainState:
-    """Run the epochs, filling `state` as it goes (so an interruption loses nothing)."""
+          progress: RunProgress, evaluate_fn: EvaluateFn | None = None,
+          reset: Callable[[], None] | None = None) -> TrainState:
+    """Run the epochs, filling `state` as it goes (so an interruption loses nothing). With
+    `reset` (see `snapshot`), an untimed warm-up pass comes first."""
     evaluate_fn = evaluate_fn or (lambda: evaluate(model, test_loader, device, precision))
     model.train()
-    _Trainer(step, train_loader, device, cfg, state, progress, evaluate_fn).run()
+    trainer = _Trainer(step, train_loader, device, cfg, state, progress, evaluate_fn)
+    if reset is not None and cfg.warmup_steps > 0:
+        trainer.warm_up(reset)
+    trainer.run()
     synchronize(device)
     return state
 
 
 def steady_state(windows: list[Window]) -> dict[str, float | None]:
-    """Median and spread of images/s over post-warm-up windows (all windows if none remain)."""
+    """Median and spread of images/s over the timed (non-warm-up) windows (all windows if
+    none remain)."""
     steady = [w for w in windows if not w.warmup and w.steps > 0]
     if not steady:
         steady = [w for w in windows if w.steps > 0]

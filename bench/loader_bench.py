@@ -28,7 +28,7 @@ from .defaults import precision
 from .device import default_workers, now, resolve_device, select
 from .errors import BenchError
 from .fsutil import os_reason, writable_dir
-from .loaders import LOADERS, Loader, LoaderConfig, make_loader
+from .loaders import LOADERS, Loader, LoaderConfig, canonical_loader, make_loader
 from .runspec import MAX_WORKERS, add_run_flags
 
 DTYPES = ("fp32", "bf16")
@@ -168,7 +168,7 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 def _check_flags(args: argparse.Namespace) -> list[str]:
     """The loader names, after bounds on every count: before any data is loaded."""
-    names = [n.strip() for n in args.loaders.split(",") if n.strip()]
+    names = [canonical_loader(n.strip()) for n in args.loaders.split(",") if n.strip()]
     unknown = [n for n in names if n not in LOADERS]
     if not names or unknown:
         raise BenchError(f"--loaders: unknown {', '.join(unknown) or '(none given)'}; "
@@ -189,8 +189,8 @@ def _check_flags(args: argparse.Namespace) -> list[str]:
 def handler(args: argparse.Namespace) -> int:
     names = _check_flags(args)
     device = resolve_device(args.device)
-    if toolchain.uses_triton(device.type, "none", "gpu") and "gpu" in names:
-        toolchain.require(f"the gpu loader on {device}")
+    if toolchain.uses_triton(device.type, "none", "device") and "device" in names:
+        toolchain.require(f"the device loader on {device}")
     select(device)
     workers = args.workers if args.workers is not None else default_workers()
     data = load_dataset(args.dataset, args.data_dir, seed=args.seed,

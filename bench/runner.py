@@ -15,6 +15,7 @@ import math
 import os
 import sys
 import tempfile
+import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,22 +40,24 @@ from .engine import (
     TIMED_WINDOW,
     EngineConfig,
     NonFiniteLoss,
-    Progress,
     TrainState,
     autocast_context,
     backend_settings,
     build_optimizer,
     build_scheduler,
+    make_scaler,
     make_train_step,
     maybe_compile,
     peak_precision,
     set_matmul_precision,
+    snapshot,
     train,
 )
 from .envinfo import fingerprint
 from .errors import BenchError
 from .loaders import Loader, LoaderConfig, make_loader
 from .models import ModelSpec, count_params, get_model_spec
+from .progress import RunProgress
 from .recipes import Recipe, with_overrides
 from .results import Result, prepare_out_dir, write_result
 from .runspec import RunConfig, recipe_overrides, recorded_options, validate_options
@@ -135,6 +138,7 @@ class Built:
     result: Result
     evaluate_fn: Any = None
     test_loader: Loader | None = None
+    reset: Any = None  # puts model, optimiser, schedule, scaler back after the warm-up pass
 
 
 def _load_data(plan: Plan) -> DatasetArrays:
@@ -228,9 +232,12 @@ def build(plan: Plan, dist: DistContext | None = None) -> Built:
     compiled = maybe_compile(model, recipe.compile)
     if dist is not None:
         compiled = wrap_ddp(compiled, device)
-    step = make_train_step(compiled, opt, build_scheduler(opt, recipe, steps), device,
-                           recipe.precision, recipe.label_smoothing,
-                           cudagraphs=recipe.compile == "reduce-overhead")
+    scheduler, scaler = build_scheduler(opt, recipe, steps), make_scaler(device, recipe.precision)
+    step = make_train_step(compiled, opt, scheduler, device, recipe.precision,
+                           recipe.label_smoothing, cudagraphs=recipe.compile == "reduce-overhead",
+                           scaler=scaler)
+    # a training run starts from this state again after its untimed warm-up pass
+    reset = snapshot(model, opt, scheduler, scaler) if cfg.measure == "train" else None
     evaluate_fn = None
     if dist is not None:  # fault-injection / shard-dump hooks; the step itself when they are off
         step = instrument_step(step, dist)
@@ -245,7 +252,7 @@ def build(plan: Plan, dist: DistContext | None = None) -> Built:
     if search_log is not None:
         result.config["batch_size_search"] = search_log
     return Built(plan, recipe, data, compiled, train_loader, step, engine, result, evaluate_fn,
-                 test_loader)
+                 test_loader, reset)
 
 
 # ----------------------------------------------------------------------------- execute
@@ -269,36 +276,52 @@ def _record_failure(result: Result, exc: BaseException, batch_size: int,
             traceback.print_exception(exc)
 
 
-def _measure(built: Built, state: TrainState) -> None:
+def _budget(plan: Plan) -> float:
+    """--measure throughput: seconds of timed training."""
+    return plan.cfg.budget_s or THROUGHPUT_BUDGET_S.get(plan.device.type, 5.0)
+
+
+def _measure(built: Built, state: TrainState, progress: RunProgress) -> None:
     """--measure throughput: untimed warm-up, then timed windows for the time budget."""
     plan = built.plan
-    budget = plan.cfg.budget_s or THROUGHPUT_BUDGET_S.get(plan.device.type, 5.0)
+    budget = _budget(plan)
     built.model.train()
     measure_throughput(built.step, built.train_loader, plan.device, ThroughputConfig(
         budget_s=budget, warmup_steps=plan.cfg.warmup_steps,
-        batch_size=built.engine.batch_size, max_steps=plan.cfg.max_steps), state)
+        batch_size=built.engine.batch_size, max_steps=plan.cfg.max_steps), state, progress)
     built.result.config["budget_s"] = budget
+
+
+def _progress(built: Built) -> RunProgress:
+    """Rank 0 alone shows progress; the bar also needs a terminal and no --no-progress."""
+    plan = built.plan
+    shown = not plan.cfg.quiet and plan.rank == 0
+    throughput = plan.cfg.measure == "throughput"
+    return RunProgress(f"{plan.cfg.model}/{plan.dataset}/{built.recipe.loader}/"
+                       f"{built.recipe.precision}", lines=shown, bar=shown and plan.cfg.progress,
+                       total=_budget(plan) if throughput else built.engine.total_steps,
+                       unit="s" if throughput else "step")
 
 
 def execute(built: Built, dist: DistContext | None = None) -> TrainState:
     """Train; the state is filled as it goes, so an interruption keeps what finished."""
     plan, state = built.plan, TrainState()
-    progress = Progress(not plan.cfg.quiet and plan.rank == 0,
-                        f"{plan.cfg.model}/{plan.dataset}/{built.recipe.loader}/"
-                        f"{built.recipe.precision}")
+    progress = _progress(built)
     devmod.reset_peak_memory(plan.device)
     in_loop = dist.training_loop() if dist is not None else contextlib.nullcontext()
     try:
         with in_loop:
             if plan.cfg.measure == "throughput":
-                _measure(built, state)
+                _measure(built, state, progress)
             else:
                 train(built.step, built.model, built.train_loader, built.test_loader,
                       plan.device, built.recipe.precision, built.engine, state, progress,
-                      evaluate_fn=built.evaluate_fn)
+                      evaluate_fn=built.evaluate_fn, reset=built.reset)
     except (KeyboardInterrupt, Exception) as exc:
         built.result.epochs = state.epochs
         _record_failure(built.result, exc, built.recipe.batch_size, plan.device)
+    finally:
+        progress.close()
     return state
 
 
@@ -332,7 +355,7 @@ def _write(result: Result, out: str) -> Path:
 
 def run(cfg: RunConfig, dist: DistContext | None = None) -> tuple[Result, Path | None]:
     """Run one configuration; always returns a Result (written unless cfg.write is False)."""
-    threads = torch.get_num_threads()
+    threads, started = torch.get_num_threads(), time.perf_counter()
     try:
         if cfg.write:  # before any expensive work: the result must have a place to go
             for note in prepare_out_dir(cfg.out):
@@ -349,7 +372,9 @@ def run(cfg: RunConfig, dist: DistContext | None = None) -> tuple[Result, Path |
                                    plan.device,
                                    peak_precision(built.recipe.precision, plan.device,
                                                   result.config),
-                                   intensity, measure=cfg.measure)
+                                   intensity, measure=cfg.measure,
+                                   images_per_step=built.engine.batch_size * plan.world,
+                                   wall_time_s=time.perf_counter() - started)
         if dist is not None:  # rank 0 gathers every rank's report and writes the job's result
             return result, finish(dist, result, built.model, cfg.out, cfg.write)
         return result, _write(result, cfg.out) if cfg.write else None

@@ -42,6 +42,13 @@ def _loaders() -> Sequence[str]:
     return LOADERS
 
 
+def _loader_name(text: str) -> str:
+    """--loader: a former name (`gpu`) is read as the current one (`device`)."""
+    from .loaders import canonical_loader
+
+    return canonical_loader(text)
+
+
 MAX_WORKERS = 256  # more loader processes than this is a typo, not a setting
 
 
@@ -82,8 +89,9 @@ class RunConfig:
     model: str = option(None, "model to train", choices=_models, what="model", required=True)
     dataset: str | None = option(None, "dataset (default: the model's)", choices=_datasets,
                                  what="dataset")
-    loader: str | None = option(None, "data loader", choices=_loaders, what="loader",
-                                recipe=True)
+    loader: str | None = option(None, "data loader ('gpu', its former name, reads as 'device')",
+                                choices=_loaders, what="loader",
+                                parse=_loader_name, recipe=True)
     device: str = option(defaults.DEVICE, "device to run on: auto (a GPU torch can use, else "
                          "the CPU), cpu, cuda, cuda:N")
     precision: str | None = option(None, "training precision", what="precision",
@@ -114,8 +122,9 @@ class RunConfig:
     threads: int | None = option(None, "CPU intra-op threads (torch.set_num_threads)",
                                  parse=int, minimum=1,
                                  maximum=1024, recipe=True)
-    warmup_steps: int = option(defaults.WARMUP_STEPS, "first steps timed apart as warm-up "
-                               "(compilation, autotuning, loader JIT)", parse=int, minimum=1)
+    warmup_steps: int = option(defaults.WARMUP_STEPS, "steps of the untimed warm-up pass before "
+                               "training (compilation, autotuning, loader JIT)", parse=int,
+                               minimum=1)
     window_steps: int = option(defaults.WINDOW_STEPS, "steps between two clock reads in steady "
                                "state", parse=int, minimum=1)
     measure: str = option("train", "train: the recipe's run (accuracy, time to target); "
@@ -131,6 +140,8 @@ class RunConfig:
     evaluate: bool = option(True, "throughput only: skip evaluation (no accuracy recorded)",
                             kind="false", cli="--no-eval")
     quiet: bool = option(False, "no progress lines", kind="true", record=False)
+    progress: bool = option(True, "no progress bar (shown only when stderr is a terminal, "
+                            "and on rank 0)", kind="false", cli="--no-progress", record=False)
     # set by the harness, not by flags
     download: bool = option(True, "try torchvision's (checksummed) download when files are "
                             "missing", flag=False, record=False)

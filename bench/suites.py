@@ -20,6 +20,7 @@ from .datasets import FAMILIES, load_dataset
 from .defaults import DATA_DIR_ENV, DEVICE
 from .errors import BenchError
 from .models import MODELS, ModelSpec, get_model_spec
+from .progress import SuiteProgress
 from .runner import recipe_for, run
 from .runspec import RunConfig
 from .suite_list import BUILTIN_SUITES
@@ -148,26 +149,28 @@ def _check_toolchain(cfgs: list[RunConfig], dev: torch.device) -> None:
         toolchain.require(f"the suite's runs of {', '.join(needing)} on {dev}")
 
 
-def _run_one(name: str, c: RunConfig, dev: torch.device, paths: list[Path]) -> None:
+def _run_one(name: str, c: RunConfig, dev: torch.device, paths: list[Path]) -> str:
     """One run of the suite, after resetting what an earlier run may have left behind (compiled
-    graphs, CUDA-graph pools, cached memory): its compile and warm-up times are its own."""
+    graphs, CUDA-graph pools, cached memory): its compile and warm-up times are its own.
+    Returns the run's status ('not run' when its configuration was refused)."""
     try:
         devmod.isolate(dev)
         result, path = run(c)
     except BenchError as exc:
         print(f"suite {name}: {c.model}/{c.dataset}/{c.recipe}: {exc}", file=sys.stderr)
-        return
+        return "not run"
     except KeyboardInterrupt:
         raise SuiteStopped(paths) from None
     if path is not None:
         paths.append(path)
     if result is not None and result.status == "interrupted":
         raise SuiteStopped(paths)
+    return result.status if result is not None else "no result"
 
 
 def run_suite(name: str, *, data_dir: str | None, out_dir: str, device: str = DEVICE,
-              repeats: int = 1, overrides: dict | None = None, quiet: bool = False
-              ) -> list[Path]:
+              repeats: int = 1, overrides: dict | None = None, quiet: bool = False,
+              progress: bool = True) -> list[Path]:
     """Run every configuration of a suite `repeats` times (each repeat its own seed).
 
     Repeats are interleaved (A B C A B C, not A A A B B B) so that slow drift of the machine
@@ -187,12 +190,17 @@ def run_suite(name: str, *, data_dir: str | None, out_dir: str, device: str = DE
             print(f"suite {name}: no real {ds} in {data_dir or '$' + DATA_DIR_ENV}: using "
                   f"synthetic-{ds} (throughput only, accuracy meaningless)", file=sys.stderr)
     paths: list[Path] = []
-    for r in range(repeats):
-        for cfg in cfgs:
-            # the availability check above already tried; don't retry a download per run
-            family = get_model_spec(cfg.model).family
-            c = replace(cfg, data_dir=data_dir, out=out_dir, device=device, suite=name,
-                        repeat=r, seed=cfg.seed + r, allow_synthetic=True, quiet=quiet,
-                        download=real[family], isolated=True)
-            _run_one(name, c, dev, paths)
+    bar = SuiteProgress(name, len(cfgs) * repeats, enabled=progress and not quiet,
+                        lines=not quiet)
+    try:
+        for r in range(repeats):
+            for cfg in cfgs:
+                # the availability check above already tried; don't retry a download per run
+                family = get_model_spec(cfg.model).family
+                c = replace(cfg, data_dir=data_dir, out=out_dir, device=device, suite=name,
+                            repeat=r, seed=cfg.seed + r, allow_synthetic=True, quiet=quiet,
+                            progress=progress, download=real[family], isolated=True)
+                bar.done(f"{c.model}/{c.dataset}/{c.recipe} r{r}", _run_one(name, c, dev, paths))
+    finally:
+        bar.close()
     return paths

@@ -1,13 +1,15 @@
-"""A run's headline figures (`result.summary`) from what the training loop recorded.
+"""A run's headline figures (`result.summary`) from what the training loop recorded, and the
+one line a finished run prints (`run_line`, with `hints` beside it on stderr).
 
 Three parts, each a function: throughput (steady-state images/s and the epoch time), accuracy
-(final, best, time to target) and efficiency (FLOP/s, MFU against the measured peak and against
-the vendor's datasheet peak, memory, the roofline position).
+(final, best, time to target three ways, images to target) and efficiency (FLOP/s, MFU against
+the measured peak and against the vendor's datasheet peak, memory, the roofline position).
 """
 
 from __future__ import annotations
 
 import statistics
+from typing import Any
 
 import torch
 
@@ -19,26 +21,37 @@ from .throughput import ESTIMATOR, window_estimates
 
 
 def _throughput(state: TrainState, loader_images: int) -> Summary:
+    """Steady-state images/s; the epoch time as measured over complete epochs, or else (a run
+    shorter than an epoch) extrapolated under a name and a source that say so."""
     s = Summary(**steady_state(state.windows))  # type: ignore[typeddict-item]
-    timed = [e["train_time_s"] for e in state.epochs if e.get("timed")]
-    if len(state.epochs) >= 2 and timed:
-        s["epoch_time_s"], s["epoch_time_source"] = statistics.median(timed), "median timed epochs"
+    complete = [e["train_time_s"] for e in state.epochs if e.get("timed")]
+    s["epoch_time_s"], s["epoch_time_extrapolated_s"] = None, None
+    s["epoch_time_source"] = None
+    if complete:
+        s["epoch_time_s"] = statistics.median(complete)
+        s["epoch_time_source"] = f"measured: median of {len(complete)} complete epoch(s)"
     elif s.get("images_per_s"):
-        s["epoch_time_s"] = loader_images / s["images_per_s"]
-        s["epoch_time_source"] = "epoch images / steady-state images/s"
-    else:
-        s["epoch_time_s"], s["epoch_time_source"] = None, None
+        s["epoch_time_extrapolated_s"] = loader_images / s["images_per_s"]
+        s["epoch_time_source"] = ("extrapolated (no complete epoch ran): epoch images / "
+                                  "steady-state images/s")
     return s
 
 
-def _accuracy_and_clocks(state: TrainState, target: float | None) -> Summary:
+def _accuracy_and_clocks(state: TrainState, target: float | None,
+                         images_per_step: int | None) -> Summary:
+    """Accuracy, the time to target three ways (see engine.TIMED_WINDOW) and the clocks."""
     accs = [e["test_acc"] for e in state.evals if e.get("test_acc") is not None]
+    tta, stta = state.time_to_accuracy_s, state.steps_to_accuracy
     return Summary(
         final_test_acc=accs[-1] if accs else None,
         best_test_acc=max(accs) if accs else None,
         target_accuracy=target,
-        time_to_accuracy_s=state.time_to_accuracy_s,
-        steps_to_accuracy=state.steps_to_accuracy,
+        time_to_accuracy_s=tta,
+        time_to_accuracy_cold_s=tta + (state.warmup_time_s or 0.0) if tta is not None else None,
+        time_to_accuracy_wall_s=state.time_to_accuracy_wall_s,
+        steps_to_accuracy=stta,
+        images_to_accuracy=stta * images_per_step if stta is not None and images_per_step
+        else None,
         steps=state.steps,
         total_train_time_s=state.train_time_s,
         total_eval_time_s=state.eval_time_s,
@@ -113,13 +126,16 @@ def _comparison_estimate(state: TrainState, s: Summary) -> None:
 
 def summarise(state: TrainState, loader_images: int, flops: float | None, params: int,
               target: float | None, device: torch.device, precision: str,
-              intensity: float | None = None, measure: str = "train") -> Summary:
-    """`precision` names the peaks MFU is taken against (`engine.peak_precision`)."""
+              intensity: float | None = None, measure: str = "train",
+              images_per_step: int | None = None, wall_time_s: float | None = None) -> Summary:
+    """`precision` names the peaks MFU is taken against (`engine.peak_precision`);
+    `images_per_step` is the global batch (all ranks); `wall_time_s` the whole run's."""
     s = _throughput(state, loader_images)
     if measure == "throughput":
         _comparison_estimate(state, s)
     s["arithmetic_intensity"] = intensity
-    s.update(_accuracy_and_clocks(state, target))
+    s.update(_accuracy_and_clocks(state, target, images_per_step))
+    s["wall_time_s"] = wall_time_s
     s["params"], s["flops_per_image"] = params, flops
     s["compile_time_s"] = _compile_time(state, s.get("images_per_s"))
     s["peak_memory_bytes"], s["peak_memory_kind"] = devmod.peak_memory_bytes(device)
@@ -127,3 +143,60 @@ def summarise(state: TrainState, loader_images: int, flops: float | None, params
     s.update(_vendor_mfu(s, device, precision))
     s["peak_precision"] = precision
     return s
+
+
+def _secs(v: float | None) -> str:
+    """Seconds to three significant figures or so: 12.3 s, 1.23 s, 0.12 s."""
+    if v is None:
+        return "-"
+    return f"{v:.1f} s" if v >= 10 else f"{v:.2f} s"
+
+
+def target_phrase(s: Summary) -> str:
+    """'target 98.0% reached in 12.3 s (...)' / 'target 98.0% not reached, best 97.1%'."""
+    target, tta = s.get("target_accuracy"), s.get("time_to_accuracy_s")
+    if target is None:
+        return "no accuracy target (synthetic data, or a throughput measurement)"
+    name = f"target {target * 100:.1f}%"
+    if tta is None:
+        best = s.get("best_test_acc")
+        return f"{name} not reached, best {f'{best * 100:.1f}%' if best is not None else '-'}"
+    images = s.get("images_to_accuracy")
+    return (f"{name} reached in {_secs(tta)} training clock after warm-up "
+            f"({_secs(s.get('time_to_accuracy_cold_s'))} with start-up, "
+            f"{_secs(s.get('time_to_accuracy_wall_s'))} wall incl. eval"
+            + (f", {images:,} images" if images is not None else "") + ")")
+
+
+def _rate_phrase(s: Summary) -> str:
+    """The one images/s figure, named: the epoch lines print each epoch's mean instead."""
+    ips = s.get("images_per_s")
+    if ips is None:
+        return "- img/s"
+    what = (f"{s['estimator']} of timed windows" if s.get("estimator")
+            else "median of timed windows; epoch lines show epoch means")
+    return f"{ips:,.0f} img/s ({what})"
+
+
+def run_line(result: Any, path: Any = None) -> str:
+    """The one stdout line a finished run prints (parseable: `<status>: <label> ...`)."""
+    c, s = result.config, result.summary
+    acc = s.get("final_test_acc")
+    return (f"{result.status}: {c['model']}/{c['dataset']}/{c['loader']}/{c['precision']} "
+            f"bs={c['batch_size']}: {_rate_phrase(s)}, "
+            f"acc {f'{acc * 100:.2f}%' if acc is not None else '-'}, {target_phrase(s)}; "
+            f"wall {_secs(s.get('wall_time_s'))}, train {_secs(s.get('total_train_time_s'))}, "
+            f"eval {_secs(s.get('total_eval_time_s'))}, warm-up {_secs(s.get('warmup_time_s'))}"
+            + (f" -> {path}" if path else ""))
+
+
+def hints(result: Any) -> list[str]:
+    """What the user can do about a figure the run could not give (printed on stderr)."""
+    s, out = result.summary, []
+    if result.status == "ok" and s.get("mfu") is None and s.get("achieved_tflops"):
+        out.append("mfu is unknown: run `bench peak` once to measure this device's peak "
+                   "FLOP/s (cached), then runs report MFU")
+    if s.get("epoch_time_s") is None and s.get("epoch_time_extrapolated_s") is not None:
+        out.append("no complete epoch ran: the epoch time is extrapolated "
+                   "(epoch_time_extrapolated_s)")
+    return out

@@ -23,7 +23,6 @@ with busy work, so the gate's power can be measured against a known slowdown.
 
 from __future__ import annotations
 
-import itertools
 import math
 import os
 import statistics
@@ -35,9 +34,10 @@ from typing import Any
 import torch
 
 from .device import now, synchronize
-from .engine import StepFn, TrainState, Window
+from .engine import StepFn, TrainState, Window, endless
 from .errors import BenchError
 from .machine_probe import SHARE, ReferenceProbe
+from .progress import RunProgress, quiet_progress
 
 WINDOWS = 20  # timed windows per run
 WARMUP_FRACTION = 0.25  # of the budget, spent untimed after the warm-up steps
@@ -84,13 +84,6 @@ def _busy_pad(fraction: float, device: torch.device) -> Callable[[float], float]
     return pad
 
 
-def endless(loader: Any) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Batches epoch after epoch (each epoch reshuffled as the loader does)."""
-    for epoch in itertools.count():
-        loader.set_epoch(epoch)
-        yield from loader
-
-
 def _warm_up(step: StepFn, batches: Iterator, device: torch.device, cfg: ThroughputConfig
              ) -> tuple[int, float, float]:
     """Untimed warm-up; returns (steps, wall seconds, seconds per step at its end)."""
@@ -114,8 +107,11 @@ def _warm_up(step: StepFn, batches: Iterator, device: torch.device, cfg: Through
 
 
 def measure_throughput(step: StepFn, loader: Any, device: torch.device,
-                       cfg: ThroughputConfig, state: TrainState) -> TrainState:
-    """Warm up untimed, then time windows until the budget is spent; fills `state`."""
+                       cfg: ThroughputConfig, state: TrainState,
+                       progress: RunProgress | None = None) -> TrainState:
+    """Warm up untimed, then time windows until the budget is spent; fills `state`. The
+    progress bar counts seconds of the timed budget, advanced at window edges only."""
+    progress = progress or quiet_progress()
     if len(loader) == 0:
         raise BenchError("the loader yields no batches")
     batches = endless(loader)
@@ -140,6 +136,7 @@ def measure_throughput(step: StepFn, loader: Any, device: torch.device,
         state.windows.append(Window(0, n, n * cfg.batch_size, seconds, False))
         state.train_time_s += seconds
         timed_steps += n
+        progress.window(min(state.train_time_s, cfg.budget_s), n * cfg.batch_size, seconds)
         state.probe_rates.append(probe.window())
     state.steps = warm_steps + timed_steps
     synchronize(device)

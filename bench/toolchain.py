@@ -56,8 +56,8 @@ def missing() -> list[str]:
 
 
 def uses_triton(device_type: str, compile_mode: str, loader: str) -> bool:
-    """On CUDA, torch.compile generates Triton kernels and the `gpu` loader runs one."""
-    return device_type == "cuda" and (compile_mode != "none" or loader == "gpu")
+    """On CUDA, torch.compile generates Triton kernels and the `device` loader runs one."""
+    return device_type == "cuda" and (compile_mode != "none" or loader == "device")
 
 
 def require(what: str) -> None:

@@ -1,4 +1,4 @@
-"""Batch preparation for the ``gpu`` loader: fused Triton kernel with a pure-torch fallback.
+"""Batch preparation for the ``device`` loader: fused Triton kernel with a pure-torch fallback.
 
 ``prepare_batch`` picks the Triton kernel for CUDA data when Triton imports, else the reference.
 Importing this package never imports Triton (it is probed on first use), so it works on machines

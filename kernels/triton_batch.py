@@ -1,4 +1,4 @@
-"""Fused Triton batch preparation for the ``gpu`` loader: one kernel, one pass over the output.
+"""Fused Triton batch preparation for the ``device`` loader: one kernel, one pass over the output.
 
 The eager reference (``kernels.reference``) launches a dozen kernels per batch (gather, pad,
 advanced-index crop, flip, where, permutation gather, casts, normalise) and materialises

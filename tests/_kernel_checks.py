@@ -333,7 +333,7 @@ def gpu_loader_batches_identical_through_both_paths() -> None:
                            dtype=torch.bfloat16, channels_last=True, augment=True,
                            norm="cifar10", shuffle=True, drop_last=True, seed=4,
                            options={"backend": backend})
-        loader = make_loader("gpu", data, cfg)
+        loader = make_loader("device", data, cfg)
         loader.set_epoch(1)
         batches[backend] = list(loader)
     assert len(batches["triton"]) == 3

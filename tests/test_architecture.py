@@ -41,7 +41,7 @@ def toy_model():
         name="toy", build=Toy, family="mnist", params=7_850, description="one linear layer",
         recipes={"seed": Recipe("seed", batch_size=16, lr=0.05),
                  "fast": Recipe("fast", batch_size=32, optimizer="adam", lr=0.01,
-                                loader="gpu", eval_every=4)},
+                                loader="device", eval_every=4)},
         targets={"mnist": 0.5}, datasets=("mnist",), suites=frozenset({"toy-suite"})))
     yield spec
     unregister_model("toy")
@@ -115,8 +115,9 @@ def test_warmup_and_window_options_shape_the_windows(tiny_data, tmp_path: Path) 
     result, _ = run(RunConfig(model="fc", device="cpu", data_dir=str(tiny_data[0]),
                               batch_size=16, max_steps=13, evaluate=False, warmup_steps=2,
                               window_steps=4, out=str(tmp_path), quiet=True))
+    # the untimed warm-up pass (2 steps), then 13 training steps in windows of 4
     assert [(w["steps"], w["warmup"]) for w in result.windows] == [
-        (2, True), (4, False), (4, False), (3, False)]
+        (2, True), (4, False), (4, False), (4, False), (1, False)]
     assert result.config["warmup_steps"] == 2 and result.config["window_steps"] == 4
 
 

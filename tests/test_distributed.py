@@ -23,7 +23,7 @@ from bench.runner import RunConfig, run
 
 ROOT = Path(__file__).resolve().parent.parent
 RUN_FLAGS = ["--model", "fc", "--dataset", "mnist", "--device", "cpu", "--max-steps", "8",
-             "--batch-size", "32", "--loader", "gpu", "--quiet"]
+             "--batch-size", "32", "--loader", "device", "--quiet"]
 
 
 def _env(**extra: str) -> dict[str, str]:
@@ -37,7 +37,7 @@ def _hashes(loader) -> list[str]:
             for x, _ in loader for r in x.reshape(len(x), -1).float().numpy()]
 
 
-@pytest.mark.parametrize("name", ["gpu", "torch"])
+@pytest.mark.parametrize("name", ["device", "torch"])
 def test_loader_shards_are_disjoint_and_cover_the_data(tiny_data, name: str) -> None:
     data = load_dataset("mnist", str(tiny_data[0]), seed=0)
     seen = []
@@ -97,7 +97,7 @@ def test_two_process_run(tiny_data, tmp_path: Path, monkeypatch) -> None:
     with the job's throughput and the scaling efficiency against a single-process run."""
     out, shards = tmp_path / "out", tmp_path / "shards"
     single, _ = run(RunConfig(model="fc", dataset="mnist", device="cpu", max_steps=8,
-                              batch_size=32, loader="gpu", data_dir=str(tiny_data[0]),
+                              batch_size=32, loader="device", data_dir=str(tiny_data[0]),
                               out=str(out), quiet=True))
     assert single.status == "ok"
     for k, v in _env(BENCH_DEBUG_SHARDS=str(shards)).items():

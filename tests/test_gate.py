@@ -184,7 +184,7 @@ with open(log, "a") as f:
     f.write(f"{tree.name} {os.environ.get('BENCH_TEST_SLOWDOWN', '-')}\n")
 n = sum(1 for _ in open(log))
 for model in ("fc", "cnn"):
-    cfg = dict(model=model, dataset="mnist", loader="gpu", precision="fp32", compile="none",
+    cfg = dict(model=model, dataset="mnist", loader="device", precision="fp32", compile="none",
                channels_last=False, batch_size=256, recipe="fast", world_size=1,
                measure="throughput", max_steps=None)
     env = {"host": "h", "cpu_model": "Test CPU", "gpus": []}

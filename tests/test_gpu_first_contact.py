@@ -126,10 +126,10 @@ def test_toolchain_names_what_is_missing(tmp_path, monkeypatch) -> None:
 
 
 def test_which_runs_need_triton() -> None:
-    assert toolchain.uses_triton("cuda", "none", "gpu")
+    assert toolchain.uses_triton("cuda", "none", "device")
     assert toolchain.uses_triton("cuda", "default", "torch")
     assert not toolchain.uses_triton("cuda", "none", "torch")
-    assert not toolchain.uses_triton("cpu", "reduce-overhead", "gpu")
+    assert not toolchain.uses_triton("cpu", "reduce-overhead", "device")
 
 
 @pytest.fixture
@@ -265,7 +265,7 @@ def test_cuda_fast_recipes_compile_in_bf16(name: str) -> None:
     spec = get_model_spec(name)
     gpu, cpu = spec.recipe("fast", "cuda"), spec.recipe("fast", "cpu")
     assert gpu.name == "fast" and gpu.compile != "none" and gpu.precision == "bf16"
-    assert gpu.loader == "gpu" and gpu.channels_last == (name != "fc")
+    assert gpu.loader == "device" and gpu.channels_last == (name != "fc")
     assert gpu.compile == ("default" if name.startswith("vgg") else "reduce-overhead")
     assert gpu.batch_size >= 256 and gpu.batch_size > cpu.batch_size and gpu.stop_at_target
     assert cpu.compile == "none" and cpu == spec.recipes["fast"]

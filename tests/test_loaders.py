@@ -21,7 +21,7 @@ def _ids_dataset(n_train: int = 100, n_test: int = 30, family: str = "cifar10") 
         np.arange(n_test), [str(i) for i in range(10)], real=False, source="test")
 
 
-@pytest.mark.parametrize("loader", ["torch", "gpu"])
+@pytest.mark.parametrize("loader", ["torch", "device"])
 @pytest.mark.parametrize("augment", [False, True])
 def test_each_sample_once_per_epoch(loader: str, augment: bool) -> None:
     data = _ids_dataset()
@@ -41,7 +41,7 @@ def test_each_sample_once_per_epoch(loader: str, augment: bool) -> None:
     assert orders[0] != orders[1]  # reshuffled each epoch
 
 
-@pytest.mark.parametrize("loader", ["torch", "gpu"])
+@pytest.mark.parametrize("loader", ["torch", "device"])
 def test_test_split_keeps_the_tail_in_order(loader: str) -> None:
     data = _ids_dataset()
     ld = make_loader(loader, data, LoaderConfig(split="test", batch_size=8, device=CPU,
@@ -54,14 +54,14 @@ def test_test_split_keeps_the_tail_in_order(loader: str) -> None:
 def test_loaders_agree_without_augmentation(family: str, norm: str) -> None:
     data = _ids_dataset(family=family)
     batches = {}
-    for name in ("torch", "gpu"):
+    for name in ("torch", "device"):
         ld = make_loader(name, data, LoaderConfig(split="test", batch_size=30, device=CPU,
                                                   norm=norm))
         batches[name] = next(iter(ld))[0]
-    torch.testing.assert_close(batches["torch"], batches["gpu"], atol=1e-6, rtol=0)
+    torch.testing.assert_close(batches["torch"], batches["device"], atol=1e-6, rtol=0)
 
 
-@pytest.mark.parametrize("loader", ["torch", "gpu"])
+@pytest.mark.parametrize("loader", ["torch", "device"])
 def test_dtype_and_channels_last(loader: str) -> None:
     data = _ids_dataset()
     ld = make_loader(loader, data, LoaderConfig(
@@ -71,11 +71,11 @@ def test_dtype_and_channels_last(loader: str) -> None:
     assert x.dtype == torch.bfloat16 and x.is_contiguous(memory_format=torch.channels_last)
 
 
-def test_gpu_loader_shards_are_disjoint() -> None:
+def test_device_loader_shards_are_disjoint() -> None:
     data = _ids_dataset(n_train=64)
     seen = []
     for rank in range(2):
-        ld = make_loader("gpu", data, LoaderConfig(
+        ld = make_loader("device", data, LoaderConfig(
             split="train", batch_size=8, device=CPU, norm="cifar10", shuffle=True,
             drop_last=True, seed=5, rank=rank, world_size=2))
         seen.append({v for _, y in ld for v in y.tolist()})
@@ -85,5 +85,5 @@ def test_gpu_loader_shards_are_disjoint() -> None:
 def test_unknown_loader_lists_choices() -> None:
     from bench.errors import BenchError
 
-    with pytest.raises(BenchError, match="choices: torch, gpu, ffcv"):
+    with pytest.raises(BenchError, match="choices: torch, device, ffcv"):
         make_loader("dali", _ids_dataset(), LoaderConfig(split="train", batch_size=8, device=CPU))

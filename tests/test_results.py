@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _result(**kw) -> Result:
-    cfg = {"model": "fc", "dataset": "mnist", "loader": "gpu", "precision": "fp32",
+    cfg = {"model": "fc", "dataset": "mnist", "loader": "device", "precision": "fp32",
            "compile": "none", "channels_last": False, "batch_size": 64, "recipe": "fast",
            "device": "cpu"}
     return Result(config=cfg, env={"host": "h", "cpu_model": "cpu"},
@@ -102,9 +102,9 @@ def test_labels_and_keys() -> None:
     assert device_label(env, "cpu") == "CPU Zen x2"
     assert device_slug("NVIDIA H100 80GB HBM3") == "nvidia-h100-80gb-hbm3"
     row = flatten(_doc())
-    assert run_key(row) == ("fc", "mnist", "gpu", "fp32", "none", False, 64, "fast", None,
+    assert run_key(row) == ("fc", "mnist", "device", "fp32", "none", False, 64, "fast", None,
                             "train", None)  # an absent measure reads as a training run
-    assert config_label(run_key(row)) == "fc/mnist gpu fp32 bs64 recipe=fast"
+    assert config_label(run_key(row)) == "fc/mnist device fp32 bs64 recipe=fast"
     assert norm(float("nan")) is None and norm(128.0) == 128 and num(True) is None
 
 
@@ -118,7 +118,7 @@ def test_tables_escape_cells_and_pad_columns() -> None:
 
 def _suite_doc(model: str, recipe: str, repeat: int = 0, status: str = "ok", real: bool = True,
                **summary: float) -> dict:
-    cfg = {"model": model, "dataset": "mnist", "loader": "gpu", "precision": "fp32",
+    cfg = {"model": model, "dataset": "mnist", "loader": "device", "precision": "fp32",
            "compile": "none", "channels_last": False, "batch_size": 64, "recipe": recipe,
            "world_size": 1}
     r = Result(config=cfg, env={}, status=status, repeat=repeat, data={"real": real},
@@ -145,18 +145,18 @@ def test_suite_tables() -> None:
         "| model | dataset | recipe | loader | precision | CL | compile | bs | status | images/s"
         " | epoch s | accuracy % | time to target s | warm-up s | MFU % |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
-        "| fc | mnist | seed | gpu | fp32 | n | none | 64 | ok | 1,500 | 40.00 | 97.00 | 80.00"
+        "| fc | mnist | seed | device | fp32 | n | none | 64 | ok | 1,500 | 40.00 | 97.00 | 80.00"
         " | 0.50 | - |",
-        "| fc | mnist | fast | gpu | fp32 | n | none | 64 | ok | 30,000 | 2.00 | 98.00 | 1.25"
+        "| fc | mnist | fast | device | fp32 | n | none | 64 | ok | 30,000 | 2.00 | 98.00 | 1.25"
         " | 0.25 | 12.5 |",
-        "| fc | mnist | fast | gpu | fp32 | n | none | 64 | ok | 36,000 | 1.50 | 96.00 | -"
+        "| fc | mnist | fast | device | fp32 | n | none | 64 | ok | 36,000 | 1.50 | 96.00 | -"
         " | - | - |",
-        "| cnn | mnist (synthetic) | fast | gpu | fp32 | n | none | 64 | oom | - | - | - | -"
+        "| cnn | mnist (synthetic) | fast | device | fp32 | n | none | 64 | oom | - | - | - | -"
         " | - | - |"]
     assert repeats_table(docs).splitlines()[2:] == [
-        "| fc/mnist/gpu/fp32 bs64 seed | 1 | 1,500 (1,500-1,500) | 40.00 (40.00-40.00)"
+        "| fc/mnist/device/fp32 bs64 seed | 1 | 1,500 (1,500-1,500) | 40.00 (40.00-40.00)"
         " | 97.00 +- 0.00 |",
-        "| fc/mnist/gpu/fp32 bs64 fast | 2 | 33,000 (30,000-36,000) | 1.75 (1.50-2.00)"
+        "| fc/mnist/device/fp32 bs64 fast | 2 | 33,000 (30,000-36,000) | 1.75 (1.50-2.00)"
         " | 97.00 +- 1.41 |"]
 
 

@@ -24,7 +24,7 @@ def _cfg(tiny_data, tmp_path: Path, **kw) -> RunConfig:
     return RunConfig(**base)
 
 
-@pytest.mark.parametrize("loader", ["torch", "gpu"])
+@pytest.mark.parametrize("loader", ["torch", "device"])
 def test_run_writes_a_complete_result(tiny_data, tmp_path: Path, loader: str) -> None:
     result, path = run(_cfg(tiny_data, tmp_path, loader=loader, epochs=2, batch_size=32))
     assert result.status == "ok" and path is not None
@@ -42,7 +42,7 @@ def test_run_writes_a_complete_result(tiny_data, tmp_path: Path, loader: str) ->
 def test_max_steps_and_eval_every(tiny_data, tmp_path: Path) -> None:
     result, _ = run(_cfg(tiny_data, tmp_path, model="lenet", dataset="cifar10", max_steps=5,
                          batch_size=16, eval_every=2, precision="bf16", channels_last=True,
-                         loader="gpu"))
+                         loader="device"))
     assert result.status == "ok" and result.summary["steps"] == 5
     assert [e["step"] for e in result.evals] == [2, 4, 5]
 
@@ -83,7 +83,8 @@ def test_out_of_memory_is_recorded(tiny_data, tmp_path, monkeypatch) -> None:
 
 
 def test_ctrl_c_records_completed_epochs(tiny_data, tmp_path, monkeypatch) -> None:
-    _raise_in_step(monkeypatch, KeyboardInterrupt(), at=12)  # 8 steps/epoch at batch 32
+    # 8 steps/epoch at batch 32, after the 5 steps of the untimed warm-up pass
+    _raise_in_step(monkeypatch, KeyboardInterrupt(), at=5 + 12)
     result, path = run(_cfg(tiny_data, tmp_path, batch_size=32, epochs=3))
     assert result.status == "interrupted" and len(result.epochs) == 1
     files = list((tmp_path / "out").iterdir())
@@ -145,7 +146,7 @@ def test_batch_size_auto_backs_off(tiny_data, tmp_path, monkeypatch) -> None:
 @pytest.mark.parametrize("argv,match", [
     (["--model", "resnet"], "unknown model 'resnet'; choices: fc, cnn, lenet, vgg11, vgg16"),
     (["--model", "fc", "--dataset", "imagenet"], "unknown dataset 'imagenet'; choices"),
-    (["--model", "fc", "--loader", "dali"], "unknown loader 'dali'; choices: torch, gpu, ffcv"),
+    (["--model", "fc", "--loader", "dali"], "unknown loader 'dali'; choices: torch, device, ffcv"),
     (["--model", "fc", "--dataset", "cifar10"], "takes mnist-shaped input"),
     (["--model", "fc", "--batch-size", "0"], "--batch-size must be positive"),
     (["--model", "fc", "--epochs", "0"], "--epochs must be positive"),
@@ -190,23 +191,24 @@ def test_env_prints_fingerprint(capsys) -> None:
 def test_suite_table_summarises_repeats(tmp_path) -> None:
     from bench.results import Result, write_result
 
-    cfg = {"model": "fc", "dataset": "mnist", "loader": "gpu", "precision": "fp32",
+    cfg = {"model": "fc", "dataset": "mnist", "loader": "device", "precision": "fp32",
            "compile": "none", "channels_last": False, "batch_size": 64, "recipe": "fast",
            "world_size": 1}
     paths = [write_result(Result(config=cfg, env={}, repeat=r, summary={
         "images_per_s": ips, "epoch_time_s": 60000 / ips, "final_test_acc": acc}), tmp_path)
         for r, (ips, acc) in enumerate([(100.0, 0.90), (120.0, 0.92), (110.0, 0.94)])]
     table = suite_table(paths)
-    assert "| fc/mnist/gpu/fp32 bs64 fast | 3 | 110 (100-120) |" in table
+    assert "| fc/mnist/device/fp32 bs64 fast | 3 | 110 (100-120) |" in table
     assert "92.00 +- 2.00" in table
 
 
 def test_frequent_evaluation_keeps_warmup_out_of_steady_state(tiny_data, tmp_path) -> None:
+    """The warm-up is its own untimed pass (epoch -1) before step 0; every training window,
+    however short the evaluations make it, is steady state."""
     result, _ = run(_cfg(tiny_data, tmp_path, batch_size=16, max_steps=9, eval_every=2,
-                         loader="gpu"))
-    step, ends = 0, []
-    for w in result.windows:  # (step at which the window ended, counted as warm-up?)
-        step += w["steps"]
-        ends.append((step, w["warmup"]))
-    assert ends == [(2, True), (4, True), (5, True), (6, False), (8, False), (9, False)]
-    assert result.summary["steady_windows"] == 3
+                         loader="device"))
+    assert [(w["epoch"], w["steps"], w["warmup"]) for w in result.windows] == [
+        (-1, 5, True), (0, 2, False), (0, 2, False), (0, 2, False), (0, 2, False),
+        (0, 1, False)]
+    assert result.summary["steady_windows"] == 5 and result.summary["steps"] == 9
+    assert [e["step"] for e in result.evals] == [2, 4, 6, 8, 9]

@@ -16,13 +16,22 @@ from .base import NORMS, Loader, LoaderConfig
 # the loader that needs it.
 _LOADER_MODULES: dict[str, str] = {
     "torch": "bench.loaders.torch_loader",
-    "gpu": "bench.loaders.gpu_loader",
+    "device": "bench.loaders.device_loader",
     "ffcv": "bench.loaders.ffcv_loader",
 }
 LOADERS = tuple(_LOADER_MODULES)
+# Former names still accepted on the command line (and read in old result files as the new
+# name): the device-resident loader was called `gpu`, though it runs on a CPU too.
+LOADER_ALIASES: dict[str, str] = {"gpu": "device"}
+
+
+def canonical_loader(name: str) -> str:
+    """The loader's current name for `name` (an alias or a name; unknown names unchanged)."""
+    return LOADER_ALIASES.get(name, name)
 
 
 def get_loader_factory(name: str) -> Callable[[DatasetArrays, LoaderConfig], Loader]:
+    name = canonical_loader(name)
     if name not in _LOADER_MODULES:
         raise BenchError(f"unknown loader {name!r}; choices: {', '.join(LOADERS)}")
     module = importlib.import_module(_LOADER_MODULES[name])
@@ -33,4 +42,5 @@ def make_loader(name: str, data: DatasetArrays, cfg: LoaderConfig) -> Loader:
     return get_loader_factory(name)(data, cfg)
 
 
-__all__ = ["LOADERS", "NORMS", "Loader", "LoaderConfig", "get_loader_factory", "make_loader"]
+__all__ = ["LOADERS", "LOADER_ALIASES", "NORMS", "Loader", "LoaderConfig", "canonical_loader",
+           "get_loader_factory", "make_loader"]

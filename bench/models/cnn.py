@@ -29,7 +29,7 @@ class CNN(nn.Module):
 # fast: bf16 channels-last, one-cycle Adam over half an epoch, evaluation every 5 steps; on the
 # CPU it runs best on torch's default threads (docs/perf.md).
 _FAST = Recipe("fast", batch_size=256, optimizer="adam", lr=0.02, schedule="onecycle",
-               warmup_frac=0.2, epochs=0.5, precision="bf16", channels_last=True, loader="gpu",
+               warmup_frac=0.2, epochs=0.5, precision="bf16", channels_last=True, loader="device",
                norm="mnist", eval_every=5, stop_at_target=True, fused_optimizer=True)
 # Its settings, run eagerly in bf16 on the 2-core CPU with real data (2026-11-24), reached
 # 95% on mnist at step 54 of 106 and 77% on mnist-perm at step 30 of 106.

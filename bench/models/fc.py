@@ -28,7 +28,7 @@ class FC(nn.Module):
 # every 5 steps to stop at the target. Tuned on the 2-core CPU (docs/perf.md): one thread, as
 # OpenMP spin-waits cost 4x when a neighbour is busy.
 _FAST = Recipe("fast", batch_size=256, optimizer="adam", lr=0.04, schedule="onecycle",
-               warmup_frac=0.2, epochs=0.6, loader="gpu", norm="mnist", eval_every=5,
+               warmup_frac=0.2, epochs=0.6, loader="device", norm="mnist", eval_every=5,
                stop_at_target=True, threads=1, fused_optimizer=True)
 # Its settings, run eagerly in bf16 on the 2-core CPU with real data (2026-11-24), reached
 # 88% on mnist at step 51 of 117 and 86% on mnist-perm at step 75 of 117.

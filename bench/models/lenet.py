@@ -31,7 +31,7 @@ class LeNet(nn.Module):
 # fast: one-cycle Adam, bf16 channels-last, 5 epochs of batch 128 (docs/perf.md: LeNet's
 # ceiling is near 63-65%, so the 62% target sits at the top of its curve).
 _FAST = Recipe("fast", batch_size=128, optimizer="adam", lr=0.005, schedule="onecycle",
-               warmup_frac=0.2, epochs=5, precision="bf16", channels_last=True, loader="gpu",
+               warmup_frac=0.2, epochs=5, precision="bf16", channels_last=True, loader="device",
                norm="half", eval_every=40, stop_at_target=True, fused_optimizer=True)
 # Its settings, run eagerly in bf16 on the 2-core CPU with real data (2026-11-24), reached
 # 62% at step 679 of 970 (62.07% at the end of epoch 7: a thin margin).

@@ -58,7 +58,7 @@ _SEED = Recipe("seed", batch_size=128, optimizer="adam", lr=1e-3, epochs=10, aug
 # steps (about 4 an epoch of 390 steps) to stop at the target.
 _FAST = Recipe("fast", batch_size=128, optimizer="sgd", lr=0.1, momentum=0.9, nesterov=True,
                weight_decay=5e-4, schedule="onecycle", warmup_frac=0.2, epochs=10,
-               precision="bf16", channels_last=True, loader="gpu", augment=True, norm="cifar10",
+               precision="bf16", channels_last=True, loader="device", augment=True, norm="cifar10",
                label_smoothing=0.1, eval_every=98, stop_at_target=True, fused_optimizer=True)
 # fast@cuda: UNTESTED ON A GPU (none was lent when it was written). Compute-bound (cuDNN's
 # convolutions): torch.compile "default" fuses BN+ReLU without max-autotune's minutes of kernel

@@ -13,7 +13,9 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Any, TypedDict
 
-SCHEMA_VERSION = 1
+# 2: time_to_accuracy_s is the training clock after an untimed warm-up pass (beside it the
+# cold and wall-clock figures and images_to_accuracy); 1 counted a timed warm-up window in it.
+SCHEMA_VERSION = 2
 STATUSES = ("ok", "oom", "nan", "interrupted", "error")
 
 
@@ -48,7 +50,7 @@ class EpochRow(TypedDict):
     images_per_s: float | None
     train_loss: float
     cumulative_train_time_s: float
-    timed: bool  # False for the first of several epochs (warm-up), kept out of epoch_time_s
+    timed: bool  # a complete epoch (older results: not the first of several); epoch_time_s
     test_loss: float | None
     test_acc: float | None
     eval_time_s: float | None
@@ -64,8 +66,9 @@ class Summary(TypedDict, total=False):
     images_per_s_q1: float
     images_per_s_q3: float
     steady_windows: int
-    epoch_time_s: float | None
-    epoch_time_source: str | None
+    epoch_time_s: float | None  # measured: median over complete epochs (None if none ran)
+    epoch_time_extrapolated_s: float | None  # no complete epoch: epoch images / images/s
+    epoch_time_source: str | None  # says which of the two, and how
     # --measure throughput: images_per_s is `estimator` over the windows; median kept beside
     images_per_s_median: float | None
     estimator: str
@@ -79,13 +82,20 @@ class Summary(TypedDict, total=False):
     final_test_acc: float | None
     best_test_acc: float | None
     target_accuracy: float | None
+    # time to target, three ways (result.timed_window names each): the training clock after
+    # the untimed warm-up pass (headline); plus that pass (start-up costs); the wall clock from
+    # step 0 to the end of the evaluation that reached it (evaluations included, MLPerf's view)
     time_to_accuracy_s: float | None
+    time_to_accuracy_cold_s: float | None
+    time_to_accuracy_wall_s: float | None
     steps_to_accuracy: int | None
+    images_to_accuracy: int | None  # images trained on (all ranks) until the target was reached
     # clocks
     steps: int
     total_train_time_s: float
     total_eval_time_s: float
-    warmup_time_s: float | None
+    warmup_time_s: float | None  # the untimed warm-up pass (older results: the first window)
+    wall_time_s: float | None  # the whole run: data, build, warm-up, training, evaluation
     compile_time_s: float | None
     # model and hardware efficiency
     params: int
@@ -214,6 +224,24 @@ class Result:
         parts = [stamp, c.get("model"), c.get("dataset"), c.get("loader"), c.get("precision"),
                  f"r{self.repeat}", self.run_id]
         return "-".join(str(p) for p in parts if p is not None) + ".json"
+
+
+def upgrade(doc: dict[str, Any]) -> dict[str, Any]:
+    """An older result as this version reads it (a new dict; the file is left alone). Schema 1
+    counted the warm-up window in the training clock, so its time to target is the cold figure
+    (start-up costs included); the warm one was not measured. Images to target follow from
+    its steps and the global batch."""
+    if doc.get("schema_version", SCHEMA_VERSION) >= 2 or not isinstance(doc.get("summary"), dict):
+        return doc
+    s = dict(doc["summary"])
+    if "time_to_accuracy_s" in s and "time_to_accuracy_cold_s" not in s:
+        s["time_to_accuracy_cold_s"] = s["time_to_accuracy_s"]
+        s["time_to_accuracy_s"] = None
+    batch = (doc.get("config") or {}).get("batch_size")
+    steps = s.get("steps_to_accuracy")
+    if "images_to_accuracy" not in s and isinstance(batch, int) and isinstance(steps, int):
+        s["images_to_accuracy"] = steps * batch
+    return {**doc, "summary": s}
 
 
 def _json_safe(obj: Any) -> Any:

@@ -31,7 +31,7 @@ from ..errors import BenchError
 from ..fsutil import writable_dir
 from .frames import typed
 from .rows import Key, docs_epochs, docs_frame, run_key
-from .schema import SCHEMA_VERSION, STATUSES, Result, ResultDoc
+from .schema import SCHEMA_VERSION, STATUSES, Result, ResultDoc, upgrade
 
 StrPath = str | os.PathLike[str]
 
@@ -145,7 +145,7 @@ def validate_doc(doc: Any, where: str) -> ResultDoc:
         if doc.get(key) is not None and not isinstance(doc[key], kind):
             raise BenchError(f"{where}: '{key}' is a {type(doc[key]).__name__}, expected a "
                              f"{kind.__name__} (a damaged or hand-edited result file?)")
-    return {**doc, "_path": where}
+    return upgrade({**doc, "_path": where})
 
 
 # The sections readers index into: a wrong type there would be a traceback deep in a reader.

@@ -1,4 +1,5 @@
-"""Whole dataset resident on the device as uint8; batches are prepared there in one call.
+"""The `device` loader: the whole dataset resident on the run's device (a GPU, or the CPU) as
+uint8; batches are prepared there in one call. (It was called `gpu`; that name is an alias.)
 
 Each epoch draws a fresh order from a generator seeded by (seed, epoch), identical on every
 rank, and a rank keeps its contiguous shard. Crop offsets and flips are drawn from the same
@@ -21,7 +22,7 @@ from .base import LoaderConfig, shard_indices
 PAD = 4
 
 
-class GPULoader:
+class DeviceLoader:
     def __init__(self, data: DatasetArrays, cfg: LoaderConfig) -> None:
         self.cfg = cfg
         x, y = (data.train_x, data.train_y) if cfg.split == "train" else (data.test_x, data.test_y)
@@ -72,11 +73,12 @@ class GPULoader:
             yield x, self.labels[idx]
 
     def describe(self) -> dict[str, Any]:
-        return {"name": "gpu", "batch_size": self.cfg.batch_size, "resident": str(self.cfg.device),
+        return {"name": "device", "batch_size": self.cfg.batch_size,
+                "resident": str(self.cfg.device),
                 "augment": "crop32 pad4 + hflip" if self.cfg.augment else None,
                 "backend": self.backend, "drop_last": self.cfg.drop_last,
                 "shuffle": self.cfg.shuffle, "dataset_bytes": self.images.numel()}
 
 
-def build(data: DatasetArrays, cfg: LoaderConfig) -> GPULoader:
-    return GPULoader(data, cfg)
+def build(data: DatasetArrays, cfg: LoaderConfig) -> DeviceLoader:
+    return DeviceLoader(data, cfg)

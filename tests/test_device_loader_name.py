@@ -1,0 +1,47 @@
+"""The device-resident loader is called `device` (it runs on a CPU too); `gpu`, its former
+name, is still accepted on the command line and read from old result files as `device`."""
+
+import argparse
+
+import numpy as np
+import pytest
+import torch
+
+from bench.errors import BenchError
+from bench.loaders import LOADERS, canonical_loader, get_loader_factory
+from bench.results.rows import config_label, run_key
+from bench.runspec import RunConfig, add_run_flags
+
+
+def test_the_registry_names_device_and_keeps_gpu_as_an_alias() -> None:
+    assert LOADERS == ("torch", "device", "ffcv") and "gpu" not in LOADERS
+    assert canonical_loader("gpu") == "device" and canonical_loader("torch") == "torch"
+    assert get_loader_factory("gpu") is get_loader_factory("device")
+    with pytest.raises(BenchError, match="unknown loader 'dali'; choices: torch, device, ffcv"):
+        get_loader_factory("dali")
+
+
+def test_loader_gpu_on_the_command_line_reads_as_device() -> None:
+    parser = argparse.ArgumentParser()
+    add_run_flags(parser, include=("model", "loader"))
+    args = parser.parse_args(["--model", "fc", "--loader", "gpu"])
+    assert RunConfig.from_args(args).loader == "device"
+
+
+def test_old_results_with_loader_gpu_key_and_label_as_device() -> None:
+    old = {"model": "cnn", "dataset": "mnist", "loader": "gpu", "precision": "bf16"}
+    new = {**old, "loader": "device"}
+    assert run_key(old) == run_key(new)
+    assert config_label(run_key(old)).startswith("cnn/mnist device bf16")
+
+
+def test_the_loader_describes_itself_as_device() -> None:
+    from bench.datasets import DatasetArrays
+    from bench.loaders import LoaderConfig, make_loader
+
+    data = DatasetArrays("ids", "mnist", np.zeros((8, 28, 28, 1), np.uint8), np.arange(8),
+                         np.zeros((4, 28, 28, 1), np.uint8), np.arange(4),
+                         [str(i) for i in range(10)], real=False, source="test")
+    ld = make_loader("gpu", data, LoaderConfig(split="train", batch_size=4,
+                                               device=torch.device("cpu")))
+    assert ld.describe()["name"] == "device" and type(ld).__name__ == "DeviceLoader"
