@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from .defaults import COMPILE_MODES, PRECISIONS, WARMUP_STEPS, WINDOW_STEPS
 from .defaults import precision as precision_spec
 from .device import now, synchronize
+from .nvml import open_telemetry
 from .recipes import Recipe
 from .results.schema import EpochRow, EvalRow
 
@@ -83,6 +84,7 @@ class TrainState:
     time_to_accuracy_s: float | None = None
     steps_to_accuracy: int | None = None
     reached_target: bool = False
+    telemetry: Any = None  # bench.nvml.Telemetry: GPU samples at window edges
 
 
 def autocast_context(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
@@ -315,6 +317,8 @@ class _Trainer:
                                     warmup=state.warmup_time_s is None))
         state.train_time_s += seconds
         ep.seconds += seconds
+        if state.telemetry is not None:  # the device has just synchronised: off the clock
+            state.telemetry.sample()
         if ends_warmup and state.warmup_time_s is None:
             state.warmup_time_s = state.train_time_s
 
@@ -355,6 +359,8 @@ def train(step: StepFn, model: nn.Module, train_loader: Any, test_loader: Any,
     """Run the epochs, filling `state` as it goes (so an interruption loses nothing)."""
     evaluate_fn = evaluate_fn or (lambda: evaluate(model, test_loader, device, precision))
     model.train()
+    if state.telemetry is None:
+        state.telemetry = open_telemetry(device)
     _Trainer(step, train_loader, device, cfg, state, progress, evaluate_fn).run()
     synchronize(device)
     return state

@@ -35,6 +35,7 @@ import torch
 from .device import now, synchronize
 from .engine import StepFn, TrainState, Window
 from .errors import BenchError
+from .nvml import open_telemetry
 
 WINDOWS = 20  # timed windows per run
 WARMUP_FRACTION = 0.25  # of the budget, spent untimed after the warm-up steps
@@ -116,6 +117,8 @@ def measure_throughput(step: StepFn, loader: Any, device: torch.device,
     if len(loader) == 0:
         raise BenchError("the loader yields no batches")
     batches = endless(loader)
+    if state.telemetry is None:
+        state.telemetry = open_telemetry(device)
     warm_steps, warm_s, per_step = _warm_up(step, batches, device, cfg)
     state.warmup_time_s = warm_s
     state.windows.append(Window(-1, warm_steps, warm_steps * cfg.batch_size, warm_s, True))
@@ -135,6 +138,7 @@ def measure_throughput(step: StepFn, loader: Any, device: torch.device,
         state.windows.append(Window(0, n, n * cfg.batch_size, seconds, False))
         state.train_time_s += seconds
         timed_steps += n
+        state.telemetry.sample()  # at the window edge, after its sync: off the clock
     state.steps = warm_steps + timed_steps
     synchronize(device)
     return state
