@@ -41,6 +41,8 @@ VERBS: dict[str, tuple[str, str]] = {
                 "by side"),
     "peak": ("bench.peak:register", "measure this device's FLOP/s and copy GB/s (cached)"),
     "sweep": ("bench.sweep:register", "images/s against batch size for one model (table + PNG)"),
+    "doctor": ("bench.doctor:register", "self-check of this machine: every path, a pass/fail "
+               "table (and JSON)"),
 }
 
 
@@ -56,7 +58,15 @@ def _run_line(result: Any, path: Any) -> str:
             f"train {s.get('total_train_time_s') or 0:.2f}s "
             f"(warm-up {s.get('warmup_time_s') or 0:.2f}s), "
             + (f"time-to-target {tta:.2f}s" if tta is not None else "target not reached")
-            + (f" -> {path}" if path else ""))
+            + (f" -> {path}" if path else "") + _throttle_note(s))
+
+
+def _throttle_note(summary: Any) -> str:
+    """The GPU-throttled warning (bench.nvml), on the same line; empty when it did not."""
+    from .nvml import throttle_warning
+
+    warning = throttle_warning(summary)
+    return f"; {warning}" if warning else ""
 
 
 def _status_code(status: str) -> int:
