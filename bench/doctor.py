@@ -25,7 +25,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +52,6 @@ class Context:
     full: bool = False  # the whole matrix, also on a CPU and past the time budget
     device: Any = None  # torch.device once the device check resolved it, else None
     device_error: str | None = None  # why it could not be resolved
-    notes: dict[str, Any] = field(default_factory=dict)  # facts one check leaves for others
 
     @property
     def cuda(self) -> bool:
@@ -204,7 +203,7 @@ def report(rows: list[Row], ctx: Context, seconds: float) -> dict[str, Any]:
             "seconds": round(seconds, 1),
             "counts": {s: sum(r.status == s for r in rows) for s in STATUSES},
             "ok": not any(r.status == "fail" for r in rows),
-            "checks": [asdict(r) for r in rows], "notes": ctx.notes}
+            "checks": [asdict(r) for r in rows]}
 
 
 def all_checks(ctx: Context) -> list[Check]:

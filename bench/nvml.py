@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib
 import statistics
+import uuid as uuid_mod
 from typing import TYPE_CHECKING, Any
 
 from .results.schema import GpuTelemetry
@@ -49,7 +50,11 @@ def decode_throttle(mask: int) -> list[str]:
 
 def normalise_uuid(value: Any) -> str:
     """'GPU-5a7d...' (NVML), '5a7d...' (torch) and bytes all compare as '5a7d...'."""
-    text = value.decode() if isinstance(value, bytes) else str(value)
+    raw = getattr(value, "bytes", None)  # torch's _CUuuid, should its str() be raw bytes
+    if isinstance(raw, bytes) and len(raw) == 16:
+        text = str(uuid_mod.UUID(bytes=raw))
+    else:
+        text = value.decode() if isinstance(value, bytes) else str(value)
     text = text.strip().lower()
     for prefix in ("gpu-", "mig-"):
         if text.startswith(prefix):

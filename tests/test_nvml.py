@@ -204,3 +204,12 @@ def test_on_a_cpu_the_telemetry_says_why_it_is_empty(tiny_data, tmp_path) -> Non
     tele = result.summary["gpu_telemetry"]
     assert result.status == "ok" and tele["available"] is False
     assert tele["reason"] == "not a CUDA device" and tele["samples"] == 0
+
+
+def test_uuid_forms_compare_equal() -> None:
+    import uuid
+
+    plain = "aaaaaaaa-0000-0000-0000-000000000000"
+    as_bytes = types.SimpleNamespace(bytes=uuid.UUID(plain).bytes)
+    assert {nvml.normalise_uuid(v) for v in (f"GPU-{plain.upper()}", plain.encode(), plain,
+                                             as_bytes)} == {plain}
