@@ -214,9 +214,10 @@ def all_checks(ctx: Context) -> list[Check]:
 
 
 def _select(checks: list[Check], only: list[str] | None) -> list[Check]:
+    """The checks `--only` names; the device check always (the others need its device)."""
     if not only:
         return checks
-    return [c for c in checks if any(o in c.name for o in only)]
+    return [c for c in checks if not c.needs_device or any(o in c.name for o in only)]
 
 
 def _finish(rows: list[Row], ctx: Context, start: float, json_path: str | None) -> int:

@@ -136,7 +136,7 @@ def check_peak(ctx: Context) -> str:
     bad = [p for p, v in probes.items() if not (math.isfinite(v) and v > 0)]
     if bad:
         raise Fail(f"peak probes gave no positive figure for {bad}: {probes}")
-    figures = f"{source} TFLOP/s: " + ", ".join(f"{p} {v / 1e12:.1f}" for p, v in probes.items())
+    figures = f"{source} TFLOP/s: " + ", ".join(f"{p} {v / 1e12:.3g}" for p, v in probes.items())
     if not ctx.cuda:
         return f"{figures} (no vendor figure for a CPU)"
     name = gpu_name(ctx.device)

@@ -224,3 +224,12 @@ def test_the_cpu_doctor_passes(tmp_path, capsys) -> None:
     assert all(rows[f"model:{m}:eager:fp32"]["status"] == "pass" for m in MODELS)
     assert rows["loader:torch"]["status"] == rows["loader:gpu"]["status"] == "pass"
     assert doc["resolved_device"] == "cpu" and "model:vgg16:eager:fp32" in table
+
+
+def test_only_keeps_the_device_check(tmp_path) -> None:
+    out = tmp_path / "d.json"
+    assert main(["doctor", "--device", "cpu", "--only", "toolchain", "--json", str(out),
+                 "--quiet"]) == 0
+    doc = json.loads(out.read_text())
+    assert [(r["name"], r["status"]) for r in doc["checks"]] == [("device", "pass"),
+                                                                 ("toolchain", "pass")]
