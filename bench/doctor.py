@@ -81,6 +81,14 @@ class Row:
     seconds: float
 
 
+class Stopped(Exception):
+    """The doctor was interrupted; `rows` are the checks done, the interrupted one last."""
+
+    def __init__(self, rows: list[Row]) -> None:
+        super().__init__("interrupted")
+        self.rows = rows
+
+
 class CheckTimeout(BaseException):
     """Raised in the check by SIGALRM at its timeout. A BaseException, so that the runner's
     `except Exception` (which turns errors into a result status) lets it through."""
@@ -177,7 +185,12 @@ def run_checks(checks: list[Check], ctx: Context, budget_s: float = BUDGET_S,
     hang = (lambda row: on_hang([*rows, row])) if on_hang is not None else None
     for i, check in enumerate(checks):
         spent = time.monotonic() - start > budget_s
-        row = run_check(check, ctx, over_budget=budget_s if spent else None, on_hang=hang)
+        try:
+            row = run_check(check, ctx, over_budget=budget_s if spent else None, on_hang=hang)
+        except KeyboardInterrupt:
+            rows.append(Row(check.name, "fail", "interrupted (Ctrl-C or a signal); the doctor "
+                            "stopped here", 0.0))
+            raise Stopped(rows) from None
         rows.append(row)
         if progress is not None:
             progress(i, row)
@@ -253,7 +266,11 @@ def cmd_doctor(args: argparse.Namespace) -> int:
             _finish(rows, ctx, start, args.json)
             os._exit(1)
 
-        rows = run_checks(checks, ctx, args.budget_s, progress, hung)
+        try:
+            rows = run_checks(checks, ctx, args.budget_s, progress, hung)
+        except Stopped as exc:  # the table so far, then the usual interrupted exit
+            _finish(exc.rows, ctx, start, args.json)
+            raise KeyboardInterrupt from None
         return _finish(rows, ctx, start, args.json)
 
 

@@ -192,8 +192,9 @@ def _compare_kernel(args: dict[str, Any], dtype: Any, where: str) -> None:
 
     ref = prepare_batch_reference(**args, out_dtype=torch.float32)
     got = prepare_batch_triton(**args, out_dtype=dtype)
-    if got.shape != ref.shape or got.dtype != dtype:
-        raise Fail(f"{where}: got {tuple(got.shape)} {got.dtype}, expected {tuple(ref.shape)}")
+    if got.shape != ref.shape or got.dtype != dtype or got.device != args["data"].device:
+        raise Fail(f"{where}: got {tuple(got.shape)} {got.dtype} on {got.device}, expected "
+                   f"{tuple(ref.shape)} on {args['data'].device}")
     if dtype == torch.float32:
         if not torch.equal(got, ref):
             diff = (got - ref).abs()
@@ -251,6 +252,9 @@ def check_result(result: Any, ctx: Context, dev: Any, expect: dict[str, Any]) ->
         raise Fail(f"the result's config differs from the run asked for: {wrong} (got, asked)")
     _check_env_names_device(result.env, dev)
     s = result.summary
+    asked = result.config.get("max_steps")
+    if asked and s.get("steps") != asked:
+        raise Fail(f"{s.get('steps')} steps done, {asked} asked")
     ips = s.get("images_per_s")
     if not (isinstance(ips, (int, float)) and math.isfinite(ips) and ips > 0):
         raise Fail(f"images/s is {ips!r}")

@@ -174,6 +174,7 @@ def test_every_result_is_checked(tmp_path) -> None:
          {}, "status oom: out of memory at batch size 512"),
         (_result(), {"precision": "bf16"}, "'precision': ('fp32', 'bf16')"),
         (_result(env={"gpus": []}), {}, "names no CPU model"),
+        (_result(config={"max_steps": 6}, summary={"steps": 4}), {}, "4 steps done, 6 asked"),
         (_result(summary={"images_per_s": 0.0}), {}, "images/s is 0.0"),
         (_result(summary={"images_per_s": 5.0, "mfu": 1.7}), {}, "mfu 1.7 is outside (0, 1)"),
         (_result(summary={"images_per_s": 5.0, "mfu_vendor": 0.0}), {}, "mfu_vendor 0.0"),
@@ -233,3 +234,17 @@ def test_only_keeps_the_device_check(tmp_path) -> None:
     doc = json.loads(out.read_text())
     assert [(r["name"], r["status"]) for r in doc["checks"]] == [("device", "pass"),
                                                                  ("toolchain", "pass")]
+
+
+def test_an_interruption_still_writes_the_table(monkeypatch, tmp_path, capsys) -> None:
+    def interrupted(ctx: Context) -> str:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(doctor, "all_checks", lambda ctx: [
+        Check("fine", _fine, needs_device=False), Check("stop", interrupted, needs_device=False),
+        Check("never", _fine, needs_device=False)])
+    out = tmp_path / "d.json"
+    code = main(["doctor", "--device", "cpu", "--json", str(out), "--quiet"])
+    assert code == 130 and "bench: stopped by" in capsys.readouterr().err
+    rows = json.loads(out.read_text())["checks"]
+    assert [(r["name"], r["status"]) for r in rows] == [("fine", "pass"), ("stop", "fail")]
