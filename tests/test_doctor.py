@@ -248,3 +248,38 @@ def test_an_interruption_still_writes_the_table(monkeypatch, tmp_path, capsys) -
     assert code == 130 and "bench: stopped by" in capsys.readouterr().err
     rows = json.loads(out.read_text())["checks"]
     assert [(r["name"], r["status"]) for r in rows] == [("fine", "pass"), ("stop", "fail")]
+
+
+HUNG_SCRIPT = """
+import sys, time
+from bench import doctor
+from bench.cli import main
+
+def stubborn(ctx):
+    while True:  # swallows its alarm, as a call stuck in a driver would not return
+        try:
+            time.sleep(60)
+        except BaseException:
+            pass
+
+doctor.HANG_GRACE_S = 0.5
+doctor.all_checks = lambda ctx: [doctor.Check("fine", lambda ctx: "ok", needs_device=False),
+                                 doctor.Check("stuck", stubborn, 0.3, needs_device=False)]
+sys.exit(main(["doctor", "--device", "cpu", "--quiet", "--json", sys.argv[1]]))
+"""
+
+
+def test_a_hung_check_ends_the_doctor_with_the_table(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    out = tmp_path / "d.json"
+    root = Path(__file__).resolve().parent.parent
+    proc = subprocess.run([sys.executable, "-c", HUNG_SCRIPT, str(out)], capture_output=True,
+                          text=True, timeout=60, cwd=root,
+                          env={**os.environ, "PYTHONPATH": str(root)})
+    assert proc.returncode == 1, proc.stderr
+    assert "stuck" in proc.stdout and "hung for 0.8s" in proc.stdout
+    assert "Traceback" not in proc.stderr
+    rows = json.loads(out.read_text())["checks"]
+    assert [(r["name"], r["status"]) for r in rows] == [("fine", "pass"), ("stuck", "fail")]
