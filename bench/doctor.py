@@ -20,6 +20,7 @@ import contextlib
 import datetime as _dt
 import json
 import os
+import re
 import signal
 import sys
 import threading
@@ -28,6 +29,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+from .errors import BenchError
 
 STATUSES = ("pass", "fail", "skip")
 BUDGET_S = 240.0  # the whole table under 5 minutes on one GPU; later checks skip past it
@@ -103,7 +106,7 @@ def _first_line(exc: BaseException) -> str:
 
 def _not_applicable(check: Check, ctx: Context, over_budget: float | None) -> str | None:
     if check.needs_device and ctx.device is None:
-        return f"no usable device ({ctx.device_error or 'see the device check'})"
+        return "no usable device (see the device check)"
     if check.needs_cuda and not ctx.cuda:
         return "needs CUDA"
     if over_budget is not None and check.budgeted and not ctx.full:
@@ -251,6 +254,8 @@ def _finish(rows: list[Row], ctx: Context, start: float, json_path: str | None) 
 def cmd_doctor(args: argparse.Namespace) -> int:
     import tempfile
 
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", args.device):
+        raise BenchError(f"unknown device {args.device!r}; choices: auto, cpu, cuda, cuda:N")
     start = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="bench-doctor-") as tmp:
         ctx = Context(args.device, Path(tmp), data_dir=args.data_dir, full=args.full)

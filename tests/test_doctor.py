@@ -113,7 +113,13 @@ def test_cuda_checks_skip_on_a_cpu_and_everything_skips_without_a_device(tmp_pat
         "needs CUDA"
     ctx = Context("cuda", tmp_path, device_error="no CUDA here")
     row = run_check(Check("x", _fine), ctx)
-    assert (row.status, row.message) == ("skip", "no usable device (no CUDA here)")
+    assert (row.status, row.message) == ("skip", "no usable device (see the device check)")
+
+
+def test_a_bad_device_name_is_one_error_line(capsys) -> None:
+    assert main(["doctor", "--device", "gpu0"]) == 2
+    assert capsys.readouterr().err == ("bench: error: unknown device 'gpu0'; choices: auto, "
+                                       "cpu, cuda, cuda:N\n")
 
 
 def test_cuda_without_cuda_is_one_failed_device_row(tmp_path, capsys) -> None:
