@@ -54,7 +54,6 @@ class Context:
     data_dir: str | None = None
     full: bool = False  # the whole matrix, also on a CPU and past the time budget
     device: Any = None  # torch.device once the device check resolved it, else None
-    device_error: str | None = None  # why it could not be resolved
 
     @property
     def cuda(self) -> bool:

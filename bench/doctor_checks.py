@@ -41,7 +41,6 @@ def check_device(ctx: Context) -> str:
     try:
         ctx.device = devmod.resolve_device(ctx.device_name)
     except BenchError as exc:
-        ctx.device_error = str(exc)
         raise Fail(str(exc)) from None
     if ctx.device.type == "cpu":
         problem = devmod.unusable_gpu("auto")
