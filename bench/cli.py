@@ -47,6 +47,8 @@ VERBS: dict[str, tuple[str, str]] = {
     "sweep": ("bench.sweep:register", "images/s against batch size for one model (table + PNG)"),
     "history": ("bench.history.verb:register", "images/s and time-to-accuracy over commits as a "
                 "static HTML page; or append results to the history store"),
+    "doctor": ("bench.doctor:register", "self-check of this machine: every path, a pass/fail "
+               "table (and JSON)"),
 }
 
 
@@ -57,7 +59,15 @@ def _run_line(result: Any, path: Any) -> str:
 
     for hint in hints(result):
         print(f"bench: hint: {hint}", file=sys.stderr)
-    return run_line(result, path)
+    return run_line(result, path) + _throttle_note(result.summary)
+
+
+def _throttle_note(summary: Any) -> str:
+    """The GPU-throttled warning (bench.nvml), on the same line; empty when it did not."""
+    from .nvml import throttle_warning
+
+    warning = throttle_warning(summary)
+    return f"; {warning}" if warning else ""
 
 
 def _status_code(status: str) -> int:

@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from .defaults import COMPILE_MODES, PRECISIONS, WARMUP_STEPS, WINDOW_STEPS
 from .defaults import precision as precision_spec
 from .device import now, synchronize
+from .nvml import open_telemetry
 from .progress import RunProgress
 from .recipes import Recipe
 from .results.schema import EpochRow, EvalRow
@@ -104,6 +105,7 @@ class TrainState:
     steps_to_accuracy: int | None = None
     reached_target: bool = False
     probe_rates: list[float] = field(default_factory=list)  # throughput mode: machine_probe
+    telemetry: Any = None  # bench.nvml.Telemetry: GPU samples at window edges
 
 
 def autocast_context(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
@@ -376,6 +378,8 @@ class _Trainer:
         state.train_time_s += seconds
         ep.seconds += seconds
         self.progress.window(state.steps, images, seconds)
+        if state.telemetry is not None:  # the device has just synchronised: off the clock
+            state.telemetry.sample()
 
     def _evaluate(self, epoch: int) -> tuple[float, float]:
         """Evaluate off the training clock; note the first time the target is reached."""
@@ -417,6 +421,8 @@ def train(step: StepFn, model: nn.Module, train_loader: Any, test_loader: Any,
     `reset` (see `snapshot`), an untimed warm-up pass comes first."""
     evaluate_fn = evaluate_fn or (lambda: evaluate(model, test_loader, device, precision))
     model.train()
+    if state.telemetry is None:
+        state.telemetry = open_telemetry(device)
     trainer = _Trainer(step, train_loader, device, cfg, state, progress, evaluate_fn)
     if reset is not None and cfg.warmup_steps > 0:
         trainer.warm_up(reset)

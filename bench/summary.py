@@ -142,6 +142,8 @@ def summarise(state: TrainState, loader_images: int, flops: float | None, params
     s.update(_efficiency(s, flops, device, precision))
     s.update(_vendor_mfu(s, device, precision))
     s["peak_precision"] = precision
+    if state.telemetry is not None:
+        s["gpu_telemetry"] = state.telemetry.summary()
     return s
 
 

@@ -37,6 +37,7 @@ from .device import now, synchronize
 from .engine import StepFn, TrainState, Window, endless
 from .errors import BenchError
 from .machine_probe import SHARE, ReferenceProbe
+from .nvml import open_telemetry
 from .progress import RunProgress, quiet_progress
 
 WINDOWS = 20  # timed windows per run
@@ -115,6 +116,8 @@ def measure_throughput(step: StepFn, loader: Any, device: torch.device,
     if len(loader) == 0:
         raise BenchError("the loader yields no batches")
     batches = endless(loader)
+    if state.telemetry is None:
+        state.telemetry = open_telemetry(device)
     warm_steps, warm_s, per_step = _warm_up(step, batches, device, cfg)
     state.warmup_time_s = warm_s
     state.windows.append(Window(-1, warm_steps, warm_steps * cfg.batch_size, warm_s, True))
@@ -138,6 +141,7 @@ def measure_throughput(step: StepFn, loader: Any, device: torch.device,
         timed_steps += n
         progress.window(min(state.train_time_s, cfg.budget_s), n * cfg.batch_size, seconds)
         state.probe_rates.append(probe.window())
+        state.telemetry.sample()  # at the window edge, after its sync: off the clock
     state.steps = warm_steps + timed_steps
     synchronize(device)
     return state

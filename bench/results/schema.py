@@ -56,6 +56,31 @@ class EpochRow(TypedDict):
     eval_time_s: float | None
 
 
+class Stat(TypedDict):
+    """Minimum, median and maximum of one field's samples over a run."""
+
+    min: float
+    median: float
+    max: float
+
+
+class GpuTelemetry(TypedDict, total=False):
+    """NVML samples of the run's GPU, taken at window edges (`bench.nvml`); `available` False
+    and every field None (with `reason`) on a CPU, without pynvml, or without a driver."""
+
+    available: bool
+    reason: str | None  # why there are no samples (or why the GPU could not be matched)
+    uuid: str | None  # the GPU's UUID as torch and NVML agree on it
+    samples: int
+    sm_clock_mhz: Stat | None
+    mem_clock_mhz: Stat | None
+    power_w: Stat | None
+    temperature_c: Stat | None
+    throttle_reasons: list[str] | None  # every reason seen (NVML clocks-event names)
+    throttled: list[str] | None  # those meaning heat or power: the summary line warns
+    errors: list[str]  # fields NVML refused (not supported on this board)
+
+
 class Summary(TypedDict, total=False):
     """The run's headline figures (`result.summary`)."""
 
@@ -114,6 +139,7 @@ class Summary(TypedDict, total=False):
     peak_copy_gbs: float | None
     ridge_flops_per_byte: float
     roofline_bound: str
+    gpu_telemetry: GpuTelemetry  # clocks, power, temperature, throttling (bench.nvml)
     # data-parallel runs only
     scaling_efficiency: float | None
     distributed: dict[str, Any]

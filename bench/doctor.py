@@ -1,0 +1,295 @@
+"""`bench doctor`: a self-check of a new machine, one named check per path, a pass/fail table.
+
+The first GPU window anyone gets may be ten minutes long: it must end with a complete picture
+or a precise list of what failed. So every check runs under a timeout and a try/except: an
+exception, or a check that runs past its timeout, becomes one `fail` row with its message and
+the table goes on. A check that does not apply here (a CUDA check on a CPU, ffcv not
+installed, the time budget spent) is a `skip` row with its reason. Any `fail` makes the exit
+code 1. The checks themselves are in `bench/doctor_checks.py`; docs/doctor.md describes each.
+
+Checks run in the main thread, as `bench run` does (CUDA graphs, the current device and
+autocast are per-thread state in torch); the timeout is SIGALRM raising `CheckTimeout`. A
+check stuck inside one C call (a hung driver) cannot be interrupted that way: a watchdog
+thread then prints the table so far with that check failed, writes the JSON and exits 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as _dt
+import json
+import os
+import re
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import BenchError
+
+STATUSES = ("pass", "fail", "skip")
+BUDGET_S = 240.0  # the whole table under 5 minutes on one GPU; later checks skip past it
+HANG_GRACE_S = 30.0  # past its timeout, a check that did not stop has hung: stop the doctor
+
+
+class Skip(Exception):
+    """The check does not apply here; its message is the reason (a `skip` row)."""
+
+
+class Fail(Exception):
+    """The check found a problem; its message is the row (a `fail` row)."""
+
+
+@dataclass
+class Context:
+    """What every check may read: the device asked for and as resolved, and where to write."""
+
+    device_name: str
+    work_dir: Path  # a temporary folder for results the checks write
+    data_dir: str | None = None
+    full: bool = False  # the whole matrix, also on a CPU and past the time budget
+    device: Any = None  # torch.device once the device check resolved it, else None
+
+    @property
+    def cuda(self) -> bool:
+        return self.device is not None and self.device.type == "cuda"
+
+
+CheckFn = Callable[[Context], str]
+
+
+@dataclass(frozen=True)
+class Check:
+    """One named check: `fn` returns its pass line, raises Skip/Fail (or anything: a fail)."""
+
+    name: str
+    fn: CheckFn
+    timeout_s: float = 60.0
+    needs_cuda: bool = False
+    needs_device: bool = True  # skipped when the device could not be resolved
+    budgeted: bool = True  # skipped once the time budget is spent (essential checks: False)
+
+
+@dataclass
+class Row:
+    name: str
+    status: str  # pass, fail, skip
+    message: str
+    seconds: float
+
+
+class Stopped(Exception):
+    """The doctor was interrupted; `rows` are the checks done, the interrupted one last."""
+
+    def __init__(self, rows: list[Row]) -> None:
+        super().__init__("interrupted")
+        self.rows = rows
+
+
+class CheckTimeout(BaseException):
+    """Raised in the check by SIGALRM at its timeout. A BaseException, so that the runner's
+    `except Exception` (which turns errors into a result status) lets it through."""
+
+
+def _first_line(exc: BaseException) -> str:
+    text = (str(exc).strip().splitlines() or [""])[0][:400]
+    if isinstance(exc, (Skip, Fail)):
+        return text
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _not_applicable(check: Check, ctx: Context, over_budget: float | None) -> str | None:
+    if check.needs_device and ctx.device is None:
+        return "no usable device (see the device check)"
+    if check.needs_cuda and not ctx.cuda:
+        return "needs CUDA"
+    if over_budget is not None and check.budgeted and not ctx.full:
+        return f"time budget of {over_budget:g}s spent (--full runs every check)"
+    return None
+
+
+@contextlib.contextmanager
+def alarm(seconds: float) -> Iterator[None]:
+    """Raise CheckTimeout in this (main) thread after `seconds`. Python runs the handler
+    between bytecodes, so a check stuck inside one C call is caught by the watchdog instead."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signals reach the main thread only: no timeout here (the watchdog remains)
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise CheckTimeout
+
+    previous = signal.signal(signal.SIGALRM, handler)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+HangFn = Callable[[Row], None]
+
+
+def _watchdog(check: Check, on_hang: HangFn | None) -> threading.Timer | None:
+    """A timer that reports the check as hung when even its alarm could not stop it."""
+    if on_hang is None:
+        return None
+    after = check.timeout_s + HANG_GRACE_S
+    timer = threading.Timer(after, on_hang, args=(Row(
+        check.name, "fail", f"hung for {after:g}s in code its timeout could not interrupt "
+        "(a driver or library call); the doctor stopped here", after),))
+    timer.daemon = True
+    timer.start()
+    return timer
+
+
+def run_check(check: Check, ctx: Context, over_budget: float | None = None,
+              on_hang: HangFn | None = None) -> Row:
+    """Run one check in the main thread under its timeout (torch's per-thread state, CUDA
+    graphs included, is what `bench run` has); never raises but for Ctrl-C. `over_budget`: the
+    time budget when it is spent (budgeted checks are then skipped)."""
+    reason = _not_applicable(check, ctx, over_budget)
+    if reason is not None:
+        return Row(check.name, "skip", reason, 0.0)
+    start = time.perf_counter()
+    timer = _watchdog(check, on_hang)
+    try:
+        with alarm(check.timeout_s):
+            line = check.fn(ctx)
+        status, message = "pass", str(line or "ok")
+    except CheckTimeout:
+        status, message = "fail", f"timed out after {check.timeout_s:g}s"
+    except KeyboardInterrupt:
+        raise
+    except Skip as exc:
+        status, message = "skip", _first_line(exc)
+    except BaseException as exc:  # noqa: BLE001 - every outcome becomes a row (SystemExit too)
+        status, message = "fail", _first_line(exc)
+    finally:
+        if timer is not None:
+            timer.cancel()
+    return Row(check.name, status, message, time.perf_counter() - start)
+
+
+def run_checks(checks: list[Check], ctx: Context, budget_s: float = BUDGET_S,
+               progress: Callable[[int, Row], None] | None = None,
+               on_hang: Callable[[list[Row]], None] | None = None) -> list[Row]:
+    """Every check in order; once `budget_s` has passed the budgeted ones are skipped.
+    `on_hang(rows)` is called (from a watchdog thread) with the rows so far and the hung one."""
+    start = time.monotonic()
+    rows: list[Row] = []
+    hang = (lambda row: on_hang([*rows, row])) if on_hang is not None else None
+    for i, check in enumerate(checks):
+        spent = time.monotonic() - start > budget_s
+        try:
+            row = run_check(check, ctx, over_budget=budget_s if spent else None, on_hang=hang)
+        except KeyboardInterrupt:
+            rows.append(Row(check.name, "fail", "interrupted (Ctrl-C or a signal); the doctor "
+                            "stopped here", 0.0))
+            raise Stopped(rows) from None
+        rows.append(row)
+        if progress is not None:
+            progress(i, row)
+    return rows
+
+
+def format_table(rows: list[Row]) -> str:
+    """A fixed-width table: check, status, seconds, message; then the counts."""
+    width = max([len("check"), *(len(r.name) for r in rows)])
+    lines = [f"{'check':<{width}}  {'status':<6}  {'s':>6}  message",
+             f"{'-' * width}  {'-' * 6}  {'-' * 6}  {'-' * 7}"]
+    lines += [f"{r.name:<{width}}  {r.status:<6}  {r.seconds:6.1f}  {r.message}" for r in rows]
+    counts = {s: sum(r.status == s for r in rows) for s in STATUSES}
+    lines.append(f"{counts['pass']} passed, {counts['fail']} failed, {counts['skip']} skipped")
+    return "\n".join(lines)
+
+
+def report(rows: list[Row], ctx: Context, seconds: float) -> dict[str, Any]:
+    """The JSON document `--json` writes."""
+    return {"created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "device": ctx.device_name,
+            "resolved_device": str(ctx.device) if ctx.device is not None else None,
+            "seconds": round(seconds, 1),
+            "counts": {s: sum(r.status == s for r in rows) for s in STATUSES},
+            "ok": not any(r.status == "fail" for r in rows),
+            "checks": [asdict(r) for r in rows]}
+
+
+def all_checks(ctx: Context) -> list[Check]:
+    """The checks for this context, in order (a test may replace this function)."""
+    from .doctor_checks import checks
+
+    return checks(ctx)
+
+
+def _select(checks: list[Check], only: list[str] | None) -> list[Check]:
+    """The checks `--only` names; the device check always (the others need its device)."""
+    if not only:
+        return checks
+    return [c for c in checks if not c.needs_device or any(o in c.name for o in only)]
+
+
+def _finish(rows: list[Row], ctx: Context, start: float, json_path: str | None) -> int:
+    """Print the table, write the JSON, name the failures; the exit code."""
+    from .results import atomic_write_text
+
+    print(format_table(rows), flush=True)
+    if json_path:
+        atomic_write_text(Path(json_path), json.dumps(
+            report(rows, ctx, time.monotonic() - start), indent=1) + "\n")
+    failed = [r.name for r in rows if r.status == "fail"]
+    if failed:
+        print(f"bench: doctor: {len(failed)} check(s) failed: {', '.join(failed)}",
+              file=sys.stderr, flush=True)
+    return 1 if failed else 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    import tempfile
+
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", args.device):
+        raise BenchError(f"unknown device {args.device!r}; choices: auto, cpu, cuda, cuda:N")
+    start = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="bench-doctor-") as tmp:
+        ctx = Context(args.device, Path(tmp), data_dir=args.data_dir, full=args.full)
+        checks = _select(all_checks(ctx), args.only)
+        total = len(checks)
+
+        def progress(i: int, row: Row) -> None:
+            if not args.quiet:
+                print(f"doctor [{i + 1}/{total}] {row.name}: {row.status} ({row.seconds:.1f}s) "
+                      f"{row.message}", file=sys.stderr, flush=True)
+
+        def hung(rows: list[Row]) -> None:  # from the watchdog thread: the main one is stuck
+            _finish(rows, ctx, start, args.json)
+            os._exit(1)
+
+        try:
+            rows = run_checks(checks, ctx, args.budget_s, progress, hung)
+        except Stopped as exc:  # the table so far, then the usual interrupted exit
+            _finish(exc.rows, ctx, start, args.json)
+            raise KeyboardInterrupt from None
+        return _finish(rows, ctx, start, args.json)
+
+
+def register(sub: Any) -> None:
+    from .runspec import add_run_flags
+
+    p = sub.add_parser("doctor", help="self-check of this machine: every path, a pass/fail "
+                       "table (and JSON); exit 1 on any failure")
+    add_run_flags(p, include=("device", "data_dir"))
+    p.add_argument("--json", metavar="FILE", help="also write the table as JSON (atomically)")
+    p.add_argument("--only", nargs="+", metavar="TEXT", help="run only the checks whose name "
+                   "contains one of these (e.g. --only device nvml model:fc)")
+    p.add_argument("--full", action="store_true", help="every check: the whole model matrix "
+                   "on a CPU too, and no time budget")
+    p.add_argument("--budget-s", type=float, default=BUDGET_S, help="seconds after which the "
+                   f"remaining budgeted checks are skipped (default: {BUDGET_S:g})")
+    p.add_argument("--quiet", action="store_true", help="no progress line per check")
+    p.set_defaults(func=cmd_doctor)

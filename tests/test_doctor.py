@@ -1,0 +1,291 @@
+"""`bench doctor`: every outcome of a check is a row (an exception, a timeout, a hang, a skip),
+any failure exits non-zero without a traceback, and the CPU subset passes on this machine."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import time
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+import torch
+
+from bench import device as devmod
+from bench import doctor
+from bench.cli import main
+from bench.doctor import Check, Context, Fail, Skip, run_check, run_checks
+from bench.doctor_checks import check_nvml, check_peak, check_result, checks, model_matrix
+from bench.models import MODELS
+
+
+def _ctx(tmp_path: Path, device: str = "cpu") -> Context:
+    return Context(device, tmp_path, device=torch.device(device))
+
+
+def _boom(ctx: Context) -> str:
+    raise ValueError("the thing broke\nsecond line not shown")
+
+
+def _slow(ctx: Context) -> str:
+    time.sleep(30)
+    return "never"
+
+
+def _skipped(ctx: Context) -> str:
+    raise Skip("not here, because")
+
+
+def _fine(ctx: Context) -> str:
+    return "all good"
+
+
+def _exits(ctx: Context) -> str:
+    raise SystemExit(3)
+
+
+def test_exceptions_and_timeouts_are_fail_rows_not_tracebacks(monkeypatch, tmp_path, capsys
+                                                              ) -> None:
+    fake = [Check("boom", _boom, needs_device=False), Check("slow", _slow, 0.3,
+                                                            needs_device=False),
+            Check("exits", _exits, needs_device=False),
+            Check("skipped", _skipped, needs_device=False), Check("fine", _fine,
+                                                                  needs_device=False)]
+    monkeypatch.setattr(doctor, "all_checks", lambda ctx: fake)
+    out = tmp_path / "doctor.json"
+    start = time.monotonic()
+    code = main(["doctor", "--device", "cpu", "--json", str(out)])
+    assert code == 1 and time.monotonic() - start < 20  # the slow check was stopped
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err + captured.out
+    assert "2 passed" not in captured.out and "1 passed, 3 failed, 1 skipped" in captured.out
+    assert "bench: doctor: 3 check(s) failed: boom, slow, exits" in captured.err
+    doc = json.loads(out.read_text())
+    rows = {r["name"]: r for r in doc["checks"]}
+    assert rows["boom"] == {**rows["boom"], "status": "fail",
+                            "message": "ValueError: the thing broke"}
+    assert rows["slow"]["status"] == "fail" and rows["slow"]["message"] == "timed out after 0.3s"
+    assert rows["exits"]["status"] == "fail" and rows["exits"]["message"] == "SystemExit: 3"
+    assert rows["skipped"]["status"] == "skip" and rows["skipped"]["message"] == "not here, because"
+    assert rows["fine"]["status"] == "pass" and rows["fine"]["message"] == "all good"
+    assert doc["ok"] is False and doc["counts"] == {"pass": 1, "fail": 3, "skip": 1}
+
+
+def test_all_passing_exits_zero(monkeypatch, tmp_path) -> None:
+    monkeypatch.setattr(doctor, "all_checks", lambda ctx: [Check("fine", _fine,
+                                                                 needs_device=False)])
+    assert main(["doctor", "--device", "cpu", "--quiet"]) == 0
+
+
+def test_a_check_stuck_past_its_timeout_stops_the_doctor(monkeypatch, tmp_path) -> None:
+    """A check that its alarm cannot stop (here: one that swallows it) is reported hung, with
+    the rows before it, by the watchdog."""
+
+    def stubborn(ctx: Context) -> str:
+        try:
+            time.sleep(5)
+        except BaseException:
+            time.sleep(1.5)
+        return "late"
+
+    monkeypatch.setattr(doctor, "HANG_GRACE_S", 0.3)
+    seen: list[list[doctor.Row]] = []
+    rows = run_checks([Check("fine", _fine, needs_device=False),
+                       Check("stuck", stubborn, 0.2, needs_device=False)],
+                      _ctx(tmp_path), on_hang=seen.append)
+    assert [r.name for r in seen[0]] == ["fine", "stuck"]
+    assert seen[0][1].status == "fail" and seen[0][1].message.startswith("hung for 0.5s")
+    assert len(rows) == 2  # (in `bench doctor` the watchdog exits; here the check came back)
+
+
+def test_past_the_budget_budgeted_checks_are_skipped(tmp_path) -> None:
+    rows = run_checks([Check("essential", _fine, budgeted=False),
+                       Check("extra", _fine)], _ctx(tmp_path), budget_s=-1)
+    assert [(r.name, r.status) for r in rows] == [("essential", "pass"), ("extra", "skip")]
+    assert rows[1].message == "time budget of -1s spent (--full runs every check)"
+
+
+def test_cuda_checks_skip_on_a_cpu_and_everything_skips_without_a_device(tmp_path) -> None:
+    assert run_check(Check("gpu", _fine, needs_cuda=True), _ctx(tmp_path)).message == \
+        "needs CUDA"
+    ctx = Context("cuda", tmp_path)
+    row = run_check(Check("x", _fine), ctx)
+    assert (row.status, row.message) == ("skip", "no usable device (see the device check)")
+
+
+def test_a_bad_device_name_is_one_error_line(capsys) -> None:
+    assert main(["doctor", "--device", "gpu0"]) == 2
+    assert capsys.readouterr().err == ("bench: error: unknown device 'gpu0'; choices: auto, "
+                                       "cpu, cuda, cuda:N\n")
+
+
+def test_cuda_without_cuda_is_one_failed_device_row(tmp_path, capsys) -> None:
+    out = tmp_path / "d.json"
+    assert main(["doctor", "--device", "cuda", "--json", str(out), "--quiet"]) == 1
+    doc = json.loads(out.read_text())
+    first, rest = doc["checks"][0], doc["checks"][1:]
+    assert first["name"] == "device" and first["status"] == "fail"
+    assert "no CUDA device is available here" in first["message"]
+    assert rest and all(r["status"] == "skip" and r["message"].startswith("no usable device")
+                        for r in rest)
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_a_gpu_torch_cannot_use_fails_even_the_cpu_doctor(tmp_path, monkeypatch) -> None:
+    folder = tmp_path / "bin"
+    folder.mkdir()
+    smi = folder / "nvidia-smi"
+    smi.write_text("#!/bin/sh\necho 535.104.05\n")
+    smi.chmod(smi.stat().st_mode | stat.S_IXUSR)
+    monkeypatch.setenv("PATH", f"{folder}{os.pathsep}{os.environ.get('PATH', '')}")
+    monkeypatch.setattr(devmod, "NVIDIA_SMI", "nvidia-smi")
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    ctx = Context("cpu", tmp_path)
+    row = run_check(checks(ctx)[0], ctx)
+    assert row.status == "fail" and "driver 535.104.05" in row.message
+    assert ctx.device == torch.device("cpu")  # the other checks still run on the CPU
+
+
+def test_the_gpu_plan_covers_the_matrix(tmp_path) -> None:
+    names = [c.name for c in checks(Context("cuda", tmp_path))]
+    for must in ("device", "toolchain", "nvml", "peak", "kernel", "cuda:N", "loader:torch",
+                 "loader:device", "loader:ffcv", "batch-size-auto", "ddp"):
+        assert must in names
+    matrix = {c.name for c in model_matrix(gpu=True, full=False)}
+    assert matrix == {f"model:{m}:{c}:{p}" for m in MODELS
+                      for c in ("eager", "default", "reduce-overhead")
+                      for p in ("bf16", "fp16", "fp32")}
+    assert all(c.needs_cuda for c in model_matrix(gpu=True, full=False))
+    # compiled checks come after every eager one (a time budget cuts the compiled end)
+    kinds = [n.split(":")[2] for n in names if n.startswith("model:")]
+    assert kinds.index("reduce-overhead") > max(i for i, k in enumerate(kinds) if k == "eager")
+
+
+def _result(**over: Any) -> SimpleNamespace:
+    base = dict(status="ok", message=None, config={"device": "cpu", "precision": "fp32"},
+                env={"cpu_model": "Some CPU", "gpus": []},
+                summary={"images_per_s": 1000.0, "steps": 4, "mfu": 0.2, "mfu_vendor": None})
+    return SimpleNamespace(**{**base, **over})
+
+
+def test_every_result_is_checked(tmp_path) -> None:
+    ctx, cpu = _ctx(tmp_path), torch.device("cpu")
+    assert "1,000 img/s" in check_result(_result(), ctx, cpu, {"precision": "fp32"})
+    cases = [
+        (_result(status="oom", message="out of memory at batch size 512"),
+         {}, "status oom: out of memory at batch size 512"),
+        (_result(), {"precision": "bf16"}, "'precision': ('fp32', 'bf16')"),
+        (_result(env={"gpus": []}), {}, "names no CPU model"),
+        (_result(config={"max_steps": 6}, summary={"steps": 4}), {}, "4 steps done, 6 asked"),
+        (_result(summary={"images_per_s": 0.0}), {}, "images/s is 0.0"),
+        (_result(summary={"images_per_s": 5.0, "mfu": 1.7}), {}, "mfu 1.7 is outside (0, 1)"),
+        (_result(summary={"images_per_s": 5.0, "mfu_vendor": 0.0}), {}, "mfu_vendor 0.0"),
+    ]
+    for result, expect, message in cases:
+        with pytest.raises(Fail) as info:
+            check_result(result, ctx, cpu, expect)
+        assert message in str(info.value)
+
+
+@pytest.mark.parametrize("bf16,ok", [(700e12, True), (100e12, False), (1200e12, False)])
+def test_the_measured_peak_must_lie_near_the_vendor_figure(monkeypatch, tmp_path, bf16, ok
+                                                           ) -> None:
+    import bench.peak
+
+    probes = {p: {"matmul": v, "conv1x1": v / 2} for p, v in
+              (("fp32", 50e12), ("tf32", 400e12), ("bf16", bf16), ("fp16", bf16))}
+    monkeypatch.setattr(bench.peak, "measure_peak", lambda dev, quick: {"probes": probes})
+    monkeypatch.setattr(devmod, "gpu_name", lambda dev: "NVIDIA H100 80GB HBM3")
+    ctx = _ctx(tmp_path, "cuda")
+    if ok:
+        assert "71% of the H100 SXM datasheet's 990" in check_peak(ctx)
+    else:
+        with pytest.raises(Fail, match="outside the plausible 25%-105%"):
+            check_peak(ctx)
+
+
+def test_the_nvml_check_fails_with_the_reason(monkeypatch, tmp_path) -> None:
+    import bench.nvml
+
+    monkeypatch.setattr(bench.nvml, "open_telemetry",
+                        lambda dev: bench.nvml.Telemetry(reason="pynvml not installed"))
+    with pytest.raises(Fail, match="no NVML telemetry: pynvml not installed"):
+        check_nvml(_ctx(tmp_path, "cuda"))
+
+
+def test_the_cpu_doctor_passes(tmp_path, capsys) -> None:
+    """`bench doctor --device cpu` as `make test` runs it: every CPU check passes (GPU ones
+    skip with 'needs CUDA'), the table is printed and the JSON written."""
+    out = tmp_path / "doctor.json"
+    code = main(["doctor", "--device", "cpu", "--json", str(out), "--quiet"])
+    table = capsys.readouterr().out
+    doc = json.loads(out.read_text())
+    failed = [r for r in doc["checks"] if r["status"] == "fail"]
+    assert code == 0 and not failed, failed
+    rows = {r["name"]: r for r in doc["checks"]}
+    assert rows["nvml"]["message"] == rows["kernel"]["message"] == "needs CUDA"
+    assert all(rows[f"model:{m}:eager:fp32"]["status"] == "pass" for m in MODELS)
+    assert rows["loader:torch"]["status"] == rows["loader:device"]["status"] == "pass"
+    assert doc["resolved_device"] == "cpu" and "model:vgg16:eager:fp32" in table
+
+
+def test_only_keeps_the_device_check(tmp_path) -> None:
+    out = tmp_path / "d.json"
+    assert main(["doctor", "--device", "cpu", "--only", "toolchain", "--json", str(out),
+                 "--quiet"]) == 0
+    doc = json.loads(out.read_text())
+    assert [(r["name"], r["status"]) for r in doc["checks"]] == [("device", "pass"),
+                                                                 ("toolchain", "pass")]
+
+
+def test_an_interruption_still_writes_the_table(monkeypatch, tmp_path, capsys) -> None:
+    def interrupted(ctx: Context) -> str:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(doctor, "all_checks", lambda ctx: [
+        Check("fine", _fine, needs_device=False), Check("stop", interrupted, needs_device=False),
+        Check("never", _fine, needs_device=False)])
+    out = tmp_path / "d.json"
+    code = main(["doctor", "--device", "cpu", "--json", str(out), "--quiet"])
+    assert code == 130 and "bench: stopped by" in capsys.readouterr().err
+    rows = json.loads(out.read_text())["checks"]
+    assert [(r["name"], r["status"]) for r in rows] == [("fine", "pass"), ("stop", "fail")]
+
+
+HUNG_SCRIPT = """
+import sys, time
+from bench import doctor
+from bench.cli import main
+
+def stubborn(ctx):
+    while True:  # swallows its alarm, as a call stuck in a driver would not return
+        try:
+            time.sleep(60)
+        except BaseException:
+            pass
+
+doctor.HANG_GRACE_S = 0.5
+doctor.all_checks = lambda ctx: [doctor.Check("fine", lambda ctx: "ok", needs_device=False),
+                                 doctor.Check("stuck", stubborn, 0.3, needs_device=False)]
+sys.exit(main(["doctor", "--device", "cpu", "--quiet", "--json", sys.argv[1]]))
+"""
+
+
+def test_a_hung_check_ends_the_doctor_with_the_table(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    out = tmp_path / "d.json"
+    root = Path(__file__).resolve().parent.parent
+    proc = subprocess.run([sys.executable, "-c", HUNG_SCRIPT, str(out)], capture_output=True,
+                          text=True, timeout=60, cwd=root,
+                          env={**os.environ, "PYTHONPATH": str(root)})
+    assert proc.returncode == 1, proc.stderr
+    assert "stuck" in proc.stdout and "hung for 0.8s" in proc.stdout
+    assert "Traceback" not in proc.stderr
+    rows = json.loads(out.read_text())["checks"]
+    assert [(r["name"], r["status"]) for r in rows] == [("fine", "pass"), ("stuck", "fail")]
