@@ -1,0 +1,121 @@
+"""report.md and its figures: which figure answers which question, in what order, and the
+tables beside them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ..errors import BenchError
+from ..results import (
+    atomic_write_text,
+    config_label,
+    docs_frame,
+    fmt_num,
+    load_docs,
+    markdown_table,
+    run_key,
+    save_figure,
+)
+from . import curves, devices, roofline, throughput, tta
+from .stats import INTERVAL_NOTE, ConfigStats, choose_baseline_device, device_ratios, summarize
+
+FIGURES = {
+    "throughput": "throughput.png",
+    "time_to_accuracy": "time_to_accuracy.png",
+    "accuracy_vs_time": "accuracy_vs_time.png",
+    "speedup_throughput": "speedup_throughput.png",
+    "speedup_time_to_accuracy": "speedup_time_to_accuracy.png",
+    "roofline": "roofline.png",
+}
+
+
+def _summary_md(summary: list[ConfigStats]) -> str:
+    rows = [[s["config"], s["device"], s["runs"], fmt_num(s["images_per_s"], ",.1f"),
+             f"{fmt_num(s['ips_min'], ',.1f')}–{fmt_num(s['ips_max'], ',.1f')}",
+             fmt_num(s["epoch_time_s"], ".2f"),
+             fmt_num(s["final_acc"], ".2%") + (f" ± {s['final_acc_sd']:.2%}"
+                                               if s["final_acc_sd"] is not None else ""),
+             (f"{fmt_num(s['tta_s'], '.3g')} ({s['tta_reached']}/{s['runs']})"
+              if s["target_accuracy"] is not None else "-"),
+             fmt_num(None if s["peak_memory_bytes"] is None else s["peak_memory_bytes"] / 2**20,
+                     ",.0f"),
+             fmt_num(s["mfu"], ".1%")] for s in summary]
+    return markdown_table(["configuration", "device", "runs", "images/s", "min–max",
+                           "epoch s", "final acc", "time to acc s (reached)", "peak MiB", "MFU"],
+                          rows)
+
+
+class _Report:
+    """The markdown lines and files written so far."""
+
+    def __init__(self, out: Path) -> None:
+        self.out, self.md, self.written = out, [], []
+
+    def figure(self, key: str, title: str, fig: Any, caption: str = "") -> None:
+        path = self.out / FIGURES[key]
+        save_figure(fig, path)
+        self.written.append(path)
+        self.md += [f"## {title}", "", *([caption, ""] if caption else []),
+                    f"![{title}]({FIGURES[key]})", ""]
+
+
+def _device_sections(rep: _Report, summary: list[ConfigStats], base: str) -> None:
+    """Per metric: the ratio figure and, per other device, the wide table."""
+    for metric, key, title in (("throughput", "speedup_throughput", "Throughput"),
+                               ("time_to_accuracy", "speedup_time_to_accuracy",
+                                "Time to accuracy")):
+        ratios = device_ratios(summary, base, metric)
+        if not ratios:
+            continue
+        rep.figure(key, f"What the other device buys: {title.lower()}",
+                   devices.plot_ratios(ratios, base, metric),
+                   f"Ratios to {base} per configuration (>1: better), {INTERVAL_NOTE}; the last"
+                   " bar is the geometric mean across configurations.")
+        for other in sorted({r["device"] for r in ratios}):
+            rep.md += [devices.ratio_table(ratios, base, other, metric), ""]
+
+
+def _failed_md(runs) -> list[str]:
+    failed = runs[runs["status"] != "ok"] if len(runs) else runs
+    if not len(failed):
+        return []
+    return ["## Runs that did not finish", "", markdown_table(
+        ["configuration", "device", "status", "message"],
+        [[config_label(run_key(r)), r.get("device_label"), r.get("status"),
+          r.get("message") or ""] for r in failed.to_dict("records")]), ""]
+
+
+def write_report(items: Sequence[str | Path], out_dir: str | Path,
+                 baseline_device: str | None = None) -> list[Path]:
+    """Write the figures and report.md into out_dir; returns the files written. Figures with
+    nothing to show are left out."""
+    docs = load_docs(items)
+    if not docs:
+        raise BenchError("no result files found in " + ", ".join(map(str, items)))
+    runs = docs_frame(docs)
+    summary = summarize(runs)
+    devs = sorted({s["device"] for s in summary})
+    base = choose_baseline_device(sorted(set(runs["device_label"])), summary, baseline_device)
+    rep = _Report(Path(out_dir))
+    rep.md += ["# Benchmark report", "",
+               f"{len(runs)} runs from {len(devs)} device(s): {', '.join(devs) or 'none'}.", ""]
+    if summary:
+        rep.md += ["## Summary", "", _summary_md(summary), ""]
+        rep.figure("throughput", "Throughput", throughput.plot_throughput(summary))
+    if any(s["target_accuracy"] is not None for s in summary):
+        rep.figure("time_to_accuracy", "Time to accuracy", tta.plot_tta(summary))
+    lines = curves.curves(docs)
+    if lines:
+        rep.figure("accuracy_vs_time", "Accuracy vs training time",
+                   curves.plot_accuracy_curves(lines))
+    if len(devs) >= 2:
+        _device_sections(rep, summary, base)
+    points = roofline.roofline_points(runs)
+    if points:
+        rep.figure("roofline", "Roofline", roofline.plot_roofline(points))
+    rep.md += _failed_md(runs)
+    report = rep.out / "report.md"
+    atomic_write_text(report, "\n".join(rep.md))
+    return [*rep.written, report]
