@@ -103,6 +103,8 @@ def test_report_writes_every_figure_and_the_markdown(results_dir, tmp_path):
     assert "| fc/mnist torch fp32 bs128 recipe=seed | 1,010 | 2,020 | 2.00× [1.96–2.04] |" in md
     assert "| **geometric mean** of 5 |  |  | **2.00×** |" in md
     assert f"| configuration | {A100} (s to target) | {H100} (s to target) |" in md
+    assert (f"- **{H100}** against {A100}: 2.00× the images/s (geometric mean of 5"
+            " configurations), reaches the target 2.00× sooner (geometric mean of 4") in md
     assert "oom" in md and "CUDA out of memory" in md  # the failed run is listed
     assert not list(out.glob(".*"))  # no temporary files left
 
@@ -214,7 +216,7 @@ def test_device_ratios_intervals_and_geometric_mean(results_dir):
     ticks = [t.get_text() for t in ax.get_yticklabels()]
     assert ticks[-1] == "geometric mean (5 configurations)" and len(ticks) == 6
     assert "2.00×" in texts(ax) and "2.00×  [1.96–2.04]" in texts(ax)
-    assert "min-max" in ax.get_xlabel() and "throughput" in fig.get_suptitle()
+    assert "min-max" in ax.get_xlabel() and "Throughput" in fig.get_suptitle()
 
 
 def test_geomean():
@@ -264,3 +266,14 @@ def test_export_bad_target(results_dir, tmp_path):
     else:
         path = export.export([results_dir], tmp_path / "x.parquet")
         assert len(pd.read_parquet(path)) == 21
+
+
+def test_a_slower_device_bar_points_left_of_one():
+    rows = [stats._stats("c", d, [{"images_per_s": v, "model": "m", "dataset": "d"}])
+            for d, v in ((A100, 1000.0), (H100, 500.0))]
+    (r,) = stats.device_ratios(rows, A100, "throughput")
+    assert r["ratio"] == pytest.approx(0.5) and r["low"] == r["high"] == pytest.approx(0.5)
+    ax = devices.plot_ratios([r], A100, "throughput").axes[0]
+    bar = ax.patches[0]
+    assert bar.get_x() + bar.get_width() == pytest.approx(0.5)  # from 1x leftwards to 0.5x
+    assert ax.get_xlim()[0] < 0.5 and "0.50×" in texts(ax)

@@ -10,8 +10,8 @@ from ..results import fmt_num, markdown_table
 from . import draw
 from .stats import INTERVAL_NOTE, Ratio, geomean
 
-WHAT = {"throughput": "throughput (images/s ratio)",
-        "time_to_accuracy": "time to accuracy (baseline time / device time)"}
+WHAT = {"throughput": "Throughput: how many times more images/s",
+        "time_to_accuracy": "Time to accuracy: how many times sooner the target is reached"}
 GEOMEAN = "geometric mean"
 
 
@@ -41,6 +41,9 @@ def _ratio_panel(ax: Any, rows: list[tuple[str, float, float, float]], color: st
     highs = [max(r[3], 1.0) for r in rows]
     ax.set_xscale("log")
     ax.set_xlim(min(lows) / 1.3, max(highs) * 2.5)
+    from matplotlib.ticker import LogLocator
+
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
     ax.xaxis.set_major_formatter("{x:g}×")
     ax.xaxis.set_minor_formatter("")
     ax.grid(axis="x", alpha=0.3)
@@ -55,8 +58,8 @@ def plot_ratios(ratios: Sequence[Ratio], baseline: str, metric: str) -> Any:
     for j, (ax, device) in enumerate(zip(axes, devices, strict=True)):
         _ratio_panel(ax, _rows(ratios, device), draw.OTHER_COLORS[(j + 1) % 6])
         ax.set_title(f"{device} over {baseline}", fontsize=9)
-    axes[-1].set_xlabel(f"× better than {baseline} (log scale); {INTERVAL_NOTE}", fontsize=8)
-    fig.suptitle(f"What the other device buys: {WHAT[metric]}")
+    axes[-1].set_xlabel(f"× better than {baseline} (log scale)\n{INTERVAL_NOTE}", fontsize=8)
+    fig.suptitle(WHAT[metric])
     return fig
 
 

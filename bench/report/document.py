@@ -19,7 +19,14 @@ from ..results import (
     save_figure,
 )
 from . import curves, devices, roofline, throughput, tta
-from .stats import INTERVAL_NOTE, ConfigStats, choose_baseline_device, device_ratios, summarize
+from .stats import (
+    INTERVAL_NOTE,
+    ConfigStats,
+    choose_baseline_device,
+    device_ratios,
+    geomean,
+    summarize,
+)
 
 FIGURES = {
     "throughput": "throughput.png",
@@ -61,20 +68,54 @@ class _Report:
                     f"![{title}]({FIGURES[key]})", ""]
 
 
+QUESTIONS = {
+    "throughput": "How many images per second does each configuration train? Median over "
+                  "repeats, the error bar their min-max.",
+    "time_to_accuracy": "How long until each experiment reaches its target accuracy, the "
+                        "course's seed loop against the fast recipe, and how many times faster "
+                        "is the fast one? A hatched bar did not reach the target.",
+    "accuracy_vs_time": "How does test accuracy climb with training time? Every evaluation of "
+                        "every run; the dashed line is the target, a star where a run reached "
+                        "it.",
+    "roofline": "Is each run limited by memory bandwidth or by compute, and how far below its "
+                "device's roof does it sit? Numbers are explained in the legend.",
+}
+
+
 def _device_sections(rep: _Report, summary: list[ConfigStats], base: str) -> None:
     """Per metric: the ratio figure and, per other device, the wide table."""
-    for metric, key, title in (("throughput", "speedup_throughput", "Throughput"),
+    for metric, key, title in (("throughput", "speedup_throughput", "throughput"),
                                ("time_to_accuracy", "speedup_time_to_accuracy",
-                                "Time to accuracy")):
+                                "time to accuracy")):
         ratios = device_ratios(summary, base, metric)
         if not ratios:
             continue
-        rep.figure(key, f"What the other device buys: {title.lower()}",
+        others = sorted({r["device"] for r in ratios})
+        which = " that reached the target on both devices" if metric != "throughput" else ""
+        rep.figure(key, f"What {' / '.join(others)} buys over {base}: {title}",
                    devices.plot_ratios(ratios, base, metric),
-                   f"Ratios to {base} per configuration (>1: better), {INTERVAL_NOTE}; the last"
-                   " bar is the geometric mean across configurations.")
-        for other in sorted({r["device"] for r in ratios}):
+                   f"Per configuration{which}: how many times better than {base} (>1: better);"
+                   f" {INTERVAL_NOTE}. The last bar is the geometric mean across"
+                   " configurations.")
+        for other in others:
             rep.md += [devices.ratio_table(ratios, base, other, metric), ""]
+
+
+def _headline(summary: list[ConfigStats], base: str) -> list[str]:
+    """One line per other device: the geometric means, before any figure."""
+    lines = []
+    for other in sorted({s["device"] for s in summary} - {base}):
+        parts = []
+        for metric, says in (("throughput", "{:.2f}× the images/s"),
+                             ("time_to_accuracy", "reaches the target {:.2f}× sooner")):
+            rs = [r["ratio"] for r in device_ratios(summary, base, metric)
+                  if r["device"] == other]
+            if rs:
+                parts.append(says.format(geomean(rs)) + f" (geometric mean of {len(rs)}"
+                             " configurations)")
+        if parts:
+            lines.append(f"- **{other}** against {base}: " + ", ".join(parts) + ".")
+    return [*lines, ""] if lines else []
 
 
 def _failed_md(runs) -> list[str]:
@@ -101,20 +142,25 @@ def write_report(items: Sequence[str | Path], out_dir: str | Path,
     rep = _Report(Path(out_dir))
     rep.md += ["# Benchmark report", "",
                f"{len(runs)} runs from {len(devs)} device(s): {', '.join(devs) or 'none'}.", ""]
+    if len(devs) >= 2:
+        rep.md += _headline(summary, base)
     if summary:
-        rep.md += ["## Summary", "", _summary_md(summary), ""]
-        rep.figure("throughput", "Throughput", throughput.plot_throughput(summary))
+        rep.figure("throughput", "Throughput", throughput.plot_throughput(summary),
+                   QUESTIONS["throughput"])
     if any(s["target_accuracy"] is not None for s in summary):
-        rep.figure("time_to_accuracy", "Time to accuracy", tta.plot_tta(summary))
+        rep.figure("time_to_accuracy", "Time to accuracy", tta.plot_tta(summary),
+                   QUESTIONS["time_to_accuracy"])
     lines = curves.curves(docs)
     if lines:
         rep.figure("accuracy_vs_time", "Accuracy vs training time",
-                   curves.plot_accuracy_curves(lines))
+                   curves.plot_accuracy_curves(lines), QUESTIONS["accuracy_vs_time"])
     if len(devs) >= 2:
         _device_sections(rep, summary, base)
     points = roofline.roofline_points(runs)
     if points:
-        rep.figure("roofline", "Roofline", roofline.plot_roofline(points))
+        rep.figure("roofline", "Roofline", roofline.plot_roofline(points), QUESTIONS["roofline"])
+    if summary:
+        rep.md += ["## Every configuration", "", _summary_md(summary), ""]
     rep.md += _failed_md(runs)
     report = rep.out / "report.md"
     atomic_write_text(report, "\n".join(rep.md))

@@ -157,8 +157,9 @@ def device_ratios(summary: Sequence[ConfigStats], baseline: str, metric: str) ->
     over the repeats (a single run on each side gives a zero-width interval)."""
     samples_key, median_key, higher_is_better = METRICS[metric]
     base = {s["config"]: s for s in summary if s["device"] == baseline}
+    order = config_order(summary)
     out: list[Ratio] = []
-    for s in summary:
+    for s in sorted(summary, key=lambda s: (s["device"], order.index(s["config"]))):
         b = base.get(s["config"])
         if s["device"] == baseline or b is None or not s.get(median_key) or not b.get(median_key):
             continue
