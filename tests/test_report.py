@@ -136,8 +136,8 @@ def test_throughput_log_axis_and_values_on_bars(results_dir):
     fig = throughput.plot_throughput(summary_of(results_dir / "A100"))
     (ax,) = fig.axes
     assert ax.get_xscale() == "log"  # vgg16's 100 images/s beside fc's 200,000
-    assert "images/s" in ax.get_xlabel() and "2 run(s) each" in ax.get_xlabel()
-    assert ax.get_title().startswith("Training throughput") and A100 in ax.get_title()
+    assert "images/s" in ax.get_xlabel() and "2 runs each" in ax.get_xlabel()
+    assert fig.get_suptitle().startswith("Training throughput") and ax.get_title() == A100
     assert {"101", "202k", "1.01k"} <= set(texts(ax))  # medians of the two repeats
     assert [t.get_text() for t in ax.get_yticklabels()][:2] == [
         "cnn/mnist torch fp32 bs128 recipe=seed", "cnn/mnist torch fp32 bs128 recipe=fast"]
@@ -239,6 +239,8 @@ def test_roofline_numbers_never_overlap(results_dir):
             assert not a.overlaps(b)
     legend = [t.get_text() for t in fig.legends[0].get_texts()]
     assert legend[0] == f"cnn/mnist fast fp32 bs128 ({A100})" and len(legend) == 10
+    roofs = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert roofs == [f"roof: {d} fp32 (500 GFLOP/s, 30 GB/s)" for d in (A100, H100)]
 
 
 # --------------------------------------------------------------------------- export

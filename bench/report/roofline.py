@@ -28,6 +28,7 @@ def roofline_points(runs) -> list[dict[str, Any]]:
         vals = {c: clean(r.get(c)) for c in NEED}
         if all(vals.values()):
             pts.append({**vals, "device": str(r.get("device_label")),
+                        "precision": str(r.get("peak_precision") or r.get("precision")),
                         "label": f"{r.get('model')}/{r.get('dataset')} {r.get('recipe')}"
                                  f" {r.get('precision')} bs{r.get('batch_size')}"})
     pts.sort(key=lambda p: (p["device"], p["label"]))
@@ -79,17 +80,24 @@ def place_numbers(ax: Any, xy: Sequence[tuple[float, float]]) -> list[tuple[floa
 
 
 def _roofs(ax: Any, points: Sequence[dict[str, Any]], devices: list[str]) -> None:
+    """One roof per device and precision (each run sits under its own precision's peak): the
+    device's colour, a line style per precision."""
     import numpy as np
 
     lo = min(p["arithmetic_intensity"] for p in points) / 3
     hi = max(p["arithmetic_intensity"] for p in points) * 3
     xs = np.logspace(np.log10(lo), np.log10(hi), 200)
+    styles = ["-", "--", ":", "-."]
     for j, device in enumerate(devices):
         mine = [p for p in points if p["device"] == device]
-        peak = max(p["peak_tflops"] for p in mine) * 1e3  # GFLOP/s
         bw = max(p["peak_copy_gbs"] for p in mine)
-        ax.plot(xs, np.minimum(peak, xs * bw), color=draw.OTHER_COLORS[j % 6], linewidth=2,
-                label=f"roof: {device} ({draw.compact(peak)} GFLOP/s, {draw.compact(bw)} GB/s)")
+        precisions = sorted({p["precision"] for p in mine})
+        for k, precision in enumerate(precisions):
+            peak = max(p["peak_tflops"] for p in mine if p["precision"] == precision) * 1e3
+            ax.plot(xs, np.minimum(peak, xs * bw), color=draw.OTHER_COLORS[j % 6],
+                    linewidth=1.8, linestyle=styles[k % 4],
+                    label=f"roof: {device} {precision} ({draw.compact(peak)} GFLOP/s,"
+                          f" {draw.compact(bw)} GB/s)")
 
 
 def plot_roofline(points: Sequence[dict[str, Any]]) -> Any:

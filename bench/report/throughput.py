@@ -41,13 +41,13 @@ def plot_throughput(summary: Sequence[ConfigStats]) -> Any:
     draw.row_ticks(ax, range(len(configs)), configs)
     draw.value_axis(ax, [s["ips_min"] or s["images_per_s"] or 0 for s in rows],
                     [s["ips_max"] or s["images_per_s"] or 0 for s in rows], log)
-    each = f"{counts.pop()} run(s) each, " if len(counts) == 1 else ""
+    n = counts.pop() if len(counts) == 1 else None
+    each = "" if n is None else f"{n} run{'s' if n > 1 else ''} each, "
     ax.set_xlabel(f"training images/s ({each}median; error bar: min-max over repeats)"
                   + (", log scale" if log else ""))
-    title = "Training throughput per configuration"
     if len(devices) == 1:
-        title += f"\n{devices[0]}"
+        ax.set_title(devices[0], fontsize=9)
     else:
-        fig.legend(fontsize=8, loc="outside upper center", ncols=len(devices))
-    ax.set_title(title)
+        fig.legend(fontsize=8, loc="outside lower center", ncols=len(devices))
+    fig.suptitle("Training throughput per configuration")
     return fig
