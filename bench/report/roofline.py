@@ -84,8 +84,9 @@ def _roofs(ax: Any, points: Sequence[dict[str, Any]], devices: list[str]) -> Non
     device's colour, a line style per precision."""
     import numpy as np
 
+    ridges = [p["peak_tflops"] * 1e3 / p["peak_copy_gbs"] for p in points]  # FLOP per byte
     lo = min(p["arithmetic_intensity"] for p in points) / 3
-    hi = max(p["arithmetic_intensity"] for p in points) * 3
+    hi = max(max(p["arithmetic_intensity"] for p in points), *ridges) * 3  # corner in view
     xs = np.logspace(np.log10(lo), np.log10(hi), 200)
     styles = ["-", "--", ":", "-."]
     for j, device in enumerate(devices):

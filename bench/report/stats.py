@@ -38,6 +38,7 @@ class ConfigStats(TypedDict):
     tta_s: float | None  # median over the repeats that reached the target
     tta_reached: int
     train_time_s: float | None  # median total training time (how long a miss trained)
+    max_steps: int | None  # the run's step cap (a capped run may stop short of its target)
     peak_memory_bytes: float | None
     mfu: float | None
 
@@ -85,6 +86,7 @@ def _stats(label: str, device: str, records: list[RunRow]) -> ConfigStats:
         "target_accuracy": _med(col("target_accuracy")),
         "tta": tta, "tta_s": statistics.median(tta) if tta else None, "tta_reached": len(tta),
         "train_time_s": _med(col("total_train_time_s")),
+        "max_steps": int(_med(col("max_steps")) or 0) or None,
         "peak_memory_bytes": _med(col("peak_memory_bytes")), "mfu": _med(col("mfu")),
     }
 

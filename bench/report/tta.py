@@ -14,6 +14,8 @@ NOT_REACHED = "not reached"
 
 def _miss_text(s: ConfigStats) -> str:
     trained = f" in {draw.seconds(s['train_time_s'])}" if s["train_time_s"] else ""
+    if s["max_steps"]:
+        trained += f" (capped at {s['max_steps']:,} steps)"
     best = (f", best {s['best_acc']:.1%}" if s["best_acc"] is not None
             else ", no evaluation")
     return f"{NOT_REACHED}{trained}{best}"
@@ -47,6 +49,7 @@ def _panel(ax: Any, rows: Sequence[ConfigStats], experiments: list[str]) -> list
     miss_width = max(reached) * 2 if reached else 1.0
     order = config_order(rows)
     xs: list[float] = []
+    any_speedup = False
     for i, exp in enumerate(experiments):
         group = sorted((s for s in rows if s["experiment"] == exp),
                        key=lambda s: order.index(s["config"]))
@@ -56,11 +59,13 @@ def _panel(ax: Any, rows: Sequence[ConfigStats], experiments: list[str]) -> list
             xs.append(s["tta_s"] or s["train_time_s"] or miss_width)
         speedup = _pair_speedup(group)
         if speedup:
+            any_speedup = True
             text = f"{speedup:.1f}×" if speedup < 100 else f"{speedup:,.0f}×"
             ax.text(1.01, i, text, transform=ax.get_yaxis_transform(), va="center", ha="left",
                     fontsize=10, fontweight="bold")
-    ax.text(1.01, -0.6, "fast vs\nseed", transform=ax.get_yaxis_transform(), va="bottom",
-            ha="left", fontsize=8)
+    if any_speedup:
+        ax.text(1.01, -0.6, "fast vs\nseed", transform=ax.get_yaxis_transform(),
+                va="bottom", ha="left", fontsize=8)
     return xs
 
 
@@ -73,14 +78,15 @@ def plot_tta(summary: Sequence[ConfigStats]) -> Any:
     experiments = sorted({s["experiment"] for s in rows})
     per_exp = max(len([s for s in rows if s["experiment"] == e and s["device"] == d])
                   for e in experiments for d in devices)
-    fig = draw.figure(10.0, (1.4 + 0.3 * len(experiments) * per_exp) * len(devices))
+    fig = draw.figure(10.0, max(2.8, 1.4 + 0.3 * len(experiments) * per_exp) * len(devices))
     axes = fig.subplots(len(devices), 1, squeeze=False, sharex=True)[:, 0]
     xs = [x for ax, d in zip(axes, devices, strict=True)
           for x in _panel(ax, [s for s in rows if s["device"] == d], experiments)]
     log = draw.wants_log(xs)
+    room = 2.2 if any(not s["tta_s"] for s in rows) else 1.2  # "not reached ..." is long
     for ax, device in zip(axes, devices, strict=True):
         draw.row_ticks(ax, range(len(experiments)), experiments)
-        draw.value_axis(ax, xs, xs, log, room=1.2)
+        draw.value_axis(ax, xs, xs, log, room=room)
         ax.set_title(device, fontsize=9)
     recipes = sorted({str(s["recipe"]) for s in rows}, key=lambda r: (r != "seed", r))
     from matplotlib.patches import Patch
