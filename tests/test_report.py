@@ -145,7 +145,8 @@ def test_throughput_log_axis_and_values_on_bars(results_dir):
 
 
 def test_throughput_linear_when_values_are_close():
-    rows = [stats._stats(f"m{i}", A100, [{"images_per_s": v, "model": "m", "dataset": "d"}])
+    rows = [stats.config_stats(f"m{i}", A100, [{"images_per_s": v, "model": "m",
+                                                "dataset": "d"}])
             for i, v in enumerate((900.0, 1000.0))]
     ax = throughput.plot_throughput(rows).axes[0]
     assert ax.get_xscale() == "linear" and set(texts(ax)) == {"900", "1k"}
@@ -272,7 +273,7 @@ def test_export_bad_target(results_dir, tmp_path):
 
 
 def test_a_slower_device_bar_points_left_of_one():
-    rows = [stats._stats("c", d, [{"images_per_s": v, "model": "m", "dataset": "d"}])
+    rows = [stats.config_stats("c", d, [{"images_per_s": v, "model": "m", "dataset": "d"}])
             for d, v in ((A100, 1000.0), (H100, 500.0))]
     (r,) = stats.device_ratios(rows, A100, "throughput")
     assert r["ratio"] == pytest.approx(0.5) and r["low"] == r["high"] == pytest.approx(0.5)

@@ -69,7 +69,8 @@ def experiment_of(row: RunRow) -> str:
     return f"{row.get('model')} on {row.get('dataset')}"
 
 
-def _stats(label: str, device: str, records: list[RunRow]) -> ConfigStats:
+def config_stats(label: str, device: str, records: list[RunRow]) -> ConfigStats:
+    """The repeats (flat rows) of one configuration on one device, aggregated."""
     col = partial(_column, records)  # col(name): that column over the repeats
     ips, tta, acc = (_finite(col(c)) for c in ("images_per_s", "time_to_accuracy_s",
                                                "final_test_acc"))
@@ -99,7 +100,7 @@ def summarize(runs) -> list[ConfigStats]:
     groups: dict[tuple[str, str], list[RunRow]] = {}
     for r in records:
         groups.setdefault((config_label(run_key(r)), str(r.get("device_label"))), []).append(r)
-    return [_stats(label, device, rs) for (label, device), rs in sorted(groups.items())]
+    return [config_stats(label, device, rs) for (label, device), rs in sorted(groups.items())]
 
 
 RECIPE_ORDER = {"seed": 0, "fast": 1}
