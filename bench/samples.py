@@ -1,8 +1,10 @@
 """`bench samples DATASET --out FILE.png`: a grid of training images with their class names.
 
 A look at the data catches the bugs no throughput figure shows (wrong channel order, labels off
-by one, a permutation applied twice). For mnist-perm each image stands beside its unpermuted
-version, so one sees that the pixels are the same, only scrambled.
+by one, a permutation applied twice). As in the course, the images are a grid of 5 columns (4x5
+for the default 20). For mnist-perm two such grids stand side by side: the images as drawn and
+the same images as the model sees them, so one sees that the pixels are the same, only
+scrambled.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from .results import save_figure
 from .runspec import add_run_flags
 
 # More is no longer a look at the data, and every tile is a matplotlib Axes (slow to draw;
-# mnist-perm draws two per image). 100,000,000 used to run until killed.
+# mnist-perm draws two grids). 100,000,000 used to run until killed.
 MAX_SAMPLES = 1_000
 
 
@@ -54,9 +56,24 @@ def _show(ax: Any, img: np.ndarray, title: str) -> None:
     ax.set_axis_off()
 
 
-def draw_samples(data: Any, out: str | Path, n: int = 32, seed: int = 0,
-                 title: str | None = None) -> Path:
-    """Draw n training images of a DatasetArrays-like object into a PNG."""
+COLUMNS = 5  # the course's grid: 4 rows of 5 for 20 images
+
+
+def _grid(fig: Any, images: np.ndarray, names: list[str], title: str | None) -> None:
+    """One grid of tiles (rows of COLUMNS) on a figure or subfigure."""
+    nrows = -(-len(images) // COLUMNS)
+    axes = fig.subplots(nrows, COLUMNS, squeeze=False).ravel()
+    for ax, img, name in zip(axes, images, names, strict=False):
+        _show(ax, img, name)
+    for ax in axes[len(images):]:
+        ax.set_visible(False)
+    if title:
+        fig.suptitle(title, fontsize=10)
+
+
+def samples_figure(data: Any, n: int = 20, seed: int = 0, title: str | None = None) -> Any:
+    """n training images of a DatasetArrays-like object as a Figure: one grid, or for a
+    permuted dataset two (unpermuted | permuted) side by side."""
     from matplotlib.figure import Figure
 
     idx = pick_indices(data.train_y, n, seed)
@@ -66,26 +83,28 @@ def draw_samples(data: Any, out: str | Path, n: int = 32, seed: int = 0,
     if images.ndim == 3:
         images = images[..., None]
     classes = list(data.classes)
-
-    def name(i: int) -> str:
-        y = int(data.train_y[i])
-        return classes[y] if y < len(classes) else str(y)
-
+    names = [classes[y] if y < len(classes) else str(y)
+             for y in (int(data.train_y[i]) for i in idx)]
     perm = getattr(data, "perm", None)
-    tiles: list[tuple[np.ndarray, str]] = []
-    if perm is not None:
-        originals = unpermute(images, np.asarray(perm))
-        for k, i in enumerate(idx):
-            tiles += [(images[k], f"{name(i)} (permuted)"), (originals[k], f"{name(i)}")]
+    nrows = -(-len(idx) // COLUMNS)
+    panels = 1 if perm is None else 2
+    fig = Figure(figsize=(panels * COLUMNS * 1.3 + (panels - 1) * 0.4, nrows * 1.45 + 0.6),
+                 layout="constrained")
+    if perm is None:
+        _grid(fig, images, names, None)
     else:
-        tiles = [(images[k], name(i)) for k, i in enumerate(idx)]
-    ncols = 8
-    nrows = -(-len(tiles) // ncols)
-    fig = Figure(figsize=(ncols * 1.3, nrows * 1.45 + 0.4))
-    for k, (img, label) in enumerate(tiles):
-        _show(fig.add_subplot(nrows, ncols, k + 1), img, label)
+        left, right = fig.subfigures(1, 2, wspace=0.05)
+        _grid(left, unpermute(images, np.asarray(perm)), names, "unpermuted (as drawn)")
+        _grid(right, images, names, "permuted (what the model sees)")
     if title:
         fig.suptitle(title)
+    return fig
+
+
+def draw_samples(data: Any, out: str | Path, n: int = 20, seed: int = 0,
+                 title: str | None = None) -> Path:
+    """Draw n training images of a DatasetArrays-like object into a PNG."""
+    fig = samples_figure(data, n, seed, title)
     path = Path(out)
     try:
         save_figure(fig, path)
@@ -123,8 +142,9 @@ def register(sub: Any) -> None:
     p.add_argument("dataset", help="mnist, mnist-perm, cifar10, synthetic-mnist, ...")
     p.add_argument("--out", required=True, help="PNG file to write")
     add_run_flags(p, include=("data_dir",))
-    p.add_argument("--n", type=int, default=32,
-                   help=f"number of images, 1 to {MAX_SAMPLES:,} (default 32)")
+    p.add_argument("--n", type=int, default=20,
+                   help=f"number of images, 1 to {MAX_SAMPLES:,} (default 20: the course's"
+                   " 4x5 grid)")
     p.add_argument("--seed", type=int, default=0, help="random seed: which images are "
                    "drawn (and synthetic data)")
     p.add_argument("--allow-synthetic", action="store_true",

@@ -117,8 +117,8 @@ def test_label_makes_two_systems_of_one_device(tmp_path: Path, capsys) -> None:
     assert "candidate: new (NVIDIA A100)" in out
     files = report.write_report([a, b], tmp_path / "rep", labels=[f"{a}=old", f"{b}=new"])
     md = (tmp_path / "rep" / "report.md").read_text()
-    assert "2 device(s): new, old" in md and "speed-up vs" in md
-    assert any(f.name == "speedup.png" for f in files)
+    assert "2 device(s): new, old" in md and "against new" in md
+    assert any(f.name == "speedup_throughput.png" for f in files)
     unlabelled = (report.write_report([a, b], tmp_path / "rep2")[-1]).read_text()
     assert "1 device(s)" in unlabelled  # without labels one device: no speed-up
     csv = export.export([a, b], tmp_path / "x.csv", labels=[f"{a}=old"])
