@@ -45,3 +45,18 @@ def test_the_loader_describes_itself_as_device() -> None:
     ld = make_loader("gpu", data, LoaderConfig(split="train", batch_size=4,
                                                device=torch.device("cpu")))
     assert ld.describe()["name"] == "device" and type(ld).__name__ == "DeviceLoader"
+
+
+def test_old_result_files_read_loader_gpu_as_device() -> None:
+    """Every reader (suite tables included) sees 'device': the schema-1 upgrade renames it."""
+    from bench.results.schema import upgrade
+    from bench.results.suite_tables import runs_table
+
+    old = {"schema_version": 1, "status": "ok",
+           "config": {"model": "cnn", "dataset": "mnist", "recipe": "fast", "loader": "gpu",
+                      "precision": "bf16", "batch_size": 512},
+           "summary": {"images_per_s": 1000.0}, "data": {"real": True}}
+    doc = upgrade(old)
+    assert doc["config"]["loader"] == "device" and old["config"]["loader"] == "gpu"
+    table = runs_table([doc])
+    assert "| device |" in table and "gpu" not in table

@@ -256,8 +256,13 @@ def upgrade(doc: dict[str, Any]) -> dict[str, Any]:
     """An older result as this version reads it (a new dict; the file is left alone). Schema 1
     counted the warm-up window in the training clock, so its time to target is the cold figure
     (start-up costs included); the warm one was not measured. Images to target follow from
-    its steps and the global batch."""
-    if doc.get("schema_version", SCHEMA_VERSION) >= 2 or not isinstance(doc.get("summary"), dict):
+    its steps and the global batch; its loader 'gpu' is now called 'device'."""
+    if doc.get("schema_version", SCHEMA_VERSION) >= 2:
+        return doc
+    cfg = doc.get("config")
+    if isinstance(cfg, dict) and cfg.get("loader") == "gpu":  # the device loader's former name
+        doc = {**doc, "config": {**cfg, "loader": "device"}}
+    if not isinstance(doc.get("summary"), dict):
         return doc
     s = dict(doc["summary"])
     if "time_to_accuracy_s" in s and "time_to_accuracy_cold_s" not in s:
