@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_history import make_batch
+from test_history import make_batch, make_doc
 
 from bench.cli import main
 from bench.history.page import REGRESSION_COLOUR, build_figure, plot_date
@@ -198,6 +198,22 @@ def test_figure_filters_by_device_and_draws_error_bars():
     assert list(ips.error_y.array) == pytest.approx([10.0] * 3, rel=0.2)
     assert list(ips.error_y.arrayminus) == pytest.approx([10.0] * 3, rel=0.2)
     assert plot_date("2026-11-10T12:00:00+02:00") == "2026-11-10 10:00:00"
+
+
+def test_a_configuration_without_time_to_accuracy_says_so_in_its_own_panel():
+    """Throughput-only runs: the note sits at the centre of that row's right-hand panel, in
+    page coordinates (an annotation on the empty panel's axes landed at x=0 of the first
+    panel, stretching its date axis back to 1970)."""
+    docs = [make_doc(model, ips, commit=f"{c:x}" * 40, day=10 + c, tta=None, repeat=r)
+            for c in range(2) for model, ips in (("cnn", 1000.0), ("fc", 5000.0))
+            for r in range(2)]
+    fig = build_figure(build_series(build_records(docs, "append")))
+    notes = [a for a in fig.layout.annotations if a.text.startswith("no time to accuracy")]
+    assert {(a.xref, a.yref, a.xanchor) for a in notes} == {("paper", "paper", "center")}
+    assert len(notes) == 2
+    for note, n in zip(notes, (2, 4), strict=True):
+        assert note.x == pytest.approx(sum(fig.layout[f"xaxis{n}"].domain) / 2)
+        assert note.y == pytest.approx(sum(fig.layout[f"yaxis{n}"].domain) / 2)
 
 
 @needs_chromium

@@ -129,9 +129,16 @@ def build_figure(series: Sequence[Series]) -> Any:
             trace_devices.append(s.device)
     for row, config in enumerate(configs, 1):
         if config not in with_tta:
+            # Placed on the page, at the centre of this row's right-hand subplot (axes x2, x4,
+            # ...): plotly.js draws no axes for a subplot without traces, and an annotation
+            # that refers to them lands on the first subplot instead.
+            n = 2 * row
+            x0, x1 = fig.layout[f"xaxis{n}"].domain
+            y0, y1 = fig.layout[f"yaxis{n}"].domain
             fig.add_annotation(text="no time to accuracy: throughput-only runs, or the target "
-                               "was not reached", showarrow=False, xref="x domain",
-                               yref="y domain", x=0.5, y=0.5, row=row, col=2)
+                               "was not reached", showarrow=False, xref="paper",
+                               yref="paper", x=(x0 + x1) / 2, y=(y0 + y1) / 2,
+                               xanchor="center", yanchor="middle")
     fig.update_xaxes(type="date")
     fig.update_yaxes(rangemode="tozero")
     fig.update_layout(height=plot_px + TOP_PX + BOTTOM_PX, template="plotly_white",
