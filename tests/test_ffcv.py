@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from test_interrupts import hangup_as_at_a_terminal
 
 from bench.datasets import DatasetArrays, apply_permutation, pixel_permutation
 from bench.errors import BenchError
@@ -528,7 +529,8 @@ def _start_convert(tmp_path: Path, mode: str) -> tuple[subprocess.Popen, Path, P
     code = _CONVERT.format(root=str(ROOT), mode=mode, marker=str(marker), out=str(out))
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True,
-                            env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
+                            env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
+                            preexec_fn=hangup_as_at_a_terminal)
     return proc, out, marker
 
 

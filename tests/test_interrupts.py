@@ -19,11 +19,18 @@ from bench.results import Result, prepare_out_dir, write_result
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def hangup_as_at_a_terminal() -> None:
+    """In the child: SIGHUP at its default, as under a terminal. When the tests themselves run
+    under `nohup` (SIGHUP ignored, inherited), bench rightly keeps running on SIGHUP."""
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+
+
 def _start(argv: list[str]) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.Popen([sys.executable, "-m", "bench", *argv], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)  # default SIGINT disposition, own group
+                            start_new_session=True,  # default SIGINT disposition, own group
+                            preexec_fn=hangup_as_at_a_terminal)
 
 
 def _wait_for_line(proc: subprocess.Popen, needle: str, timeout: float = 120) -> None:
@@ -53,6 +60,24 @@ def test_run_stopped_by_a_signal_keeps_its_result(tiny_data, tmp_path, sig, code
     (doc,) = [json.loads(p.read_text()) for p in out.glob("*.json")]
     assert doc["status"] == "interrupted" and len(doc["epochs"]) >= 2
     assert not list(out.glob(".*.tmp"))
+
+
+def test_under_nohup_sighup_is_left_ignored(tiny_data, tmp_path) -> None:
+    """`nohup bench ...`: SIGHUP stays ignored, the run goes on (SIGTERM still stops it)."""
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-m", "bench", "run", "--model", "fc", "--device",
+                             "cpu", "--data-dir", str(tiny_data[0]), "--batch-size", "16",
+                             "--epochs", "100000", "--out", str(out)], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))
+    _wait_for_line(proc, "epoch 2/")
+    proc.send_signal(signal.SIGHUP)
+    _wait_for_line(proc, "epoch 4/")  # still training
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err
 
 
 def test_suite_stopped_writes_the_table_of_what_finished(tiny_data, tmp_path) -> None:
