@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from test_interrupts import hangup_as_at_a_terminal
+from test_interrupts import signals_as_at_a_terminal
 
 from bench.datasets import DatasetArrays, apply_permutation, pixel_permutation
 from bench.errors import BenchError
@@ -530,7 +530,7 @@ def _start_convert(tmp_path: Path, mode: str) -> tuple[subprocess.Popen, Path, P
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True,
                             env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
-                            preexec_fn=hangup_as_at_a_terminal)
+                            preexec_fn=signals_as_at_a_terminal)
     return proc, out, marker
 
 

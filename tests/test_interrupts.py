@@ -19,18 +19,20 @@ from bench.results import Result, prepare_out_dir, write_result
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def hangup_as_at_a_terminal() -> None:
-    """In the child: SIGHUP at its default, as under a terminal. When the tests themselves run
-    under `nohup` (SIGHUP ignored, inherited), bench rightly keeps running on SIGHUP."""
+def signals_as_at_a_terminal() -> None:
+    """In the child: SIGHUP and SIGINT at their defaults, as under a terminal. Run under `nohup`
+    the tests inherit SIGHUP ignored, and as a shell's background job SIGINT ignored; Python
+    and bench rightly keep an ignored signal ignored, so the child would not stop."""
     signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _start(argv: list[str]) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.Popen([sys.executable, "-m", "bench", *argv], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True,  # default SIGINT disposition, own group
-                            preexec_fn=hangup_as_at_a_terminal)
+                            start_new_session=True,  # its own process group
+                            preexec_fn=signals_as_at_a_terminal)
 
 
 def _wait_for_line(proc: subprocess.Popen, needle: str, timeout: float = 120) -> None:
