@@ -64,6 +64,9 @@ _FAST = Recipe("fast", batch_size=128, optimizer="sgd", lr=0.1, momentum=0.9, ne
 # convolutions): torch.compile "default" fuses BN+ReLU without max-autotune's minutes of kernel
 # search, batch 256 with SGD's lr scaled linearly (0.2), same 10 epochs (1,950 steps);
 # evaluation every 49 steps (12,544 images, as on a CPU).
+# Its settings, run eagerly (no compile) in bf16 on the 2-core CPU with real data for vgg11
+# (2026-11-24, `--recipe fast --batch-size 256 --lr 0.2 --eval-every 49 --compile none`),
+# reached 82.71% at step 1470 of 1950 (376,320 images; 79.96% at the end of epoch 7).
 _FAST_CUDA = replace(_FAST, batch_size=256, lr=0.2, compile="default", eval_every=49)
 _RECIPES = {"seed": _SEED, "fast": _FAST, "fast@cuda": _FAST_CUDA}
 
