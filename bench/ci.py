@@ -24,6 +24,7 @@ from typing import Any
 
 from .compare import (
     Comparison,
+    add_gate_flags,
     compare_frames,
     format_json,
     format_markdown,
@@ -328,10 +329,8 @@ def register(sub: Any) -> None:
     p.add_argument("--repeats", type=_positive_int, default=DEFAULT_REPEATS,
                    help=f"rounds of the suite (runs per configuration; default "
                    f"{DEFAULT_REPEATS})")
-    p.add_argument("--threshold", default="5%", help="slowdown that counts as a regression "
-                   "(default 5%%)")
-    p.add_argument("--alpha", default="5%", help="false-alarm rate of one gate run, over all "
-                   "its configurations (default 5%%)")
+    add_gate_flags(p, "slowdown that counts as a regression",
+                   "false-alarm rate of one gate run, over all its configurations")
     p.add_argument("--baseline", default=None,
                    help="baseline file (default results/baselines/<device-slug>.json)")
     p.add_argument("--record-baseline", action="store_true",

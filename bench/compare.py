@@ -238,6 +238,12 @@ def compare_frames(base_df, cand_df, threshold: float, alpha: float = 0.05,
 # --------------------------------------------------------------------------- formatting
 
 
+def add_gate_flags(p: Any, threshold_help: str, alpha_help: str) -> None:
+    """--threshold and --alpha (both 5%, read by `parse_threshold`) for the verbs that gate."""
+    p.add_argument("--threshold", default="5%", help=f"{threshold_help} (default 5%%)")
+    p.add_argument("--alpha", default="5%", help=f"{alpha_help} (default 5%%)")
+
+
 def parse_threshold(text: str) -> float:
     """'5%' or '0.05' -> 0.05. A bare number must be a fraction, so '5' is not silently 500%."""
     s = str(text).strip()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from ..compare import add_gate_flags
 from ..errors import BenchError
 from ..fsutil import writable_dir
 from ..results import load_docs
@@ -77,10 +78,9 @@ def register(sub: Any) -> None:
     p.add_argument("--history", default=str(DEFAULT_HISTORY_DIR), metavar="DIR",
                    help=f"the store: where `append` writes, and what is drawn when no DIR is "
                    f"given (default {DEFAULT_HISTORY_DIR})")
-    p.add_argument("--threshold", default="5%", help="slowdown from the previous point that "
-                   "is marked as a regression, when also significant (default 5%%)")
-    p.add_argument("--alpha", default="5%", help="false-alarm rate of each point's test against "
-                   "the previous one (default 5%%)")
+    add_gate_flags(p, "slowdown from the previous point that is marked as a regression, "
+                   "when also significant",
+                   "false-alarm rate of each point's test against the previous one")
     p.set_defaults(func=handler)
 
 
