@@ -27,8 +27,6 @@ Key = tuple[Any, ...]
 # what an absent key field means (results written before the field existed)
 _KEY_DEFAULTS = {"measure": "train"}
 # former values read as today's (results written before a rename): the `gpu` loader is `device`
-_KEY_ALIASES = {"loader": {"gpu": "device"}}
-
 # identity columns docs_epochs puts before each epoch's own columns
 _EPOCH_IDENTITY = ("run_id", "device_label", "status", "repeat", *CONFIG_KEYS)
 
@@ -54,7 +52,7 @@ def num(v: Any) -> float | None:
 def run_key(row: Mapping[str, Any]) -> Key:
     """The CONFIG_KEYS values of a flat row (or a doc's config), normalised: equal keys match."""
     return tuple(_KEY_DEFAULTS.get(k) if norm(row.get(k)) is None
-                 else _KEY_ALIASES.get(k, {}).get(norm(row.get(k)), norm(row.get(k)))
+                 else norm(row.get(k))
                  for k in CONFIG_KEYS)
 
 
