@@ -119,8 +119,14 @@ def measure_alternately(trees: dict[str, Path], args: argparse.Namespace, out: P
 
 
 def gate_against(args: argparse.Namespace, threshold: float, alpha: float,
-                 noise: dict | None = None) -> Comparison:
-    """Check REF out, measure both trees alternately, compare (one device, same job)."""
+                 calibration: dict | None = None) -> Comparison:
+    """Check REF out, measure both trees alternately, compare (one device, same job).
+
+    The figure is the stored gate's (`ci.gate_metric`): images/s ÷ probe when both sides ran
+    the same probe version, since the machine's speed also wanders between rounds of one job;
+    the noise is `calibration`'s for that figure, else estimated from the rounds."""
+    from .ci import gate_metric, noise_table
+
     repo = checkout_root()
     sha = resolve_ref(repo, args.against)
     require_clean(repo)
@@ -133,8 +139,9 @@ def gate_against(args: argparse.Namespace, threshold: float, alpha: float,
             docs = measure_alternately({"baseline": tree, "candidate": repo}, args, out)
         finally:
             _remove_worktree(repo, tree)
+    metric = gate_metric(docs["baseline"], docs["candidate"])
     cmp = compare_frames(docs_frame(docs["baseline"]), docs_frame(docs["candidate"]),
-                         threshold, alpha, noise)
+                         threshold, alpha, noise_table(calibration, metric), metric)
     cmp.provenance = {side: provenance(docs[side]) for side in ("baseline", "candidate")}
     return cmp
 

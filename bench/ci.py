@@ -111,9 +111,8 @@ RAW = "images_per_s"
 
 
 def gate_metric(*sides: Sequence[ResultDoc]) -> str:
-    """The stored-baseline gate's figure: `images_per_probe` when every ok run on every side
-    has one from the same probe version (it cancels the machine's drift between jobs), else
-    images/s."""
+    """The gate's figure (stored and --against): `images_per_probe` when every ok run on every
+    side has one from the same probe version (it cancels the machine's drift), else images/s."""
     versions = {(d.get("summary") or {}).get("probe_version") if
                 (d.get("summary") or {}).get(PROBED) else None
                 for side in sides for d in side if d.get("status") == "ok"}
@@ -132,7 +131,7 @@ def _by_key(docs: Sequence[ResultDoc], metric: str) -> dict[Key, list[float]]:
 def calibration_of(docs: Sequence[ResultDoc], threshold: float, alpha: float,
                    repeats: int) -> dict[str, Any]:
     """Per configuration: run-to-run noise (sd of the log of the gate's figure over the A/A
-    rounds; `sigmas` has it for images/s too, which `--against` gates on), the slowdown a gate
+    rounds; `sigmas` has it for images/s too, the fallback figure), the slowdown a gate
     with `repeats` runs could detect, and the runs per side it needs for `threshold`."""
     metric = gate_metric(docs)
     groups = {m: _by_key(docs, m) for m in {metric, RAW}}
@@ -175,7 +174,7 @@ METRIC_NAMES = {RAW: "images/s", PROBED: "images/s ÷ probe"}
 
 def _calibration_markdown(cal: dict[str, Any]) -> str:
     metric = cal.get("metric", RAW)
-    extra = metric != RAW  # also show the images/s noise, which --against gates on
+    extra = metric != RAW  # also show the images/s noise (the figure without the probe)
     rows = [[c["label"], c["runs"], f"±{c['sigma']:.2%}",
              *([f"±{c['sigmas'][RAW]:.2%}"] if extra else []),
              f"{c['detectable']:.1%}", c["needed_repeats"]] for c in cal["configs"]]
@@ -297,7 +296,8 @@ def handler(args: argparse.Namespace) -> int:
     if args.against:
         from .against import gate_against
 
-        cmp = gate_against(args, threshold, alpha, _runner_noise(path))
+        cmp = gate_against(args, threshold, alpha,
+                           read_baseline(path)[1] if path.exists() else None)
         return _report(cmp, args.json, f"bench ci --against {args.against}")
     docs = _run_suite(args, args.repeats)
     if not args.baseline:

@@ -5,12 +5,14 @@ real slowdowns caught, for the stored-baseline mode and for `--against REF`.
     python benchmarks/gate_campaign.py against --pairs 20 --out results/gate-against
     python benchmarks/gate_campaign.py estimators results/gate-stored  # which window estimator
 
-`stored`: `bench ci --calibrate` once (the baseline, on this machine), then `pairs` times an A/A
-`bench ci` (same code) and a `bench ci` with `BENCH_TEST_SLOWDOWN=0.10` (every timed iteration
-made 10% longer with busy work), alternately. `against`: the same pairs with `bench ci --against
-HEAD` (the checkout must be clean). A false alarm is an A/A job that exits 1; a catch is a slowed
-job that exits 1. Exit 3 (could not gate) is counted apart. Nothing else may run on the machine
-meanwhile: the figures are this machine's noise.
+Both modes first run `bench ci --calibrate` once (the runner's noise, on this machine). `stored`:
+then `pairs` times an A/A `bench ci` (same code) and a `bench ci` with `BENCH_TEST_SLOWDOWN=0.10`
+(every timed iteration made 10% longer with busy work), alternately, against that baseline.
+`against`: the same pairs with `bench ci --against HEAD --baseline <calibration>` (the checkout
+must be clean). Each job is also gated on raw images/s from its own result files (no probe).
+A false alarm is an A/A job that exits 1; a catch is a slowed job that exits 1. Exit 3 (could
+not gate) is counted apart. Nothing else may run on the machine meanwhile: the figures are this
+machine's noise.
 
 `estimators`: from the A/A runs' stored windows, the run-to-run spread (sd of log images/s) of
 each candidate estimator per configuration: the evidence behind `bench.throughput.ESTIMATOR`.
@@ -45,18 +47,23 @@ def _bench(*args: str, slowdown: str | None = None) -> tuple[int, float]:
     return proc.returncode, time.monotonic() - t
 
 
-def _raw_gate(out: Path, baseline: str | None) -> int | None:
-    """Stored mode: the exit status the same job would have had gated on raw images/s (no
-    machine probe), from the same result files: the probe's effect on the same data."""
-    if not baseline:
-        return None
+def _raw_gate(out: Path, baseline: Path, against: bool) -> int:
+    """The exit status the same job would have had gated on raw images/s (no machine probe),
+    from the same result files and calibration: the probe's effect on the same data."""
     from bench.ci import noise_table
     from bench.compare import compare_frames
     from bench.results import docs_frame, expand_paths, read_baseline, read_result
 
-    base, cal = read_baseline(Path(baseline))
-    docs = [read_result(p) for p in expand_paths([str(out)]) if p.name[:1].isdigit()]
-    cmp = compare_frames(docs_frame(base), docs_frame(docs), 0.05, 0.05,
+    def docs(folder: Path) -> list[dict]:
+        return [read_result(p) for p in expand_paths([str(folder)]) if p.name[:1].isdigit()]
+
+    stored, cal = read_baseline(baseline)
+    if against:  # one job's rounds: out/against/<stamp>/{baseline,candidate}/
+        base = [d for f in out.glob("against/*/baseline") for d in docs(f)]
+        cand = [d for f in out.glob("against/*/candidate") for d in docs(f)]
+    else:
+        base, cand = stored, docs(out)
+    cmp = compare_frames(docs_frame(base), docs_frame(cand), 0.05, 0.05,
                          noise_table(cal, "images_per_s"), "images_per_s")
     return cmp.exit_code
 
@@ -69,7 +76,7 @@ def _job(args: argparse.Namespace, kind: str, i: int, extra: list[str]) -> dict:
     rows = [{"config": r["label"], "ratio": r["ips_ratio"], "verdict": r["verdict"],
              "raw_ratio": r["cand"]["images_per_s"] / r["base"]["images_per_s"],
              "detectable": r["gate"]["detectable"]} for r in gate.get("rows", [])]
-    raw_exit = _raw_gate(out, extra[1] if extra[:1] == ["--baseline"] else None)
+    raw_exit = _raw_gate(out, Path(args.out) / "baseline.json", "--against" in extra)
     print(f"{kind} {i:2d}: exit {code} (raw images/s: {raw_exit}) in {seconds:.0f}s  "
           + "  ".join(f"{r['ratio']:.3f}{'!' if r['verdict'] == 'regression' else ''}"
                       f"/{r['raw_ratio']:.3f}" for r in rows), flush=True)
@@ -79,16 +86,12 @@ def _job(args: argparse.Namespace, kind: str, i: int, extra: list[str]) -> dict:
 
 def campaign(args: argparse.Namespace) -> None:
     Path(args.out).mkdir(parents=True, exist_ok=True)
-    extra: list[str] = []
-    if args.mode == "stored":
-        baseline = str(Path(args.out) / "baseline.json")
-        code, seconds = _bench("ci", "--calibrate", "--rounds", str(args.rounds), "--baseline",
-                               baseline, "--out", str(Path(args.out) / "calibration"),
-                               *args.bench_args)
-        print(f"calibration: exit {code} in {seconds:.0f}s", flush=True)
-        extra = ["--baseline", baseline]
-    else:
-        extra = ["--against", "HEAD"]
+    baseline = str(Path(args.out) / "baseline.json")  # the runner's calibration, both modes
+    code, seconds = _bench("ci", "--calibrate", "--rounds", str(args.rounds), "--baseline",
+                           baseline, "--out", str(Path(args.out) / "calibration"),
+                           *args.bench_args)
+    print(f"calibration: exit {code} in {seconds:.0f}s", flush=True)
+    extra = ["--baseline", baseline] + (["--against", "HEAD"] if args.mode == "against" else [])
     jobs = []
     for i in range(args.pairs):
         for kind in ("aa", "slow") if i % 2 == 0 else ("slow", "aa"):
@@ -151,7 +154,7 @@ def main() -> None:
     p.add_argument("mode", choices=("stored", "against", "estimators"))
     p.add_argument("folder", nargs="?", help="estimators: a campaign's --out folder")
     p.add_argument("--pairs", type=int, default=20)
-    p.add_argument("--rounds", type=int, default=8, help="stored: calibration rounds")
+    p.add_argument("--rounds", type=int, default=8, help="calibration rounds")
     p.add_argument("--out", default="results/gate-campaign")
     argv = sys.argv[1:]
     cut = argv.index("--") if "--" in argv else len(argv)

@@ -13,6 +13,7 @@ import pytest
 
 from bench import against, suites, throughput
 from bench.errors import BenchError
+from bench.results import run_key
 from bench.runspec import RunConfig
 from bench.stats import gate, log_sigma, per_config_alpha, repeats_needed
 from bench.throughput import window_estimates
@@ -188,8 +189,12 @@ for model in ("fc", "cnn"):
                channels_last=False, batch_size=256, recipe="fast", world_size=1,
                measure="throughput", max_steps=None)
     env = {"host": "h", "cpu_model": "Test CPU", "gpus": []}
-    write_result(Result(config=cfg, env=env, summary={"images_per_s": ips * (1 + n / 1000)}),
-                 out)
+    summary = {"images_per_s": ips * (1 + n / 1000)}
+    if os.environ.get("FAKE_DRIFT"):  # the machine 30% faster in round 2; the probe sees it
+        speed = 1.3 if n == 2 else 1.0
+        summary = {"images_per_s": ips * speed, "probe_rate": 500.0 * speed,
+                   "probe_version": 1, "images_per_probe": ips / 500.0}
+    write_result(Result(config=cfg, env=env, summary=summary), out)
 """
 
 
@@ -216,6 +221,34 @@ def test_against_alternates_in_a_worktree(tiny_repo: Path, tmp_path: Path, monke
     assert len(cmp.rows) == 2 and all(r.verdict == "regression" for r in cmp.rows)
     assert all(r.ips_ratio == pytest.approx(0.9, abs=0.01) for r in cmp.rows)
     assert _git(tiny_repo, "worktree", "list").count("\n") == 0  # temporary worktree removed
+
+
+def test_against_gates_on_the_probe_when_both_sides_have_it(tiny_repo: Path, tmp_path: Path,
+                                                            monkeypatch) -> None:
+    """A burst in one round moves images/s (ratio 1.03 for a true 0.9) but not images/s ÷
+    probe, which the gate then uses, with the calibration's noise of that figure."""
+    import argparse
+
+    script = tmp_path / "fake_round.py"
+    script.write_text(_FAKE_ROUND)
+    monkeypatch.setattr(against, "checkout_root", lambda: tiny_repo)
+    monkeypatch.setattr(against, "_side_command", lambda args, out: [
+        sys.executable, str(script), str(out), str(tmp_path / "rounds.log")])
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).resolve().parent.parent))
+    monkeypatch.setenv("FAKE_DRIFT", "1")
+    args = argparse.Namespace(against="HEAD~1", repeats=2, out=str(tmp_path / "out"),
+                              device="cpu", data_dir=None, budget_s=None)
+    cal_rows = [{"key": list(run_key(dict(model=m, dataset="mnist", loader="device",
+                                          precision="fp32", compile="none",
+                                          channels_last=False, batch_size=256, recipe="fast",
+                                          world_size=1, measure="throughput"))),
+                 "sigma": 0.01, "sigmas": {"images_per_probe": 0.01, "images_per_s": 0.2}}
+                for m in ("fc", "cnn")]
+    calibration = {"metric": "images_per_probe", "configs": cal_rows}
+    cmp = against.gate_against(args, 0.05, 0.05, calibration)
+    assert cmp.metric == "images_per_probe"
+    assert all(r.ips_ratio == pytest.approx(0.9, abs=1e-6) for r in cmp.rows)
+    assert all(r.verdict == "regression" for r in cmp.rows)
 
 
 def test_against_bad_input(tiny_repo: Path, monkeypatch) -> None:
