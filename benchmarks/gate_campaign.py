@@ -4,6 +4,7 @@ real slowdowns caught, for the stored-baseline mode and for `--against REF`.
     python benchmarks/gate_campaign.py stored  --pairs 20 --out results/gate-stored
     python benchmarks/gate_campaign.py against --pairs 20 --out results/gate-against
     python benchmarks/gate_campaign.py estimators results/gate-stored  # which window estimator
+    python benchmarks/gate_campaign.py summary results/gate-stored     # re-print the tables
 
 Both modes first run `bench ci --calibrate` once (the runner's noise, on this machine). `stored`:
 then `pairs` times an A/A `bench ci` (same code) and a `bench ci` with `BENCH_TEST_SLOWDOWN=0.10`
@@ -75,7 +76,8 @@ def _job(args: argparse.Namespace, kind: str, i: int, extra: list[str]) -> dict:
     gate = json.loads((out / "gate.json").read_text()) if (out / "gate.json").exists() else {}
     rows = [{"config": r["label"], "ratio": r["ips_ratio"], "verdict": r["verdict"],
              "raw_ratio": r["cand"]["images_per_s"] / r["base"]["images_per_s"],
-             "detectable": r["gate"]["detectable"]} for r in gate.get("rows", [])]
+             "detectable": r["gate"]["detectable"],
+             "n": (r["gate"]["n_base"], r["gate"]["n_cand"])} for r in gate.get("rows", [])]
     raw_exit = _raw_gate(out, Path(args.out) / "baseline.json", "--against" in extra)
     print(f"{kind} {i:2d}: exit {code} (raw images/s: {raw_exit}) in {seconds:.0f}s  "
           + "  ".join(f"{r['ratio']:.3f}{'!' if r['verdict'] == 'regression' else ''}"
@@ -98,6 +100,7 @@ def campaign(args: argparse.Namespace) -> None:
             jobs.append(_job(args, kind, i, extra))
             (Path(args.out) / "jobs.json").write_text(json.dumps(jobs, indent=1))
     print(summary(jobs, args.mode))
+    print(per_config(jobs, read_baseline(Path(baseline))[1], args.mode))
 
 
 def summary(jobs: list[dict], mode: str) -> str:
@@ -120,6 +123,40 @@ def summary(jobs: list[dict], mode: str) -> str:
                      f"| {statistics.median(rr):.3f} ({rr[0]:.3f}-{rr[-1]:.3f}) "
                      f"| {raw_exits(js, 1)} / {raw_exits(js, 3)} / {raw_exits(js, 0)} "
                      f"| {statistics.median(j['seconds'] for j in js):.0f} |")
+    return "\n".join(lines)
+
+
+def per_config(jobs: list[dict], cal: dict, mode: str) -> str:
+    """Per configuration: verdicts, and the A/A jobs' spread of the gate's ratio next to the
+    spread the calibration `cal` predicts for it (its sd of one run x sqrt(1/n_base + 1/n_cand);
+    n_base is the calibration's runs in stored mode, the rounds with --against)."""
+    from bench.ci import noise_table
+    from bench.results import config_label
+
+    metric = next((j.get("metric") for j in jobs if j.get("metric")), "images_per_s")
+    sigma = {config_label(k): v for k, v in noise_table(cal, metric).items()}
+    runs = {c["label"]: c["runs"] for c in cal["configs"]}
+    n = {r["config"]: r.get("n") or ((runs.get(r["config"], 8) if mode == "stored"
+                                      else cal["repeats"]), cal["repeats"])
+         for j in jobs for r in j["rows"]}
+    lines = ["| configuration | A/A verdicts | 10% slower verdicts | A/A sd of log ratio | "
+             "calibration predicts |", "|---|---|---|---|---|"]
+    for label in sorted({r["config"] for j in jobs for r in j["rows"]}):
+        def rows(kind: str, label: str = label) -> list[dict]:
+            return [r for j in jobs if j["kind"] == kind for r in j["rows"]
+                    if r["config"] == label]
+
+        def verdicts(kind: str) -> str:
+            names = [r["verdict"] for r in rows(kind)]
+            return ", ".join(f"{v} {names.count(v)}" for v in sorted(set(names)))
+
+        logs = [math.log(r["ratio"]) for r in rows("aa")]
+        spread = f"{statistics.stdev(logs):.2%}" if len(logs) > 1 else "-"
+        nb, nc = n[label]
+        predicted = (f"{sigma[label] * math.sqrt(1 / nb + 1 / nc):.2%}"
+                     if label in sigma else "-")
+        lines.append(f"| {label} | {verdicts('aa')} | {verdicts('slow')} | {spread} | "
+                     f"{predicted} |")
     return "\n".join(lines)
 
 
@@ -149,10 +186,16 @@ def estimators(folder: str) -> None:
         print(f"| {label} | {len(per[(label, names[0])])} | " + " | ".join(cells) + " |")
 
 
+def read_baseline(path: Path) -> tuple[list, dict]:
+    from bench.results import read_baseline as read
+
+    return read(path)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("mode", choices=("stored", "against", "estimators"))
-    p.add_argument("folder", nargs="?", help="estimators: a campaign's --out folder")
+    p.add_argument("mode", choices=("stored", "against", "estimators", "summary"))
+    p.add_argument("folder", nargs="?", help="estimators, summary: a campaign's --out folder")
     p.add_argument("--pairs", type=int, default=20)
     p.add_argument("--rounds", type=int, default=8, help="calibration rounds")
     p.add_argument("--out", default="results/gate-campaign")
@@ -162,6 +205,12 @@ def main() -> None:
     args.bench_args = argv[cut + 1:]  # after --: more `bench ci` flags (--device cpu ...)
     if args.mode == "estimators":
         estimators(args.folder or args.out)
+    elif args.mode == "summary":  # re-print a finished (or stopped) campaign's tables
+        folder = Path(args.folder or args.out)
+        jobs = json.loads((folder / "jobs.json").read_text())
+        mode = "against" if any(folder.glob("*/against")) else "stored"
+        print(summary(jobs, mode))
+        print(per_config(jobs, read_baseline(folder / "baseline.json")[1], mode))
     else:
         campaign(args)
 
