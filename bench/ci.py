@@ -245,9 +245,9 @@ def _baseline_file(args: argparse.Namespace) -> Path:
     return baseline_path(device_label(fingerprint(), resolve_device(args.device).type))
 
 
-def _runner_noise(path: Path) -> dict[Key, float]:
-    """This runner's calibrated noise per configuration, when the baseline file has one."""
-    return noise_table(read_baseline(path)[1]) if path.exists() else {}
+def _runner_calibration(path: Path) -> dict[str, Any] | None:
+    """This runner's calibration (noise per configuration), when the baseline file has one."""
+    return read_baseline(path)[1] if path.exists() else None
 
 
 def _check_gateable(args: argparse.Namespace, noise: dict[Key, float]) -> None:
@@ -291,13 +291,13 @@ def handler(args: argparse.Namespace) -> int:
     path = _baseline_file(args)
     if args.calibrate:
         return _calibrate(args, threshold, alpha)
+    calibration = None if args.record_baseline else _runner_calibration(path)
     if not args.record_baseline:
-        _check_gateable(args, _runner_noise(path))
+        _check_gateable(args, noise_table(calibration))
     if args.against:
         from .against import gate_against
 
-        cmp = gate_against(args, threshold, alpha,
-                           read_baseline(path)[1] if path.exists() else None)
+        cmp = gate_against(args, threshold, alpha, calibration)
         return _report(cmp, args.json, f"bench ci --against {args.against}")
     docs = _run_suite(args, args.repeats)
     if not args.baseline:

@@ -100,7 +100,7 @@ def campaign(args: argparse.Namespace) -> None:
             jobs.append(_job(args, kind, i, extra))
             (Path(args.out) / "jobs.json").write_text(json.dumps(jobs, indent=1))
     print(summary(jobs, args.mode))
-    print(per_config(jobs, read_baseline(Path(baseline))[1], args.mode))
+    print(per_config(jobs, Path(baseline), args.mode))
 
 
 def summary(jobs: list[dict], mode: str) -> str:
@@ -126,13 +126,14 @@ def summary(jobs: list[dict], mode: str) -> str:
     return "\n".join(lines)
 
 
-def per_config(jobs: list[dict], cal: dict, mode: str) -> str:
+def per_config(jobs: list[dict], baseline: Path, mode: str) -> str:
     """Per configuration: verdicts, and the A/A jobs' spread of the gate's ratio next to the
-    spread the calibration `cal` predicts for it (its sd of one run x sqrt(1/n_base + 1/n_cand);
-    n_base is the calibration's runs in stored mode, the rounds with --against)."""
+    spread the calibration in `baseline` predicts for it (its sd of one run x sqrt(1/n_base +
+    1/n_cand); n_base is the calibration's runs in stored mode, the rounds with --against)."""
     from bench.ci import noise_table
-    from bench.results import config_label
+    from bench.results import config_label, read_baseline
 
+    _, cal = read_baseline(baseline)
     metric = next((j.get("metric") for j in jobs if j.get("metric")), "images_per_s")
     sigma = {config_label(k): v for k, v in noise_table(cal, metric).items()}
     runs = {c["label"]: c["runs"] for c in cal["configs"]}
@@ -186,12 +187,6 @@ def estimators(folder: str) -> None:
         print(f"| {label} | {len(per[(label, names[0])])} | " + " | ".join(cells) + " |")
 
 
-def read_baseline(path: Path) -> tuple[list, dict]:
-    from bench.results import read_baseline as read
-
-    return read(path)
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("mode", choices=("stored", "against", "estimators", "summary"))
@@ -210,7 +205,7 @@ def main() -> None:
         jobs = json.loads((folder / "jobs.json").read_text())
         mode = "against" if any(folder.glob("*/against")) else "stored"
         print(summary(jobs, mode))
-        print(per_config(jobs, read_baseline(folder / "baseline.json")[1], mode))
+        print(per_config(jobs, folder / "baseline.json", mode))
     else:
         campaign(args)
 
