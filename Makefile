@@ -17,7 +17,7 @@ TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
 TORCH_INDEX_URL ?=
 TORCH_INDEX := $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL))
 
-.PHONY: all bench test test-all bench-ci bench-baseline lint clean sysdeps venv
+.PHONY: all bench test test-all test-twin twin bench-ci bench-baseline lint clean sysdeps venv
 all: test
 
 venv: $(STAMP)
@@ -53,6 +53,23 @@ test: $(STAMP)
 # slow checks on the real data (set BENCH_DATA_DIR or keep ../shared/data)
 test-all: $(STAMP)
 	BENCH_REAL_DATA_DIR=$(DATA_DIR) $(PY) -m pytest -q -m "slow or not slow" tests
+
+# The GPU box's twin: its Python stack (3.12, torch 2.11.0+cu130, no ffcv, no plotly, bench not
+# installed) on this CPU, to catch version drift before a GPU window is spent on it. Neither
+# `make test` nor .ci/run uses it (the wheels are ~5 GB); docs/development.md describes it.
+TWIN ?= /tmp/twin
+TWIN_PKGS := torch==2.11.0 torchvision==0.26.0 pandas matplotlib numba nvidia-ml-py pytest \
+  pytest-benchmark scipy tqdm timm
+
+twin:
+	PYENV_VERSION=3.12.1 python3.12 -m venv $(TWIN) && $(TWIN)/bin/pip install -q $(TWIN_PKGS)
+
+test-twin:
+	@if [ ! -x $(TWIN)/bin/python ]; then \
+	  echo "no twin at $(TWIN)/bin/python; build it (~5 GB, minutes) with: make twin TWIN=$(TWIN)" >&2; \
+	  echo "  which runs: PYENV_VERSION=3.12.1 python3.12 -m venv $(TWIN) && $(TWIN)/bin/pip install -q $(TWIN_PKGS)" >&2; \
+	  exit 1; fi
+	PYTHONPATH=. $(TWIN)/bin/python -m pytest -q tests
 
 bench-ci: $(STAMP)
 	$(VENV)/bin/bench ci $(if $(DATA_DIR),--data-dir $(DATA_DIR))

@@ -26,15 +26,21 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from .errors import BenchError
 
+EXIT_INCOMPLETE = 3  # no check failed, but the time budget left some out
+
 STATUSES = ("pass", "fail", "skip")
-BUDGET_S = 240.0  # the whole table under 5 minutes on one GPU; later checks skip past it
+# The doctor's wall-time bound: every check runs under what is left of it, and a budgeted check
+# whose estimate does not fit what is left is not started (skipped, named on the final line)
+BUDGET_S = 240.0
 HANG_GRACE_S = 30.0  # past its timeout, a check that did not stop has hung: stop the doctor
+ESSENTIAL_FLOOR_S = 5.0  # an essential check past the budget still gets this long
+BUDGET_SKIP = "not started"  # the message prefix of a check the budget left out
 
 
 class Skip(Exception):
@@ -72,7 +78,8 @@ class Check:
     timeout_s: float = 60.0
     needs_cuda: bool = False
     needs_device: bool = True  # skipped when the device could not be resolved
-    budgeted: bool = True  # skipped once the time budget is spent (essential checks: False)
+    budgeted: bool = True  # skipped when it does not fit the time budget (essential: False)
+    estimate_s: float = 5.0  # its typical cost where it is meant to run (a GPU for CUDA rows)
 
 
 @dataclass
@@ -103,14 +110,23 @@ def _first_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-def _not_applicable(check: Check, ctx: Context, over_budget: float | None) -> str | None:
+def _not_applicable(check: Check, ctx: Context, left_s: float | None) -> str | None:
     if check.needs_device and ctx.device is None:
         return "no usable device (see the device check)"
     if check.needs_cuda and not ctx.cuda:
         return "needs CUDA"
-    if over_budget is not None and check.budgeted and not ctx.full:
-        return f"time budget of {over_budget:g}s spent (--full runs every check)"
+    if left_s is not None and check.budgeted and check.estimate_s > left_s:
+        return (f"{BUDGET_SKIP}: needs about {check.estimate_s:g}s, {max(left_s, 0):.0f}s of "
+                "the time budget left (--budget-s, or --full runs every check)")
     return None
+
+
+def _timeout(check: Check, left_s: float | None) -> float:
+    """The check's own timeout, cut to what is left of the budget (so the budget is a bound);
+    an essential check past the budget still gets a few seconds."""
+    if left_s is None:
+        return check.timeout_s
+    return min(check.timeout_s, max(left_s, 0.0 if check.budgeted else ESSENTIAL_FLOOR_S))
 
 
 @contextlib.contextmanager
@@ -149,22 +165,25 @@ def _watchdog(check: Check, on_hang: HangFn | None) -> threading.Timer | None:
     return timer
 
 
-def run_check(check: Check, ctx: Context, over_budget: float | None = None,
+def run_check(check: Check, ctx: Context, left_s: float | None = None,
               on_hang: HangFn | None = None) -> Row:
     """Run one check in the main thread under its timeout (torch's per-thread state, CUDA
-    graphs included, is what `bench run` has); never raises but for Ctrl-C. `over_budget`: the
-    time budget when it is spent (budgeted checks are then skipped)."""
-    reason = _not_applicable(check, ctx, over_budget)
+    graphs included, is what `bench run` has); never raises but for Ctrl-C. `left_s`: seconds
+    left of the time budget (None: no budget, as with --full)."""
+    reason = _not_applicable(check, ctx, left_s)
     if reason is not None:
         return Row(check.name, "skip", reason, 0.0)
+    timeout = _timeout(check, left_s)
     start = time.perf_counter()
-    timer = _watchdog(check, on_hang)
+    timer = _watchdog(replace(check, timeout_s=timeout), on_hang)
     try:
-        with alarm(check.timeout_s):
+        with alarm(timeout):
             line = check.fn(ctx)
         status, message = "pass", str(line or "ok")
     except CheckTimeout:
-        status, message = "fail", f"timed out after {check.timeout_s:g}s"
+        status, message = "fail", f"timed out after {timeout:g}s"
+        if timeout < check.timeout_s:
+            message += f" (the rest of the time budget; its own timeout is {check.timeout_s:g}s)"
     except KeyboardInterrupt:
         raise
     except Skip as exc:
@@ -177,18 +196,19 @@ def run_check(check: Check, ctx: Context, over_budget: float | None = None,
     return Row(check.name, status, message, time.perf_counter() - start)
 
 
-def run_checks(checks: list[Check], ctx: Context, budget_s: float = BUDGET_S,
+def run_checks(checks: list[Check], ctx: Context, budget_s: float | None = BUDGET_S,
                progress: Callable[[int, Row], None] | None = None,
                on_hang: Callable[[list[Row]], None] | None = None) -> list[Row]:
-    """Every check in order; once `budget_s` has passed the budgeted ones are skipped.
-    `on_hang(rows)` is called (from a watchdog thread) with the rows so far and the hung one."""
+    """Every check in order, each under what is left of `budget_s` (None or --full: no
+    budget); a budgeted check whose estimate does not fit is skipped. `on_hang(rows)` is called
+    (from a watchdog thread) with the rows so far and the hung one."""
     start = time.monotonic()
     rows: list[Row] = []
     hang = (lambda row: on_hang([*rows, row])) if on_hang is not None else None
     for i, check in enumerate(checks):
-        spent = time.monotonic() - start > budget_s
+        left = None if ctx.full or budget_s is None else budget_s - (time.monotonic() - start)
         try:
-            row = run_check(check, ctx, over_budget=budget_s if spent else None, on_hang=hang)
+            row = run_check(check, ctx, left_s=left, on_hang=hang)
         except KeyboardInterrupt:
             rows.append(Row(check.name, "fail", "interrupted (Ctrl-C or a signal); the doctor "
                             "stopped here", 0.0))
@@ -199,15 +219,36 @@ def run_checks(checks: list[Check], ctx: Context, budget_s: float = BUDGET_S,
     return rows
 
 
+def skipped_line(rows: list[Row]) -> str | None:
+    """Every skipped check by name, grouped by why: the table's last line, so a budget that
+    left checks out is never a silent pass."""
+    groups: dict[str, list[str]] = {}
+    for r in rows:
+        if r.status == "skip":
+            why = "time budget" if r.message.startswith(BUDGET_SKIP) else r.message
+            groups.setdefault(why, []).append(r.name)
+    if not groups:
+        return None
+    return "skipped: " + "; ".join(f"{', '.join(names)} ({why})" for why, names in groups.items())
+
+
 def format_table(rows: list[Row]) -> str:
-    """A fixed-width table: check, status, seconds, message; then the counts."""
+    """A fixed-width table: check, status, seconds, message; then the counts and the skips."""
     width = max([len("check"), *(len(r.name) for r in rows)])
     lines = [f"{'check':<{width}}  {'status':<6}  {'s':>6}  message",
              f"{'-' * width}  {'-' * 6}  {'-' * 6}  {'-' * 7}"]
     lines += [f"{r.name:<{width}}  {r.status:<6}  {r.seconds:6.1f}  {r.message}" for r in rows]
     counts = {s: sum(r.status == s for r in rows) for s in STATUSES}
     lines.append(f"{counts['pass']} passed, {counts['fail']} failed, {counts['skip']} skipped")
+    skipped = skipped_line(rows)
+    if skipped:
+        lines.append(skipped)
     return "\n".join(lines)
+
+
+def budget_skips(rows: list[Row]) -> list[str]:
+    """The checks the time budget left out (the doctor is then incomplete, exit 3)."""
+    return [r.name for r in rows if r.status == "skip" and r.message.startswith(BUDGET_SKIP)]
 
 
 def report(rows: list[Row], ctx: Context, seconds: float) -> dict[str, Any]:
@@ -218,14 +259,16 @@ def report(rows: list[Row], ctx: Context, seconds: float) -> dict[str, Any]:
             "seconds": round(seconds, 1),
             "counts": {s: sum(r.status == s for r in rows) for s in STATUSES},
             "ok": not any(r.status == "fail" for r in rows),
+            "complete": not budget_skips(rows),
             "checks": [asdict(r) for r in rows]}
 
 
-def all_checks(ctx: Context) -> list[Check]:
-    """The checks for this context, in order (a test may replace this function)."""
-    from .doctor_checks import checks
+def all_checks(ctx: Context, subset: str = "all") -> list[Check]:
+    """The checks for this context, in order (a test may replace this function); `subset`
+    "first-contact": the GPU-first subset a first window runs."""
+    from .doctor_checks import checks, first_contact_checks
 
-    return checks(ctx)
+    return first_contact_checks() if subset == "first-contact" else checks(ctx)
 
 
 def _select(checks: list[Check], only: list[str] | None) -> list[Check]:
@@ -236,7 +279,8 @@ def _select(checks: list[Check], only: list[str] | None) -> list[Check]:
 
 
 def _finish(rows: list[Row], ctx: Context, start: float, json_path: str | None) -> int:
-    """Print the table, write the JSON, name the failures; the exit code."""
+    """Print the table, write the JSON, name the failures; the exit code: 1 on a failure, 3
+    when none failed but the time budget left checks out, else 0."""
     from .results import atomic_write_text
 
     print(format_table(rows), flush=True)
@@ -247,7 +291,14 @@ def _finish(rows: list[Row], ctx: Context, start: float, json_path: str | None) 
     if failed:
         print(f"bench: doctor: {len(failed)} check(s) failed: {', '.join(failed)}",
               file=sys.stderr, flush=True)
-    return 1 if failed else 0
+        return 1
+    left_out = budget_skips(rows)
+    if left_out:
+        print(f"bench: doctor: incomplete: {len(left_out)} check(s) did not fit the time "
+              f"budget: {', '.join(left_out)} (--budget-s S, or --full)", file=sys.stderr,
+              flush=True)
+        return EXIT_INCOMPLETE
+    return 0
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
@@ -255,10 +306,16 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
     if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", args.device):
         raise BenchError(f"unknown device {args.device!r}; choices: auto, cpu, cuda, cuda:N")
+    if args.first_contact:
+        from .first_contact import cmd_first_contact
+
+        return cmd_first_contact(args)
+    if args.out:
+        raise BenchError("--out is for --first-contact (the doctor alone writes --json FILE)")
     start = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="bench-doctor-") as tmp:
         ctx = Context(args.device, Path(tmp), data_dir=args.data_dir, full=args.full)
-        checks = _select(all_checks(ctx), args.only)
+        checks = _select(all_checks(ctx, args.checks), args.only)
         total = len(checks)
 
         def progress(i: int, row: Row) -> None:
@@ -279,6 +336,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def register(sub: Any) -> None:
+    from .first_contact import DEADLINE_S
     from .runspec import add_run_flags
 
     p = sub.add_parser("doctor", help="self-check of this machine: every path, a pass/fail "
@@ -289,7 +347,17 @@ def register(sub: Any) -> None:
                    "contains one of these (e.g. --only device nvml model:fc)")
     p.add_argument("--full", action="store_true", help="every check: the whole model matrix "
                    "on a CPU too, and no time budget")
-    p.add_argument("--budget-s", type=float, default=BUDGET_S, help="seconds after which the "
-                   f"remaining budgeted checks are skipped (default: {BUDGET_S:g})")
+    p.add_argument("--budget-s", type=float, default=BUDGET_S, help="the doctor's time bound: "
+                   "every check runs under what is left of it, and a check whose estimate does "
+                   "not fit is not started (exit 3 when that left any out)")
+    p.add_argument("--checks", choices=("all", "first-contact"), default="all",
+                   help="first-contact: the GPU-first subset (machine, every compile mode x "
+                   "precision on fc and vgg11, a fast recipe with evaluation)")
+    p.add_argument("--first-contact", action="store_true", help="the first command on a new "
+                   "GPU machine: versions, the GPU-first doctor, fast and seed runs, the peak; "
+                   "at most 4 files in --out, ends by --deadline-s (docs/doctor.md)")
+    p.add_argument("--out", metavar="DIR", help="--first-contact: the folder for its files")
+    p.add_argument("--deadline-s", type=float, default=DEADLINE_S, help="--first-contact: seconds "
+                   "by which it ends (stages that do not fit are skipped and named)")
     p.add_argument("--quiet", action="store_true", help="no progress line per check")
     p.set_defaults(func=cmd_doctor)

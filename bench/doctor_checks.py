@@ -12,6 +12,7 @@ import importlib.util
 import math
 import os
 import subprocess
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -19,15 +20,25 @@ from typing import Any
 from .doctor import Check, Context, Fail, Skip
 from .errors import BenchError
 
-# A measured bf16 peak outside this fraction of the vendor's dense figure is wrong: above, the
-# table entry or the clock is wrong; far below, the GPU is capped, throttled or misconfigured.
+# A measured tensor-core peak outside this fraction of the vendor's dense figure is wrong:
+# above, the table entry or the clock is wrong; far below, the GPU is capped, throttled or
+# misconfigured. Checked for every tensor-core precision (fp32 runs on CUDA cores: no band).
 VENDOR_BAND = (0.25, 1.05)
+BANDED_PRECISIONS = ("tf32", "bf16", "fp16")
 STEPS = {"cpu": 4, "cuda": 6}  # training steps per model run: 2 warm-up, then 2-step windows
+EVAL_CAP_STEPS = 30  # the eval row on synthetic data (no target to stop at)
 CPU_BATCH = 32  # CPU runs: small batches (the recipes' are for whole epochs)
 CPU_HEAVY_BATCH = 4  # the VGGs on a CPU
 KERNEL_BATCHES = (1, 7, 33, 256)  # odd sizes: partial tiles, one-sample grids
 EAGER_TIMEOUT_S, COMPILE_TIMEOUT_S = 120.0, 240.0
 DDP_TIMEOUT_S = 180.0
+# GPU-first: every compile mode x precision on one small and one conv-heavy model comes right
+# after the machine checks, before anything a time budget may cut
+CORE_MODELS = ("fc", "vgg11")
+# Typical seconds per check on one H100/H200-class GPU (docs/doctor.md: the reasoning). A
+# budgeted check starts only when its estimate fits what is left of the budget.
+ESTIMATE_S = {"eager": 5.0, "compiled": 20.0, "compiled-heavy": 45.0, "loader": 10.0,
+              "ffcv": 30.0, "ddp": 40.0, "eval": 40.0}
 
 
 # ----------------------------------------------------------------------------- machine
@@ -142,14 +153,16 @@ def check_peak(ctx: Context) -> str:
     entry = match_gpu(name)
     if entry is None:
         return f"{figures}; {name!r} is not in the vendor table (no band to check)"
-    ratio = probes["bf16"] / 1e12 / entry.tflops["bf16"]
+    ratios = {p: probes[p] / 1e12 / entry.tflops[p] for p in BANDED_PRECISIONS if p in probes}
     low, high = VENDOR_BAND
-    where = (f"measured bf16 {probes['bf16'] / 1e12:.0f} TFLOP/s is {ratio:.0%} of the "
-             f"{entry.name} datasheet's {entry.tflops['bf16']:.0f}")
-    if not low <= ratio <= high:
-        raise Fail(f"{where}, outside the plausible {low:.0%}-{high:.0%} (wrong table entry, "
-                   "a power cap, throttling, or another process on the GPU)")
-    return f"{where}; {figures}"
+    where = ", ".join(f"{p} {probes[p] / 1e12:.0f} of {entry.tflops[p]:.0f} ({r:.0%})"
+                      for p, r in ratios.items())
+    bad = [p for p, r in ratios.items() if not low <= r <= high]
+    if bad:
+        raise Fail(f"measured TFLOP/s against the {entry.name} datasheet: {where}; "
+                   f"{', '.join(bad)} outside the plausible {low:.0%}-{high:.0%} (wrong table "
+                   "entry, a power cap, throttling, or another process on the GPU)")
+    return f"measured TFLOP/s against the {entry.name} datasheet: {where}; {figures}"
 
 
 # ----------------------------------------------------------------------------- kernel
@@ -377,29 +390,83 @@ def check_cuda_n(ctx: Context) -> str:
                                   compile="reduce-overhead")
 
 
+def check_eval_to_target(ctx: Context) -> str:
+    """fc's fast recipe as it runs (on CUDA: reduce-overhead, evaluation every few steps, stop
+    at target): train -> eval (another batch size: a second compilation, more CUDA-graph
+    generations) -> train, to the target on real MNIST, or a capped run on synthetic data."""
+    from .datasets import load_dataset
+    from .device import isolate
+    from .runner import run
+
+    try:
+        load_dataset("mnist", ctx.data_dir, download=False)
+        dataset, cap = "mnist", None
+    except BenchError:
+        dataset, cap = "synthetic-mnist", EVAL_CAP_STEPS
+    from .runspec import RunConfig
+
+    isolate(ctx.device)
+    cfg = RunConfig(model="fc", dataset=dataset, device=str(ctx.device), recipe="fast",
+                    max_steps=cap, quiet=True, write=False, out=str(ctx.work_dir),
+                    data_dir=ctx.data_dir)
+    result, _ = run(cfg)
+    line = check_result(result, ctx, ctx.device, {"dataset": dataset})
+    evals = len(result.evals)
+    if evals < 2:
+        raise Fail(f"{evals} evaluation(s) ran; the recipe evaluates every "
+                   f"{result.config.get('eval_every')} steps")
+    s = result.summary
+    if dataset == "mnist" and not s.get("reached_target"):
+        raise Fail(f"target {s.get('target_accuracy')} not reached in {s.get('steps')} steps "
+                   f"(best {s.get('best_test_acc')}): {line}")
+    reached = (f"target {s['target_accuracy']:.0%} at step {s.get('steps_to_accuracy')}"
+               if s.get("reached_target") else "synthetic data: no target, capped")
+    return (f"{dataset}, compile {result.config.get('compile')}, {evals} evaluations, "
+            f"{reached}; {line}")
+
+
 # ----------------------------------------------------------------------------- the list
 def _model_run(model: str, compile_mode: str, precision: str, ctx: Context) -> str:
     return train_run(ctx, model, compile=compile_mode, precision=precision)
 
 
 def _model_check(model: str, compile_mode: str, precision: str, cuda: bool) -> Check:
+    from .models import get_model_spec
+
     label = "eager" if compile_mode == "none" else compile_mode
     fn = partial(_model_run, model, compile_mode, precision)
     timeout = EAGER_TIMEOUT_S if compile_mode == "none" else COMPILE_TIMEOUT_S
-    return Check(f"model:{model}:{label}:{precision}", fn, timeout, needs_cuda=cuda)
+    kind = ("eager" if compile_mode == "none" else
+            "compiled-heavy" if get_model_spec(model).heavy_on_cpu else "compiled")
+    return Check(f"model:{model}:{label}:{precision}", fn, timeout, needs_cuda=cuda,
+                 estimate_s=ESTIMATE_S[kind])
+
+
+def _gpu_order(models: list[str]) -> list[Check]:
+    """Every eager run of `models` first, then the compiled ones, bf16 before fp16 and fp32."""
+    order = [("none", p) for p in ("bf16", "fp16", "fp32")] + [
+        (c, p) for p in ("bf16", "fp16", "fp32") for c in ("reduce-overhead", "default")]
+    return [_model_check(m, c, p, True) for c, p in order for m in models]
+
+
+def core_matrix() -> list[Check]:
+    """Every compile mode x precision on the small and the conv-heavy model, model by model:
+    what the first minutes on a GPU must show works."""
+    return [c for m in CORE_MODELS for c in _gpu_order([m])]
 
 
 def model_matrix(gpu: bool, full: bool) -> list[Check]:
-    """Every model under eager, `default` and `reduce-overhead` in bf16, fp16 and fp32; on a
-    CPU (unless --full) eager fp32 for every model and bf16/fp16 for fc (compiling on a CPU
-    takes long and is not what a GPU machine needs checked)."""
+    """Every model under eager, `default` and `reduce-overhead` in bf16, fp16 and fp32 (on a
+    GPU the core models first, see `core_matrix`); on a CPU (unless --full) eager fp32 for
+    every model and bf16/fp16 for fc (compiling on a CPU takes long and is not what a GPU
+    machine needs checked)."""
     from .models import MODELS
 
     models = sorted(MODELS)
-    if gpu or full:
-        order = [("none", p) for p in ("bf16", "fp16", "fp32")] + [
-            (c, p) for p in ("bf16", "fp16", "fp32") for c in ("reduce-overhead", "default")]
-        return [_model_check(m, c, p, gpu) for c, p in order for m in models]
+    if gpu:
+        return core_matrix() + _gpu_order([m for m in models if m not in CORE_MODELS])
+    if full:
+        return [replace(c, needs_cuda=False) for c in _gpu_order(models)]
     return ([_model_check(m, "none", "fp32", False) for m in models]
             + [_model_check("fc", "none", p, False) for p in ("bf16", "fp16")])
 
@@ -414,25 +481,51 @@ def _wants_gpu(ctx: Context) -> bool:
     return torch.cuda.is_available()
 
 
-def checks(ctx: Context) -> list[Check]:
-    """The doctor's checks in order: the machine first, then the paths, then the model matrix
-    (whose compiled end is what a time budget cuts)."""
-    from .loaders import LOADERS
-
-    gpu = _wants_gpu(ctx)
+def machine_checks() -> list[Check]:
+    """Essential: never skipped for the budget (they come first, and are quick)."""
     return [
         Check("device", check_device, 30.0, needs_device=False, budgeted=False),
         Check("toolchain", check_toolchain, 30.0, budgeted=False),
         Check("nvml", check_nvml, 30.0, needs_cuda=True, budgeted=False),
         Check("peak", check_peak, 120.0, budgeted=False),
         Check("kernel", check_kernel, 120.0, needs_cuda=True, budgeted=False),
-        Check("cuda:N", check_cuda_n, COMPILE_TIMEOUT_S, needs_cuda=True),
-        *(Check(f"loader:{name}", partial(check_loader, name), EAGER_TIMEOUT_S)
-          for name in LOADERS),
-        Check("batch-size-auto", check_autobatch, EAGER_TIMEOUT_S),
-        Check("ddp", check_ddp, DDP_TIMEOUT_S),
-        *model_matrix(gpu, ctx.full),
     ]
 
 
-__all__ = ["VENDOR_BAND", "check_result", "checks", "model_matrix", "train_run"]
+def eval_check() -> Check:
+    return Check("fast:fc:eval-to-target", check_eval_to_target, COMPILE_TIMEOUT_S,
+                 estimate_s=ESTIMATE_S["eval"])
+
+
+def first_contact_checks() -> list[Check]:
+    """The GPU-first subset `--first-contact` runs: the machine, the core matrix, a fast
+    recipe with evaluation."""
+    return [*machine_checks(), *core_matrix(), eval_check()]
+
+
+def checks(ctx: Context) -> list[Check]:
+    """The doctor's checks in order: the machine; on a GPU every compile mode x precision of
+    the core models; a fast recipe with evaluation; the paths; the rest of the matrix."""
+    from .loaders import LOADERS
+
+    gpu = _wants_gpu(ctx)
+    matrix = model_matrix(gpu, ctx.full)
+    core = len(core_matrix()) if gpu else 0
+    return [
+        *machine_checks(),
+        *matrix[:core],
+        eval_check(),
+        Check("cuda:N", check_cuda_n, COMPILE_TIMEOUT_S, needs_cuda=True,
+              estimate_s=ESTIMATE_S["compiled"]),
+        *(Check(f"loader:{name}", partial(check_loader, name), EAGER_TIMEOUT_S,
+                estimate_s=ESTIMATE_S["ffcv" if name == "ffcv" else "loader"])
+          for name in LOADERS),
+        Check("batch-size-auto", check_autobatch, EAGER_TIMEOUT_S,
+              estimate_s=ESTIMATE_S["loader"]),
+        Check("ddp", check_ddp, DDP_TIMEOUT_S, estimate_s=ESTIMATE_S["ddp"]),
+        *matrix[core:],
+    ]
+
+
+__all__ = ["VENDOR_BAND", "check_result", "checks", "first_contact_checks", "model_matrix",
+           "train_run"]

@@ -38,7 +38,7 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def _git_commit() -> str | None:
+def git_commit() -> str | None:
     root = Path(__file__).resolve().parent.parent
     try:
         out = subprocess.run(
@@ -110,7 +110,7 @@ def fingerprint() -> dict[str, Any]:
         "cpu_count": os.cpu_count(),
         "torch_threads": _STARTUP_THREADS,
         "packages": {p: _version(p) for p in _PACKAGES},
-        "git_commit": _git_commit(),
+        "git_commit": git_commit(),
         "cuda_available": torch.cuda.is_available(),
         "cuda_version": torch.version.cuda,
         "cudnn_version": torch.backends.cudnn.version() if torch.cuda.is_available() else None,

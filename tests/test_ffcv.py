@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import json
+import math
 import os
 import subprocess
 import sys
@@ -450,6 +451,8 @@ class _FakeLoader:
 
 
 def test_loader_bench_table_with_fake_loaders():
+    """The table's shape and the figures' consistency, never which loader was faster: two
+    sleeps timed on a shared machine may come out in either order."""
     from bench.loader_bench import bench_loaders, format_table
 
     made: dict[str, _FakeLoader] = {}
@@ -457,23 +460,31 @@ def test_loader_bench_table_with_fake_loaders():
     def factory(name, data, cfg):
         if name == "ffcv":
             raise BenchError("ffcv is not available; install it")
-        made[name] = _FakeLoader(4, 8, 0.004 if name == "torch" else 0.001)
+        made[name] = _FakeLoader(4, 8, 0.001)
         return made[name]
 
     cfg = cfg_for("train", Path("."), "cifar10", batch_size=8)
     rows = bench_loaders(None, ["torch", "gpu", "ffcv"], cfg, epochs=3, factory=factory)
     assert [r.loader for r in rows] == ["torch", "gpu", "ffcv"]
     torch_row, gpu_row, ffcv_row = rows
-    assert made["torch"].epochs == [0, 1, 2, 3]  # one warm-up + 3 timed, each set_epoch'ed
-    assert len(torch_row.epoch_s) == 3 and torch_row.images_per_epoch == 32
-    assert torch_row.warmup_s is not None and torch_row.describe == {"name": "fake"}
-    assert gpu_row.median > torch_row.median
-    assert ffcv_row.error and "not available" in ffcv_row.error
+    for row in (torch_row, gpu_row):
+        assert made[row.loader].epochs == [0, 1, 2, 3]  # one warm-up + 3 timed, each set_epoch'ed
+        assert len(row.epoch_s) == 3 and row.images_per_epoch == 32 and row.error is None
+        assert row.describe == {"name": "fake"}
+        figures = [row.warmup_s, *row.epoch_s, *row.rates, row.median]  # each holds sleeps
+        assert all(v is not None and math.isfinite(v) and v > 0 for v in figures), figures
+        assert row.build_s is not None and math.isfinite(row.build_s) and row.build_s >= 0
+        assert len(row.rates) == 3 and min(row.rates) <= row.median <= max(row.rates)
+    assert ffcv_row.error and "not available" in ffcv_row.error and ffcv_row.median is None
     table = format_table(rows)
     lines = table.splitlines()
+    assert len(lines) == 2 + len(rows) and set(lines[1]) == {"-"}
     assert "images/s median" in lines[0] and "vs torch" in lines[0]
-    assert lines[2].startswith("torch") and lines[2].rstrip().endswith("1.0x")
-    assert lines[3].rstrip().endswith("x") and "error: BenchError" in lines[4]
+    assert [line.split()[0] for line in lines[2:]] == ["torch", "gpu", "ffcv"]
+    assert lines[2].rstrip().endswith("1.0x")
+    assert lines[3].split()[-1] == f"{gpu_row.median / torch_row.median:.1f}x"
+    assert lines[2].split()[4] == lines[3].split()[4] == "3"  # the timed epochs column
+    assert "error: BenchError: ffcv is not available" in lines[4]
 
 
 def test_verbs_register_and_validate():

@@ -3,7 +3,8 @@ charts (the screenshot holds the devices' line colours and the regression marker
 
 The browser is driven through the DevTools protocol over --remote-debugging-pipe (a dozen
 JSON messages; no new dependency), always under a deadline so a hung browser fails the test
-instead of hanging it. Skipped when chromium is not installed (`make sysdeps` installs it).
+instead of hanging it. Skipped when chromium is not installed (`make sysdeps` installs it);
+the figure's tests are skipped when plotly is not.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_history import make_batch, make_doc
+from test_history import PLOTLY_REASON, make_batch, make_doc, needs_plotly
 
 from bench.cli import main
 from bench.history.page import REGRESSION_COLOUR, build_figure, plot_date
@@ -169,6 +170,7 @@ def near(counts: dict[tuple[int, int, int], int], hex_colour: str, tol: int = 12
 @pytest.fixture(scope="module")
 def page(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A page of two configurations on two devices over four commits, one slowdown."""
+    pytest.importorskip("plotly", reason=PLOTLY_REASON)
     tmp = tmp_path_factory.mktemp("history-page")
     docs = make_batch(commits=4, devices=("NVIDIA A100", "NVIDIA H100"), slow_commit=2)
     append_docs(tmp / "h", docs, "append")
@@ -182,6 +184,7 @@ def test_page_is_self_contained(page: Path):
     assert "Plotly.newPlot" in text and "NVIDIA H100" in text
 
 
+@needs_plotly
 def test_figure_filters_by_device_and_draws_error_bars():
     docs = make_batch(commits=3, devices=("NVIDIA A100", "NVIDIA H100"), slow_commit=1)
     fig = build_figure(build_series(build_records(docs, "append")))
@@ -200,6 +203,7 @@ def test_figure_filters_by_device_and_draws_error_bars():
     assert plot_date("2026-11-10T12:00:00+02:00") == "2026-11-10 10:00:00"
 
 
+@needs_plotly
 def test_a_configuration_without_time_to_accuracy_says_so_in_its_own_panel():
     """Throughput-only runs: the note sits at the centre of that row's right-hand panel, in
     page coordinates (an annotation on the empty panel's axes landed at x=0 of the first

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ..errors import BenchError
 from ..results import atomic_write_text, num
 from .records import Record
 from .series import Series, short_commit
@@ -22,6 +23,25 @@ METRICS = (("images_per_s", "images/s", ",.1f"), ("time_to_accuracy_s", "time to
                                                    ",.2f"))
 ROW_PX, GAP_PX, TOP_PX, BOTTOM_PX = 300, 90, 110, 50
 REGRESSION_COLOUR = "#d62728"
+
+
+# plotly is one of bench's dependencies, not an extra: a checkout run without installing it (or
+# a machine whose Python stack was set up by hand) may lack it.
+PLOTLY_MISSING = ("history: drawing the page needs plotly, which is not installed (pip install "
+                  "plotly, or pip install -e . in the checkout: it is one of bench's "
+                  "dependencies); `bench history append` works without it")
+
+
+def require_plotly() -> None:
+    """Import plotly or raise one line saying how to get it: the page is the only part of
+    `bench history` that needs it, so the rest must not fail on its absence."""
+    try:
+        import plotly.graph_objects  # noqa: F401
+        import plotly.subplots  # noqa: F401
+    except ImportError as exc:
+        missing = exc.name or "plotly"
+        extra = "" if missing == "plotly" else f" ({missing}, which plotly imports, is missing)"
+        raise BenchError(PLOTLY_MISSING + extra) from None
 
 
 def plot_date(stamp: str) -> str:
@@ -102,6 +122,7 @@ def _titles(configs: Sequence[str]) -> list[str]:
 
 def build_figure(series: Sequence[Series]) -> Any:
     """The figure of every series (see the module doc)."""
+    require_plotly()
     from plotly.subplots import make_subplots
 
     configs = sorted({s.config for s in series})
@@ -197,4 +218,5 @@ def write_page(out: Path, records: Sequence[Record], series: Sequence[Series],
     return path
 
 
-__all__ = ["build_figure", "plot_date", "render_page", "write_page"]
+__all__ = ["PLOTLY_MISSING", "build_figure", "plot_date", "render_page", "require_plotly",
+           "write_page"]

@@ -4,7 +4,7 @@
   bench history append RESULTS...      append result files/folders to the store (--history DIR)
 
 `bench suite --history DIR` and `bench ci --history DIR` append as they finish. docs/history.md
-describes the store and the page.
+describes the store and the page. Only the page needs plotly; appending works without it.
 """
 
 from __future__ import annotations
@@ -50,11 +50,11 @@ def _render(args: argparse.Namespace, items: list[str]) -> int:
     series = build_series(records, threshold, alpha)
     if not series:
         raise BenchError(f"history {source}: no record has a figure to plot (every run failed)")
-    try:
-        from .page import write_page
-    except ModuleNotFoundError as exc:
-        raise BenchError(f"history: {exc.name} is not installed (pip install plotly)") from None
-    path = write_page(writable_dir(args.out, "--out folder"), records, series, source)
+    from .page import require_plotly, write_page
+
+    out = writable_dir(args.out, "--out folder")  # a bad --out is reported before no plotly
+    require_plotly()
+    path = write_page(out, records, series, source)
     print(f"{path}: {len(records)} record(s), {len(series)} series")
     return 0
 
