@@ -13,10 +13,11 @@ import os
 
 import torch
 
-from kernels.reference import prepare_batch_reference
+from kernels.reference import normalisation_table, prepare_batch_reference
 
 __all__ = [
     "interpreter_active",
+    "normalisation_table",
     "prepare_batch",
     "prepare_batch_reference",
     "triton_available",
@@ -49,20 +50,23 @@ def prepare_batch(
     *,
     pad: int = 0,
     perm: torch.Tensor | None = None,
-    mean: torch.Tensor,
-    std: torch.Tensor,
+    mean: torch.Tensor | None = None,
+    std: torch.Tensor | None = None,
     out_dtype: torch.dtype = torch.float32,
     backend: str = "auto",
+    table: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Prepare one batch; same semantics as :func:`prepare_batch_reference`.
 
     backend: "auto" uses Triton for CUDA data when available (and for an ``out_dtype`` the kernel
     stores), else the reference; "triton" forces the kernel (CUDA data, or CPU data under
     ``TRITON_INTERPRET=1``) and raises if it cannot run; "reference" forces pure torch.
+    Give mean/std, or ``table`` (:func:`normalisation_table`, built once per loader): both
+    backends gather from that one table, so they agree bit for bit in fp32.
     """
     if backend not in _BACKENDS:
         raise ValueError(f"backend must be one of {_BACKENDS}, got {backend!r}")
-    kwargs = dict(pad=pad, perm=perm, mean=mean, std=std, out_dtype=out_dtype)
+    kwargs = dict(pad=pad, perm=perm, mean=mean, std=std, out_dtype=out_dtype, table=table)
     if backend == "reference":
         return prepare_batch_reference(data, indices, crop_offsets, flips, **kwargs)
 

@@ -4,7 +4,9 @@ The eager reference (``kernels.reference``) launches a dozen kernels per batch (
 advanced-index crop, flip, where, permutation gather, casts, normalise) and materialises
 several intermediate (B, H, W, C) tensors. Here each output element is computed directly from
 the uint8 dataset: we map it back through permutation, flip and crop to a source pixel (or to
-the zero padding), load one byte, normalise in fp32 and store once.
+the zero padding), load one byte, look its normalised fp32 value up in the (C, 256) table of
+``kernels.reference.normalisation_table`` (the same table the reference gathers from, so fp32
+output is bit-identical by construction: no division runs on the device) and store once.
 
 Triton is imported lazily: ``import kernels.triton_batch`` works without Triton, and the
 ``@triton.jit`` decoration happens on first use, so ``TRITON_INTERPRET=1`` set any time before
@@ -17,6 +19,8 @@ import functools
 from typing import Any
 
 import torch
+
+from kernels.reference import resolve_table
 
 # Output dtypes the kernel stores directly; the fp32 result is cast just before the store.
 SUPPORTED_OUT_DTYPES: frozenset[torch.dtype] = frozenset(
@@ -39,8 +43,7 @@ def _kernel() -> Any:
         off_ptr,  # (B, 2) int (dy, dx), any strides
         flip_ptr,  # (B,) uint8 / int, nonzero = flip
         perm_ptr,  # (H*W,) int
-        mean_ptr,  # (C,) fp32
-        std_ptr,  # (C,) fp32
+        table_ptr,  # (C, 256) fp32, contiguous: normalised value of (channel, byte)
         out_ptr,  # (B, H, W, C) contiguous, out dtype
         idx_stride,
         off_stride0,
@@ -83,13 +86,10 @@ def _kernel() -> Any:
             valid = valid & (y >= 0) & (y < H) & (x >= 0) & (x < W)
         img = tl.load(idx_ptr + b * idx_stride).to(tl.int64)
         src = img * HWC + ((y * W + x) * C + c)
-        v = tl.load(data_ptr + src, mask=valid, other=0).to(tl.float32)
-        m = tl.load(mean_ptr + c, mask=inside, other=0.0)
-        s = tl.load(std_ptr + c, mask=inside, other=1.0)
-        # IEEE-rounded divisions (plain `/` is div.full.f32 on NVIDIA, up to 2 ulp off), in the
-        # reference's order: x / 255, then (x - mean) / std. This keeps fp32 bit-exact.
-        v = tl.math.div_rn(v, tl.full([BLOCK], 255.0, tl.float32))
-        v = tl.math.div_rn(v - m, s)
+        byte = tl.load(data_ptr + src, mask=valid, other=0).to(tl.int32)  # padding: byte 0
+        # No arithmetic on the value: the host-built table already holds (v/255 - mean) / std
+        # in fp32, so fp32 output equals the reference's gather bit for bit on any device.
+        v = tl.load(table_ptr + c * 256 + byte, mask=inside, other=0.0).to(tl.float32)
         dst = b.to(tl.int64) * HWC + e
         tl.store(out_ptr + dst, v.to(out_ptr.dtype.element_ty), mask=inside)
 
@@ -112,16 +112,18 @@ def prepare_batch_triton(
     *,
     pad: int = 0,
     perm: torch.Tensor | None = None,
-    mean: torch.Tensor,
-    std: torch.Tensor,
+    mean: torch.Tensor | None = None,
+    std: torch.Tensor | None = None,
     out_dtype: torch.dtype = torch.float32,
     out: torch.Tensor | None = None,
+    table: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Fused equivalent of :func:`kernels.reference.prepare_batch_reference` (same semantics).
 
     Extra keyword ``out``: a contiguous (B, H, W, C) buffer of ``out_dtype`` to write into
     (tests poison it to prove every element is written). Indices are not bounds-checked
-    (the reference's ``index_select`` would raise); they must lie in [0, N).
+    (the reference's ``index_select`` would raise); they must lie in [0, N). ``table``
+    instead of mean/std, as for the reference: built once by the caller, no per-call copy.
     """
     if data.dtype != torch.uint8 or data.dim() != 4:
         raise ValueError(f"data must be (N, H, W, C) uint8, got {tuple(data.shape)} {data.dtype}")
@@ -156,9 +158,8 @@ def prepare_batch_triton(
         flp = flp.view(torch.uint8)  # same bytes; avoids relying on i1 pointer loads
     prm = _optional_input(perm, indices, (h * w,), "perm must be (H*W,)")
     has_flip, has_perm = flips is not None, perm is not None
-    # Broadcast like the reference does (scalar or (C,)); no copy when already (C,) fp32.
-    mean32 = mean.to(dev, torch.float32).expand(c).contiguous()
-    std32 = std.to(dev, torch.float32).expand(c).contiguous()
+    # The reference's own table (built from mean/std on the host if not given).
+    lut = resolve_table(table, mean, std, c, dev).contiguous()
 
     hwc = h * w * c
     block = _block_size(hwc)
@@ -169,8 +170,7 @@ def prepare_batch_triton(
         offs,
         flp,
         prm,
-        mean32,
-        std32,
+        lut,
         out,
         indices.stride(0),
         offs.stride(0),

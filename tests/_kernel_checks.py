@@ -10,15 +10,18 @@ Importing this module (as test_kernels.py does, for the case names) does not imp
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
+import numpy as np
 import torch
 
-from kernels import prepare_batch, prepare_batch_reference
+from kernels import normalisation_table, prepare_batch, prepare_batch_reference
+from kernels.reference import _crop_flip_perm
 
 EXIT_NO_TRITON = 77
 N_IMAGES = 20  # small dataset: the interpreter runs every program in Python
@@ -59,6 +62,63 @@ def _ulp(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     _, e = torch.frexp(x)  # x = m * 2**e, 0.5 <= |m| < 1
     ulp = fi.eps * torch.exp2((e - 1).to(torch.float32))
     return torch.clamp(ulp, min=fi.smallest_normal * fi.eps)
+
+
+# --- CUDA's division by a scalar, emulated on CPU ---
+# ATen's CUDA kernel (BinaryDivTrueKernel.cu) divides a tensor by a CPU scalar as a * (1/b),
+# "may lose one bit of precision"; the CPU divides exactly. Emulating it here makes a CPU test
+# see what a GPU computes, so a reference that divides on the device fails on CPU too.
+
+_DIV_METHODS = ("div", "div_", "true_divide", "true_divide_", "__truediv__", "__itruediv__")
+_DIV_FUNCS = ("div", "true_divide")
+
+
+def _reciprocal_form(orig: Callable[..., Any], inplace: bool) -> Callable[..., Any]:
+    """``orig`` (a division), except tensor / Python scalar becomes a * fp32(1/b), as on CUDA."""
+
+    def div(a: Any, b: Any, *args: Any, **kw: Any) -> Any:
+        scalar = isinstance(b, (int, float)) and not isinstance(b, bool)
+        if not scalar or args or kw.get("rounding_mode") is not None:
+            return orig(a, b, *args, **kw)
+        inv = float(np.float32(1.0) / np.float32(b))  # CUDA: opmath_t(1) / b, in fp32
+        return a.mul_(inv) if inplace else a.mul(inv)
+
+    return div
+
+
+@contextlib.contextmanager
+def device_style_division() -> Iterator[None]:
+    """Within the block, every torch division by a Python scalar uses CUDA's reciprocal form.
+
+    Patches ``torch.Tensor.{div, div_, true_divide, true_divide_, __truediv__, __itruediv__}``
+    and ``torch.div`` / ``torch.true_divide``; restores them on exit.
+    """
+    saved_methods = {n: torch.Tensor.__dict__.get(n) for n in _DIV_METHODS}
+    saved_funcs = {n: getattr(torch, n) for n in _DIV_FUNCS}
+    try:
+        for n in _DIV_METHODS:
+            inplace = n in ("div_", "true_divide_", "__itruediv__")
+            setattr(torch.Tensor, n, _reciprocal_form(getattr(torch.Tensor, n), inplace))
+        for n, f in saved_funcs.items():
+            setattr(torch, n, _reciprocal_form(f, inplace=False))
+        yield
+    finally:
+        for n, m in saved_methods.items():
+            if m is None:
+                delattr(torch.Tensor, n)  # it was inherited from TensorBase
+            else:
+                setattr(torch.Tensor, n, m)
+        for n, f in saved_funcs.items():
+            setattr(torch, n, f)
+
+
+def old_reference(args: dict[str, Any]) -> torch.Tensor:
+    """The reference's arithmetic before the table (issue 25): x / 255, then (x - mean) / std."""
+    kw = {k: args.get(k) for k in ("crop_offsets", "flips", "perm")}
+    imgs = _crop_flip_perm(args["data"], args["indices"], pad=args.get("pad", 0), **kw)
+    x = imgs.to(torch.float32).div_(255.0)
+    x = (x - args["mean"].to(torch.float32)) / args["std"].to(torch.float32)
+    return x.permute(0, 3, 1, 2)
 
 
 def check(args: dict[str, Any], out_dtype: torch.dtype = torch.float32, label: str = "") -> None:
@@ -316,10 +376,39 @@ def dispatcher_backend_triton() -> None:
 
 
 @case
-def gpu_loader_batches_identical_through_both_paths() -> None:
-    """The `gpu` loader yields the same batches with the kernel as with the reference."""
-    import numpy as np
+def reciprocal_division_cannot_break_fp32_exactness() -> None:
+    """Issue 25: with the device's division (a * (1/b)) in force inside the reference call,
+    kernel and reference still agree bit for bit in fp32; the old formula would not have."""
+    from kernels.triton_batch import prepare_batch_triton
 
+    for args in (_cifar(16, seed=30), _mnist(7, seed=31, perm=True)):
+        kernel = prepare_batch_triton(**args, out_dtype=torch.float32)
+        table = normalisation_table(args["mean"], args["std"], args["data"].shape[-1])
+        no_stats = {k: v for k, v in args.items() if k not in ("mean", "std")}
+        with device_style_division():
+            ref = prepare_batch_reference(**args, out_dtype=torch.float32)
+            assert torch.equal(kernel, ref), "reference under CUDA-style division differs"
+            ref_table = prepare_batch_reference(**no_stats, table=table, out_dtype=torch.float32)
+            assert torch.equal(kernel, ref_table), "reference with table= differs"
+            old = old_reference(args)
+        # Teeth: the old formula matches on CPU (exact division) and breaks under the patch.
+        assert torch.equal(kernel, old_reference(args)), "old formula differs even on CPU"
+        n_diff = int((old != kernel).sum())
+        assert n_diff > 0, "patch had no effect: the old formula matched under a * (1/b)"
+
+
+@case
+def dispatcher_backend_triton_with_table() -> None:
+    """prepare_batch(table=...) through the kernel equals the reference given mean/std."""
+    args = _cifar(7, seed=19)
+    no_stats = {k: v for k, v in args.items() if k not in ("mean", "std")}
+    table = normalisation_table(CIFAR_MEAN, CIFAR_STD)
+    got = prepare_batch(**no_stats, table=table, out_dtype=torch.float32, backend="triton")
+    assert torch.equal(got, prepare_batch_reference(**args, out_dtype=torch.float32))
+
+
+def _device_loader_batches(backend: str, dtype: torch.dtype) -> list[tuple[Any, Any]]:
+    """All batches of epoch 1 of a small augmented CIFAR-shaped `device` loader on CPU."""
     from bench.datasets import DatasetArrays
     from bench.loaders import LoaderConfig, make_loader
 
@@ -327,21 +416,36 @@ def gpu_loader_batches_identical_through_both_paths() -> None:
     x = rng.integers(0, 256, (N_IMAGES, 32, 32, 3), dtype=np.uint8)
     data = DatasetArrays("t", "cifar10", x, np.arange(N_IMAGES), x[:4], np.arange(4),
                          [str(i) for i in range(10)], real=False, source="test")
-    batches = {}
-    for backend in ("triton", "reference"):
-        cfg = LoaderConfig(split="train", batch_size=6, device=torch.device("cpu"),
-                           dtype=torch.bfloat16, channels_last=True, augment=True,
-                           norm="cifar10", shuffle=True, drop_last=True, seed=4,
-                           options={"backend": backend})
-        loader = make_loader("device", data, cfg)
-        loader.set_epoch(1)
-        batches[backend] = list(loader)
+    cfg = LoaderConfig(split="train", batch_size=6, device=torch.device("cpu"),
+                       dtype=dtype, channels_last=True, augment=True,
+                       norm="cifar10", shuffle=True, drop_last=True, seed=4,
+                       options={"backend": backend})
+    loader = make_loader("device", data, cfg)
+    loader.set_epoch(1)
+    return list(loader)
+
+
+@case
+def gpu_loader_batches_identical_through_both_paths() -> None:
+    """The `gpu` loader yields the same batches with the kernel as with the reference."""
+    batches = {b: _device_loader_batches(b, torch.bfloat16) for b in ("triton", "reference")}
     assert len(batches["triton"]) == 3
     for (xt, yt), (xr, yr) in zip(batches["triton"], batches["reference"], strict=True):
         assert torch.equal(yt, yr)
         # bf16: the interpreter's cast truncates where CUDA rounds; allow one bf16 step.
         diff = (xt.float() - xr.float()).abs()
         assert bool((diff <= _ulp(xr.float(), torch.bfloat16)).all()), float(diff.max())
+
+
+@case
+def device_loader_fp32_bit_identical_through_both_paths() -> None:
+    """fp32 through the loader's one table: kernel and reference batches are equal bit for bit."""
+    kernel = _device_loader_batches("triton", torch.float32)
+    ref = _device_loader_batches("reference", torch.float32)
+    assert len(kernel) == len(ref) == 3
+    for (xt, yt), (xr, yr) in zip(kernel, ref, strict=True):
+        assert torch.equal(yt, yr)
+        assert torch.equal(xt, xr), int((xt != xr).sum())
 
 
 def _interpreter_check() -> tuple[bool, str]:

@@ -102,7 +102,7 @@ def test_reference_matches_torchvision_crop_flip_normalize() -> None:
         if flip:
             img = tvf.hflip(img)
         exp = tvf.normalize(img.float() / 255.0, mean.tolist(), std.tolist())
-        torch.testing.assert_close(got[k], exp, rtol=0, atol=1e-6)
+        assert torch.equal(got[k], exp)  # same fp32 ops as ToTensor + Normalize on CPU
 
 
 def test_reference_permutation_semantics() -> None:
@@ -118,6 +118,140 @@ def test_reference_permutation_semantics() -> None:
         if flips[k]:
             img = img.flip(1)
         torch.testing.assert_close(got[k, 0].reshape(-1), img.reshape(-1)[perm], rtol=0, atol=0)
+
+
+# --- The normalisation table (issue 25: one host-built table, so no device division) ---
+
+CIFAR_MEAN = torch.tensor([0.4914, 0.4822, 0.4465])
+CIFAR_STD = torch.tensor([0.2470, 0.2435, 0.2616])
+
+
+def _fp32_formula(mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """Today's CPU arithmetic, per byte: (v / 255 - mean) / std in fp32, exact divisions."""
+    v = torch.arange(256, dtype=torch.float32)
+    return ((v[None, :] / 255.0) - mean[:, None]) / std[:, None]
+
+
+def test_table_entries() -> None:
+    table = kernels.normalisation_table(CIFAR_MEAN, CIFAR_STD)
+    assert table.shape == (3, 256) and table.dtype == torch.float32
+    assert torch.equal(table[:, 0], -CIFAR_MEAN / CIFAR_STD)  # byte 0, also the crop padding
+    assert bool((table.diff(dim=1) > 0).all()), "not strictly increasing in the byte value"
+    assert torch.equal(table, _fp32_formula(CIFAR_MEAN, CIFAR_STD))
+
+
+def test_table_broadcasts_and_validates() -> None:
+    one = kernels.normalisation_table(0.5, torch.tensor(0.25), channels=3)
+    assert one.shape == (3, 256) and torch.equal(one[0], one[2])
+    assert torch.equal(one[0], _fp32_formula(torch.tensor([0.5]), torch.tensor([0.25]))[0])
+    lists = kernels.normalisation_table([0.4914, 0.4822, 0.4465], (0.2470, 0.2435, 0.2616))
+    assert torch.equal(lists, kernels.normalisation_table(CIFAR_MEAN, CIFAR_STD))
+    with pytest.raises(ValueError, match="entries"):
+        kernels.normalisation_table(CIFAR_MEAN, CIFAR_STD, channels=1)
+
+
+def test_reciprocal_form_differs_in_fp32() -> None:
+    """The bug's premise, so the division tests have teeth: x / 255 != x * (1/255) in fp32
+    for many bytes, and the emulation in _kernel_checks really switches torch to that form."""
+    x = torch.arange(256, dtype=torch.float32)
+    exact = x / 255.0
+    recip = x * torch.tensor(1.0, dtype=torch.float32).div(255.0)
+    assert int((exact != recip).sum()) > 50
+    with _helper.device_style_division():
+        emulated = [x / 255.0, x.div(255.0), torch.div(x, 255.0), x.clone().div_(255.0)]
+        y = x.clone()
+        y /= 255.0
+    for got in [*emulated, y]:
+        assert torch.equal(got, recip)
+    assert torch.equal(x / 255.0, exact), "division not restored after the block"
+
+
+def test_reference_division_free_under_device_style_division() -> None:
+    """Reference output does not change when torch divides like CUDA; the old formula does."""
+    args = _small_batch()
+    plain = prepare_batch_reference(**args)
+    old_plain = _helper.old_reference(args)
+    with _helper.device_style_division():
+        patched = prepare_batch_reference(**args)
+        old_patched = _helper.old_reference(args)
+    assert torch.equal(plain, patched)
+    assert torch.equal(plain, old_plain), "CPU values changed from the pre-table reference"
+    assert not torch.equal(old_plain, old_patched), "emulation had no effect on the old formula"
+
+
+def test_reference_table_argument() -> None:
+    args = _small_batch()
+    stats = {k: args.pop(k) for k in ("mean", "std")}
+    table = kernels.normalisation_table(**stats)
+    for dtype in (torch.float32, torch.bfloat16, torch.float16, torch.float64):
+        got = prepare_batch_reference(**args, table=table, out_dtype=dtype)
+        assert torch.equal(got, prepare_batch_reference(**args, **stats, out_dtype=dtype))
+    with pytest.raises(ValueError, match="not both"):
+        prepare_batch_reference(**args, **stats, table=table)
+    with pytest.raises(ValueError, match="mean and std"):
+        prepare_batch_reference(**args)
+    with pytest.raises(ValueError, match="table must be"):
+        prepare_batch_reference(**args, table=table[:1])
+    with pytest.raises(ValueError, match="table must be"):
+        prepare_batch_reference(**args, table=table.double())
+
+
+def test_reference_padding_is_table_zero() -> None:
+    """Padded pixels (crop at offset 0 of pad 4) take table[c, 0] = -mean / std."""
+    args = {**_small_batch(), "crop_offsets": torch.zeros(3, 2, dtype=torch.long)}
+    out = prepare_batch_reference(**args)
+    expected = (-args["mean"] / args["std"])[None, :, None, None].expand(3, 3, 4, 32)
+    assert torch.equal(out[:, :, :4, :], expected)
+
+
+def test_device_loader_builds_table_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The loader's batches use its one table: no table is built per batch."""
+    import numpy as np
+
+    import kernels.reference as ref_mod
+    from bench.datasets import DatasetArrays
+    from bench.loaders import LoaderConfig, make_loader
+
+    x = np.random.default_rng(3).integers(0, 256, (12, 32, 32, 3), dtype=np.uint8)
+    data = DatasetArrays("t", "cifar10", x, np.arange(12), x[:2], np.arange(2),
+                         [str(i) for i in range(10)], real=False, source="test")
+    cfg = LoaderConfig(split="train", batch_size=4, device=torch.device("cpu"),
+                       dtype=torch.float32, channels_last=True, augment=False, norm="cifar10",
+                       shuffle=False, drop_last=True, seed=0, options={"backend": "reference"})
+    loader = make_loader("device", data, cfg)
+    assert loader.table.shape == (3, 256)
+    calls: list[tuple[Any, ...]] = []
+    real = ref_mod.normalisation_table
+
+    def counting(*a: Any, **k: Any) -> torch.Tensor:
+        calls.append(a)
+        return real(*a, **k)
+
+    monkeypatch.setattr(ref_mod, "normalisation_table", counting)
+    batches = list(loader)
+    assert len(batches) == 3 and not calls, f"{len(calls)} tables built while iterating"
+    mean, std = (torch.tensor(v) for v in cfg.mean_std)
+    images = torch.from_numpy(x)
+    for i, (xb, _) in enumerate(batches):
+        idx = torch.arange(4 * i, 4 * i + 4)
+        assert torch.equal(xb, prepare_batch_reference(images, idx, mean=mean, std=std))
+
+
+def test_table_arithmetic_stays_out_of_compiled_graphs() -> None:
+    """Under torch.compile (whose CUDA lowering turns `/ 255` into `* (1/255)`), the table is
+    still computed eagerly on the host: no division reaches any captured graph."""
+    graphs: list[list[str]] = []
+
+    def record(gm: torch.fx.GraphModule, example_inputs: Any) -> Any:
+        graphs.append([str(n.target) for n in gm.graph.nodes if n.op.startswith("call")])
+        return gm.forward
+
+    args = _small_batch()
+    got = torch.compile(prepare_batch_reference, backend=record)(**args)
+    assert graphs, "nothing was compiled"
+    divs = [t for g in graphs for t in g if "div" in t]
+    assert not divs, f"division traced into a compiled graph: {divs}"
+    assert torch.equal(got, prepare_batch_reference(**args))
 
 
 # --- Dispatcher ---

@@ -5,7 +5,8 @@ Each epoch draws a fresh order from a generator seeded by (seed, epoch), identic
 rank, and a rank keeps its contiguous shard. Crop offsets and flips are drawn from the same
 generator, so a run is reproducible. Batch preparation (gather, pad+crop, flip, permutation,
 normalise, cast, channels-last) is `kernels.prepare_batch`: a fused Triton kernel on CUDA,
-the torch reference elsewhere.
+the torch reference elsewhere. Both look normalised values up in one (C, 256) table built here
+once, on the host, and moved to the device once: no per-batch host work or copy.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 
 import torch
 
-from kernels import prepare_batch
+from kernels import normalisation_table, prepare_batch
 
 from ..datasets import DatasetArrays
 from .base import LoaderConfig, shard_indices
@@ -30,8 +31,7 @@ class DeviceLoader:
         self.images = torch.from_numpy(x).to(dev)  # (N, H, W, C) uint8, already permuted
         self.labels = torch.from_numpy(y).to(dev)
         mean, std = cfg.mean_std
-        self.mean = torch.tensor(mean, dtype=torch.float32, device=dev)
-        self.std = torch.tensor(std, dtype=torch.float32, device=dev)
+        self.table = normalisation_table(mean, std, self.images.shape[-1], dev)  # (C, 256)
         self.backend = cfg.options.get("backend", "auto")
         self.epoch = 0
         n = len(self.labels)
@@ -66,7 +66,7 @@ class DeviceLoader:
             idx = order[i * b:(i + 1) * b]
             aug = dict(crop_offsets=offsets[i * b:(i + 1) * b], flips=flips[i * b:(i + 1) * b],
                        pad=PAD) if cfg.augment else {}
-            x = prepare_batch(self.images, idx, **aug, mean=self.mean, std=self.std,
+            x = prepare_batch(self.images, idx, **aug, table=self.table,
                               out_dtype=cfg.dtype, backend=self.backend)
             if not cfg.channels_last:
                 x = x.contiguous()
