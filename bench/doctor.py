@@ -30,6 +30,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from . import interrupts
 from .errors import BenchError
 
 EXIT_INCOMPLETE = 3  # no check failed, but the time budget left some out
@@ -209,9 +210,11 @@ def run_checks(checks: list[Check], ctx: Context, budget_s: float | None = BUDGE
         left = None if ctx.full or budget_s is None else budget_s - (time.monotonic() - start)
         try:
             row = run_check(check, ctx, left_s=left, on_hang=hang)
+            if interrupts.seen():  # the runner caught it and recorded its run `interrupted`
+                raise KeyboardInterrupt
         except KeyboardInterrupt:
-            rows.append(Row(check.name, "fail", "interrupted (Ctrl-C or a signal); the doctor "
-                            "stopped here", 0.0))
+            rows.append(Row(check.name, "fail", f"interrupted by {interrupts.describe()}; the "
+                            "doctor stopped here", 0.0))
             raise Stopped(rows) from None
         rows.append(row)
         if progress is not None:

@@ -56,6 +56,12 @@ def restore(previous: dict[int, Any]) -> None:
             signal.signal(signum, handler)
 
 
+def seen() -> bool:
+    """Whether a stop signal arrived (also one a caller caught and recorded, as the runner
+    records a run `interrupted`): a loop over many steps stops at the next one."""
+    return bool(_received)
+
+
 def describe() -> str:
     """What stopped us, for a result's message."""
     return _NAMES.get(_received[0], "a signal") if _received else "Ctrl-C (SIGINT)"

@@ -223,7 +223,8 @@ def test_the_gpu_plan_is_gpu_first(tmp_path) -> None:
     assert sub == head
     # compiled rows of the conv-heavy model are budgeted at their (larger) cost
     est = {c.name: c.estimate_s for c in checks(Context("cuda", tmp_path))}
-    assert est["model:vgg11:default:fp32"] > est["model:fc:default:fp32"] > est["model:fc:eager:fp32"]
+    assert (est["model:vgg11:default:fp32"] > est["model:fc:default:fp32"]
+            > est["model:fc:eager:fp32"])
 
 
 def _result(**over: Any) -> SimpleNamespace:
@@ -339,8 +340,9 @@ def stubborn(ctx):
             pass
 
 doctor.HANG_GRACE_S = 0.5
-doctor.all_checks = lambda ctx, subset="all": [doctor.Check("fine", lambda ctx: "ok", needs_device=False),
-                                 doctor.Check("stuck", stubborn, 0.3, needs_device=False)]
+doctor.all_checks = lambda ctx, subset="all": [
+    doctor.Check("fine", lambda ctx: "ok", needs_device=False),
+    doctor.Check("stuck", stubborn, 0.3, needs_device=False)]
 sys.exit(main(["doctor", "--device", "cpu", "--quiet", "--json", sys.argv[1]]))
 """
 
@@ -359,3 +361,48 @@ def test_a_hung_check_ends_the_doctor_with_the_table(tmp_path) -> None:
     assert "Traceback" not in proc.stderr
     rows = json.loads(out.read_text())["checks"]
     assert [(r["name"], r["status"]) for r in rows] == [("fine", "pass"), ("stuck", "fail")]
+
+
+SIGNAL_SCRIPT = """
+import os, signal, sys
+from bench import doctor, doctor_checks
+from bench.cli import main
+
+import bench.engine
+start_training = bench.engine._Trainer.run
+
+def signalled_run(self):
+    os.kill(os.getpid(), signal.SIGTERM)  # arrives inside the training loop, which records it
+    return start_training(self)
+
+bench.engine._Trainer.run = signalled_run
+
+def train_then_signal(ctx):
+    return doctor_checks.train_run(ctx, "fc", max_steps=100000, warmup_steps=1,
+                                   window_steps=50, batch_size=8)
+
+doctor.all_checks = lambda ctx, subset="all": [
+    doctor.Check("device", doctor_checks.check_device, 30, needs_device=False),
+    doctor.Check("long", train_then_signal, 60),
+    doctor.Check("never", lambda ctx: open(sys.argv[2], "w").write("ran") and "ran", 60)]
+sys.exit(main(["doctor", "--device", "cpu", "--quiet", "--json", sys.argv[1]]))
+"""
+
+
+def test_a_signal_during_a_training_check_stops_the_doctor_at_once(tmp_path) -> None:
+    """SIGTERM while a check trains: the runner records its run `interrupted`; the doctor must
+    stop there (143), not fail the row and run the remaining checks."""
+    import subprocess
+    import sys
+
+    out, marker = tmp_path / "d.json", tmp_path / "never-ran"
+    root = Path(__file__).resolve().parent.parent
+    proc = subprocess.run([sys.executable, "-c", SIGNAL_SCRIPT, str(out), str(marker)],
+                          capture_output=True, text=True, timeout=120, cwd=root,
+                          env={**os.environ, "PYTHONPATH": str(root)})
+    assert proc.returncode == 143, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr and "bench: stopped by SIGTERM" in proc.stderr
+    assert not marker.exists()
+    rows = json.loads(out.read_text())["checks"]
+    assert [(r["name"], r["status"]) for r in rows] == [("device", "pass"), ("long", "fail")]
+    assert rows[1]["message"].startswith("interrupted by SIGTERM")
