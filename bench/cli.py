@@ -125,17 +125,18 @@ def cmd_suite(args: argparse.Namespace) -> int:
     from .history.hooks import record_suite
     from .results import atomic_write_text, read_result
     from .results.suite_tables import suite_table
-    from .suites import SuiteStopped, run_suite
+    from .suites import SuiteStopped, check_archive, run_suite, write_archive
 
     if args.repeats <= 0:
         raise BenchError(f"--repeats must be positive, got {args.repeats}")
+    archive = check_archive(args.archive) if args.archive else None
     overrides = {k: v for k, v in (("compile", args.compile), ("threads", args.threads),
                                    ("budget_s", args.budget_s)) if v is not None}
     stopped = None
     try:
         paths = run_suite(args.name, data_dir=args.data_dir, out_dir=args.out,
                           device=args.device, repeats=args.repeats, quiet=args.quiet,
-                          progress=args.progress, overrides=overrides)
+                          progress=args.progress, overrides=overrides, download=args.download)
     except SuiteStopped as exc:  # the table of what finished is still written
         paths, stopped = exc.paths, exc
     if not paths:
@@ -144,7 +145,12 @@ def cmd_suite(args: argparse.Namespace) -> int:
         raise BenchError("the suite produced no results")
     table = suite_table(paths)
     print(table)
-    atomic_write_text(Path(args.out) / f"suite-{args.name}-latest.md", table + "\n")
+    table_path = Path(args.out) / f"suite-{args.name}-latest.md"
+    atomic_write_text(table_path, table + "\n")
+    if archive is not None:  # stopped or failed runs too: what finished is in it
+        write_archive(archive, [*paths, table_path], Path(args.out))
+        print(f"bench: suite archive {archive} ({len(paths)} result(s) and the table)",
+              file=sys.stderr)
     record_suite(args.history, paths)
     if stopped is not None:
         print(f"bench: suite stopped by {interrupts.describe()} after {len(paths)} run(s)",
@@ -175,9 +181,13 @@ def register_suite(sub: Any) -> None:
     p = sub.add_parser("suite", help=VERBS["suite"][1], description=_suite_description())
     p.add_argument("name", nargs="?", default="default",
                    help="the suite to run (listed above)")
-    add_run_flags(p, include=("data_dir", "out", "device"))
+    add_run_flags(p, include=("data_dir", "out", "device", "download"))
     p.add_argument("--repeats", type=int, default=1, help="runs of every configuration, "
                    "interleaved (A B A B, not A A B B), seeds seed, seed+1, ...")
+    p.add_argument("--archive", metavar="FILE.tar.gz", default=None,
+                   help="also bundle the suite's result files and its table into this one "
+                   "gzip'd tar at the end (also when stopped, or when runs failed; default: "
+                   "none)")
     add_run_flags(p, include=("compile", "threads", "budget_s", "quiet", "progress"),
                   helps={"compile": "override every run's torch.compile mode: "
                                     + ", ".join(COMPILE_MODES),
@@ -234,16 +244,44 @@ class HelpFormatter(argparse.HelpFormatter):
         return "\n\n".join(paras)
 
 
+def _checkout_version() -> str | None:
+    """The version in the checkout's pyproject.toml: a checkout run as `PYTHONPATH=. python -m
+    bench` has no package metadata and must still say what it is. None when unreadable."""
+    from pathlib import Path
+
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10, the project's floor, has no tomllib
+        try:
+            import tomli as tomllib  # type: ignore[no-redef]
+        except ImportError:
+            return None
+    try:
+        with (Path(__file__).resolve().parent.parent / "pyproject.toml").open("rb") as f:
+            project = tomllib.load(f).get("project", {})
+    except (OSError, tomllib.TOMLDecodeError):
+        return None
+    found = project.get("version") if project.get("name") == "bench" else None
+    return str(found) if found else None
+
+
 def version_line() -> str:
-    """`bench --version`: this package, torch, and the CUDA (or ROCm) torch was built with."""
+    """`bench --version`: this package (and the commit, when run from a git checkout), torch,
+    and the CUDA (or ROCm) torch was built with: what a result's numbers depend on."""
     from importlib.metadata import PackageNotFoundError, version
 
     import torch
 
+    from .envinfo import git_commit  # the commit results record; None outside a checkout
+
     try:
         ours = version("bench")
     except PackageNotFoundError:
-        ours = "(not installed)"
+        ours = _checkout_version() or "(not installed)"
+    commit = git_commit()
+    if commit:
+        sha, dirty, _ = commit.partition("-dirty")
+        ours += f" (commit {sha[:10]}{dirty})"
     cuda, hip = torch.version.cuda, getattr(torch.version, "hip", None)
     gpu = f"CUDA {cuda}" if cuda else f"ROCm {hip}" if hip else "no CUDA (CPU-only torch)"
     return f"bench {ours}, torch {torch.__version__}, {gpu}"

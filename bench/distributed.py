@@ -306,7 +306,7 @@ def _local_report(result: Any, model: nn.Module, rank: int) -> dict[str, Any]:
         "rank": rank, "host": os.uname().nodename, "status": result.status,
         "message": result.message, "images_per_s": s.get("images_per_s"),
         "total_train_time_s": s.get("total_train_time_s"), "steps": s.get("steps"),
-        "windows": [[w["images"], w["seconds"], w["warmup"]] for w in result.windows],
+        "windows": [[w["images"], w["seconds"], w["warmup"], w["steps"]] for w in result.windows],
         "params_checksum": checksum,
     }
 
@@ -329,14 +329,14 @@ def _wait_for(ctx: DistContext, keys: list[str], timeout: float) -> list[str]:
         time.sleep(POLL_S)
 
 
-def _job_windows(reports: list[dict[str, Any]]) -> list[tuple[int, float, bool]] | None:
-    """Per window: (images of all ranks, the slowest rank's seconds, warm-up); None if the
-    ranks' windows do not line up (they do whenever every rank ran the same steps)."""
+def _job_windows(reports: list[dict[str, Any]]) -> list[tuple[int, float, bool, int]] | None:
+    """Per window: (images of all ranks, the slowest rank's seconds, warm-up, steps); None if
+    the ranks' windows do not line up (they do whenever every rank ran the same steps)."""
     per_rank = [r["windows"] for r in reports]
     if not per_rank or any(len(w) != len(per_rank[0]) for w in per_rank):
         return None
-    return [(sum(w[0] for w in ws), max(w[1] for w in ws), ws[0][2])
-            for ws in zip(*per_rank, strict=True)]
+    return [(sum(w[0] for w in ws), max(w[1] for w in ws), ws[0][2],
+             ws[0][3] if len(ws[0]) > 3 else 1) for ws in zip(*per_rank, strict=True)]
 
 
 def _single_process_baseline(result: Any, out_dir: str) -> dict[str, Any] | None:
@@ -431,8 +431,8 @@ def _merge(result: Any, reports: dict[int, dict[str, Any]], missing: list[int], 
     job = _job_windows(ranked) if len(ranked) == world else None
     per_rank_rate = s.get("images_per_s")
     if job:  # the job's images_per_s and its min/max/q1/q3, as steady_state defines them
-        s.update(steady_state([Window(0, 1, images, seconds, warm)
-                               for images, seconds, warm in job]))
+        s.update(steady_state([Window(0, steps, images, seconds, warm)
+                               for images, seconds, warm, steps in job]))
     elif rates and len(rates) == world:
         s["images_per_s"] = sum(rates)
         dist_info["images_per_s_method"] = "sum over ranks of each rank's steady images/s"
@@ -458,9 +458,12 @@ def _merge(result: Any, reports: dict[int, dict[str, Any]], missing: list[int], 
 
 def _job_mfus(s: dict[str, Any], world: int) -> None:
     """The job's MFUs: its FLOP/s over `world` times one GPU's peak, measured and vendor's."""
+    from .results.format import checked_mfus
+
     for mfu, peak in (("mfu", "peak_tflops"), ("mfu_vendor", "vendor_peak_tflops")):
         if s.get(peak):
             s[mfu] = s["achieved_tflops"] / (world * s[peak])
+    s.update(checked_mfus(s))  # a figure above 100% becomes a note, as in one process
 
 
 def _rank0_finish(ctx: DistContext, result: Any, prefix: str, failed: bool, out_dir: str,

@@ -40,6 +40,18 @@ from .progress import RunProgress
 from .recipes import Recipe
 from .results.schema import EpochRow, EvalRow
 
+# The rule for a timed window to count towards the steady-state images/s (the one home of it;
+# bench.throughput sizes its windows by it too). A window pays fixed costs once: the device
+# sync that closes it (tens of microseconds) and a first step that starts on a drained device
+# (its launch latency exposed, not hidden behind the previous step; after an evaluation, a
+# cold loader too). From 20 ms on, those are a percent or so of the window; the fc/cnn
+# fast@cuda recipes evaluate every 3 steps, a ~0.5 ms window on a GPU, where they dominate.
+# Five steps keep the first step's share small where a single step alone lasts 20 ms. A run
+# with no such window takes images/s from the training clock's total instead (see
+# `steady_state`), never from windows too short to time.
+MIN_WINDOW_S = 0.020
+MIN_WINDOW_STEPS = 5
+
 TIMED_WINDOW = {
     "inside": [
         "loader iteration: data loading, host-to-device copy, augmentation, normalisation",
@@ -52,7 +64,10 @@ TIMED_WINDOW = {
         "dataset reading/decoding, model build, loader construction, result writing",
     ],
     "clock": "time.perf_counter after device synchronise at window edges (no syncs in between)",
-    "steady_state": "median images/s over the timed windows",
+    "steady_state": f"median images/s over the timed windows long enough to time (at least "
+                    f"{MIN_WINDOW_S * 1000:g} ms and {MIN_WINDOW_STEPS} steps); when none is, "
+                    "the training clock's total (images / seconds over all timed windows); "
+                    "summary.images_per_s_source says which",
     "time_to_accuracy": "time_to_accuracy_s: training clock from step 0 after the untimed "
                         "warm-up pass until the evaluation that first reached the target "
                         "(evaluation excluded; the headline, comparable across machines)",
@@ -65,11 +80,13 @@ TIMED_WINDOW = {
                           "was first reached; no device changes it",
 }
 
-__all__ = ["COMPILE_MODES", "PRECISIONS", "TIMED_WINDOW", "EngineConfig", "NonFiniteLoss",
-           "TrainState", "Window", "autocast_context", "backend_settings", "build_optimizer",
-           "build_scheduler", "endless", "evaluate", "make_scaler", "make_train_step",
-           "maybe_compile", "peak_precision", "set_matmul_precision", "snapshot",
-           "steady_state", "train"]
+__all__ = ["COMPILE_MODES", "FLOP_KINDS", "MIN_WINDOW_S", "MIN_WINDOW_STEPS", "PRECISIONS",
+           "TIMED_WINDOW", "EngineConfig", "NonFiniteLoss", "TrainState", "Window",
+           "autocast_context", "backend_settings", "build_optimizer", "build_scheduler",
+           "effective_peak", "endless", "evaluate", "make_scaler", "make_train_step",
+           "maybe_compile", "parse_peak_label", "parts_used", "peak_label", "peak_parts",
+           "peak_precision", "set_matmul_precision", "set_tf32", "snapshot", "steady_state",
+           "tf32_flags", "train", "window_rule"]
 
 
 class NonFiniteLoss(Exception):
@@ -87,6 +104,11 @@ class Window:
     @property
     def images_per_s(self) -> float:
         return self.images / self.seconds if self.seconds > 0 else float("nan")
+
+    @property
+    def timeable(self) -> bool:
+        """Long enough to time on its own (MIN_WINDOW_S and MIN_WINDOW_STEPS)."""
+        return self.seconds >= MIN_WINDOW_S and self.steps >= MIN_WINDOW_STEPS
 
 
 @dataclass
@@ -115,6 +137,32 @@ def autocast_context(device: torch.device, precision: str) -> contextlib.Abstrac
     return contextlib.nullcontext()
 
 
+def set_tf32(matmul: bool, cudnn: bool) -> None:
+    """Switch TensorFloat-32 for fp32 matmuls (cuBLAS) and cuDNN; every TF32 switch in the
+    project goes through here, every read through `tf32_flags`.
+
+    Through the two setters that keep torch's legacy state and its per-backend
+    `fp32_precision` state (torch >= 2.9) in step: `set_float32_matmul_precision` and
+    `cudnn.allow_tf32`. Setting only the new `fp32_precision` attributes leaves the legacy
+    state behind, and torch then raises "mix of the legacy and new APIs" at the next legacy
+    read, which torch's own inductor and dynamo code still makes (measured on torch 2.11 and
+    2.14, CPU builds: tests/test_mfu.py); neither setter warns there."""
+    torch.set_float32_matmul_precision("high" if matmul else "highest")
+    torch.backends.cudnn.allow_tf32 = cudnn
+
+
+def tf32_flags() -> tuple[bool, bool]:
+    """(matmul, cuDNN convolution) TF32 as torch has them now. After `set_tf32` both APIs
+    agree; if other code set only the new API, the legacy read raises and the new one
+    answers."""
+    try:
+        return (torch.get_float32_matmul_precision() != "highest",
+                bool(torch.backends.cudnn.allow_tf32))
+    except RuntimeError:  # the state was set through the new API only
+        conv = getattr(getattr(torch.backends.cudnn, "conv", None), "fp32_precision", None)
+        return torch.backends.cuda.matmul.fp32_precision == "tf32", conv == "tf32"
+
+
 def set_matmul_precision(device: torch.device, precision: str, torch_defaults: bool = False
                          ) -> dict[str, bool]:
     """fp32 means true fp32 (no TF32); tf32 enables TensorFloat-32 on CUDA. `torch_defaults`
@@ -127,8 +175,7 @@ def set_matmul_precision(device: torch.device, precision: str, torch_defaults: b
     else:
         # shapes are fixed (drop_last), so cuDNN's autotuner pays off (in the warm-up window)
         matmul, cudnn, autotune = allow, allow, device.type == "cuda"
-    torch.backends.cuda.matmul.allow_tf32 = matmul
-    torch.backends.cudnn.allow_tf32 = cudnn
+    set_tf32(matmul, cudnn)
     torch.backends.cudnn.benchmark = autotune
     return backend_settings()
 
@@ -136,17 +183,78 @@ def set_matmul_precision(device: torch.device, precision: str, torch_defaults: b
 def backend_settings() -> dict[str, bool]:
     """The TF32 and cuDNN-autotune flags as they stand, stored in every result's config (flat
     keys: they stay scalar columns in exported tables)."""
-    return {"tf32_matmul": bool(torch.backends.cuda.matmul.allow_tf32),
-            "tf32_cudnn": bool(torch.backends.cudnn.allow_tf32),
+    matmul, cudnn = tf32_flags()
+    return {"tf32_matmul": matmul, "tf32_cudnn": cudnn,
             "cudnn_benchmark": bool(torch.backends.cudnn.benchmark)}
 
 
-def peak_precision(precision: str, device: torch.device, settings: dict[str, bool]) -> str:
-    """The precision whose peak bounds this run's FLOP/s (the MFU denominators): fp32 with TF32
-    switched on (cuDNN's by PyTorch's default, so the seed recipes) runs on TF32 tensor cores
-    on CUDA; against the fp32 peak its MFU could pass 100%."""
-    tf32_on = settings.get("tf32_matmul") or settings.get("tf32_cudnn")
-    return "tf32" if device.type == "cuda" and precision == "fp32" and tf32_on else precision
+# The kinds of FLOP a peak is chosen for (bench.flops.train_flop_split counts each): cuDNN
+# convolutions and cuBLAS matmuls (Linear layers) have separate TF32 switches.
+FLOP_KINDS = ("conv", "matmul")
+
+
+def peak_parts(precision: str, device: torch.device, settings: dict[str, Any]
+               ) -> dict[str, str]:
+    """Per kind of FLOP, the precision whose peak bounds it. An fp32 (or tf32) run on CUDA runs
+    a kind on TF32 tensor cores exactly when that kind's switch is on: the seed recipes
+    (PyTorch's defaults) run convolutions in TF32 but matmuls in true fp32. Elsewhere (CPU,
+    autocast precisions) every FLOP runs in the run's precision."""
+    if device.type != "cuda" or precision not in ("fp32", "tf32"):
+        return dict.fromkeys(FLOP_KINDS, precision)
+    return {"conv": "tf32" if settings.get("tf32_cudnn") else "fp32",
+            "matmul": "tf32" if settings.get("tf32_matmul") else "fp32"}
+
+
+def parts_used(parts: dict[str, str], split: dict[str, float] | None) -> dict[str, str]:
+    """The parts that do FLOPs (fc has no convolutions: its cuDNN switch bounds nothing)."""
+    if not split:
+        return parts
+    return {k: v for k, v in parts.items() if split.get(k)} or parts
+
+
+def peak_label(parts: dict[str, str]) -> str:
+    """'fp32' when every part has one precision, else 'tf32 conv + fp32 matmul'."""
+    kinds = sorted(set(parts.values()))
+    if len(kinds) == 1:
+        return kinds[0]
+    return " + ".join(f"{parts[k]} {k}" for k in FLOP_KINDS if k in parts)
+
+
+def parse_peak_label(label: str) -> dict[str, str]:
+    """The parts `peak_label` wrote ('tf32 conv + fp32 matmul' -> {'conv': 'tf32', ...})."""
+    if " + " not in label:
+        return dict.fromkeys(FLOP_KINDS, label)
+    return {kind: prec for prec, kind in (p.split(" ", 1) for p in label.split(" + "))}
+
+
+def peak_precision(precision: str, device: torch.device, settings: dict[str, Any],
+                   split: dict[str, float] | None = None) -> str:
+    """The precision(s) whose peaks bound this run's FLOP/s (the MFU denominators), as a label
+    (`peak_label`); with the model's FLOP split, a kind it has none of does not count."""
+    return peak_label(parts_used(peak_parts(precision, device, settings), split))
+
+
+def effective_peak(parts: dict[str, str], split: dict[str, float] | None,
+                   peak_of: Callable[[str], float | None]) -> float | None:
+    """The run's peak: one precision's peak, or for mixed parts the time-weighted harmonic
+    combination total / sum(flops_k / peak_k) (the rate of the whole step if each kind ran at
+    its own peak). None when a needed peak is unknown, or parts differ and no split says how
+    the FLOPs divide."""
+    kinds = sorted(set(parts.values()))
+    if len(kinds) == 1:
+        return peak_of(kinds[0])
+    used = {k: split.get(k, 0.0) for k in parts} if split else {}
+    if not used or sum(used.values()) <= 0:
+        return None
+    seconds_at_peak = 0.0  # the step's FLOPs of each kind at that kind's peak, summed
+    for kind, flops in used.items():
+        if flops <= 0:
+            continue  # a kind the model does not have
+        peak = peak_of(parts[kind])
+        if not peak:
+            return None
+        seconds_at_peak += flops / peak
+    return sum(used.values()) / seconds_at_peak
 
 
 def build_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
@@ -222,15 +330,21 @@ def make_train_step(model: nn.Module, opt: torch.optim.Optimizer, scheduler: Any
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loader: Any, device: torch.device, precision: str
-             ) -> tuple[float, float]:
-    """Mean test loss and accuracy over the whole test loader; one host read at the end."""
+def evaluate(model: nn.Module, loader: Any, device: torch.device, precision: str,
+             cudagraphs: bool = False) -> tuple[float, float]:
+    """Mean test loss and accuracy over the whole test loader; one host read at the end.
+    Under CUDA graphs every batch is a new iteration for cudagraph trees (inference has no
+    backward to mark the end of one), as between training steps."""
+    mark_step = (torch.compiler.cudagraph_mark_step_begin
+                 if device.type == "cuda" and cudagraphs else None)
     model.eval()
     loss_sum = torch.zeros((), device=device, dtype=torch.float64)
     correct = torch.zeros((), device=device, dtype=torch.int64)
     n = 0
     with autocast_context(device, precision):
         for x, y in loader:
+            if mark_step is not None:
+                mark_step()
             out = model(x).float()
             loss_sum += F.cross_entropy(out, y, reduction="sum").double()
             correct += (out.argmax(1) == y).sum()
@@ -280,6 +394,7 @@ class EngineConfig:
     warmup_steps: int = WARMUP_STEPS
     window_steps: int = WINDOW_STEPS
     batch_size: int = 64  # per rank
+    cudagraphs: bool = False  # the model runs under CUDA graphs (compile reduce-overhead)
 
 
 EvaluateFn = Callable[[], tuple[float, float]]
@@ -419,7 +534,8 @@ def train(step: StepFn, model: nn.Module, train_loader: Any, test_loader: Any,
           reset: Callable[[], None] | None = None) -> TrainState:
     """Run the epochs, filling `state` as it goes (so an interruption loses nothing). With
     `reset` (see `snapshot`), an untimed warm-up pass comes first."""
-    evaluate_fn = evaluate_fn or (lambda: evaluate(model, test_loader, device, precision))
+    evaluate_fn = evaluate_fn or (lambda: evaluate(model, test_loader, device, precision,
+                                                   cfg.cudagraphs))
     model.train()
     if state.telemetry is None:
         state.telemetry = open_telemetry(device)
@@ -431,16 +547,35 @@ def train(step: StepFn, model: nn.Module, train_loader: Any, test_loader: Any,
     return state
 
 
-def steady_state(windows: list[Window]) -> dict[str, float | None]:
-    """Median and spread of images/s over the timed (non-warm-up) windows (all windows if
-    none remain)."""
-    steady = [w for w in windows if not w.warmup and w.steps > 0]
-    if not steady:
-        steady = [w for w in windows if w.steps > 0]
-    rates = sorted(w.images_per_s for w in steady if w.seconds > 0)
+def window_rule() -> str:
+    """The short-window rule in words, as the results quote it."""
+    return f">= {MIN_WINDOW_S * 1000:g} ms and >= {MIN_WINDOW_STEPS} steps"
+
+
+def steady_state(windows: list[Window]) -> dict[str, Any]:
+    """images/s: the median (and spread) over the timed (non-warm-up) windows long enough to
+    time (`Window.timeable`); when none is, the training clock's total (images / seconds over
+    them all), one measurement, so its spread is that one value (no window's own rate is
+    quoted). All windows stand in when no timed one exists. `images_per_s_source` says which,
+    in words."""
+    pool = [w for w in windows if not w.warmup and w.steps > 0 and w.seconds > 0]
+    what = "timed"
+    if not pool:
+        pool, what = [w for w in windows if w.steps > 0 and w.seconds > 0], "warm-up"
+    if not pool:
+        return {"images_per_s": None, "images_per_s_source": None}
+
+    def windows_(n: int) -> str:
+        return f"{n} {what} window{'s' if n != 1 else ''}"
+
+    rates = sorted(w.images_per_s for w in pool if w.timeable)
+    used, source = len(rates), f"median of {windows_(len(rates))} {window_rule()}"
     if not rates:
-        return {"images_per_s": None}
+        rates = [sum(w.images for w in pool) / sum(w.seconds for w in pool)]
+        used, source = len(pool), f"training clock total: {windows_(len(pool))}, none " \
+                                  f"{window_rule()}"
     q = statistics.quantiles(rates, n=4) if len(rates) >= 2 else [rates[0]] * 3
     return {"images_per_s": statistics.median(rates), "images_per_s_min": rates[0],
             "images_per_s_max": rates[-1], "images_per_s_q1": q[0], "images_per_s_q3": q[2],
-            "steady_windows": len(rates)}
+            "steady_windows": used,
+            "images_per_s_source": source}

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import IO
 
 from .errors import BenchError
-from .results.format import fmt_num, fmt_percent, markdown_escape, markdown_table
+from .results.format import fmt_mfu, fmt_num, fmt_percent, markdown_escape, markdown_table
 
 DEADLINE_S = 480.0  # 8 minutes: a 10-minute command limit with room for start-up and copying
 STOP_GRACE_S = 10.0  # a stage past its time gets SIGTERM, then SIGKILL this much later
@@ -267,19 +267,11 @@ def _run_row(doc: dict) -> list[object]:
             c.get("precision"), c.get("batch_size"), doc.get("status"), s.get("steps"),
             fmt_num(s.get("images_per_s"), ",.0f"), s.get("images_per_s_source"),
             _pct(s.get("final_test_acc")), reached, fmt_num(s.get("warmup_time_s"), ".1f"),
-            mfu_text(s)]
+            fmt_mfu(s, "mfu", ".1f", sign=True)]
 
 
 RUN_HEAD = ["model", "dataset", "recipe", "compile", "precision", "batch", "status", "steps",
             "images/s", "images/s from", "final acc", "target", "warm-up s", "MFU"]
-
-
-def mfu_text(summary: dict) -> str | None:
-    """MFU against the measured peak as printed: never a figure above 100%."""
-    v = summary.get("mfu")
-    if not isinstance(v, (int, float)):
-        return summary.get("mfu_note")
-    return f"{v:.1%}" if 0 < v <= 1 else "n/a (above the peak)"
 
 
 def summary_markdown(plan: Plan, rows: list[StageRow], started: str) -> str:

@@ -19,9 +19,17 @@ def input_shape(model_name: str) -> tuple[int, int, int]:
     return FAMILIES[get_model_spec(model_name).family].input_shape
 
 
+def _is_conv(op: object) -> bool:
+    """aten.convolution, aten.convolution_backward, aten._convolution...: cuDNN's work (its TF32
+    switch); every other op FlopCounterMode counts (mm, addmm, bmm, attention) is a matmul."""
+    return "convolution" in str(op)
+
+
 @functools.cache
 def flop_counts(model_name: str, batch: int = 2) -> dict[str, float]:
-    """FLOPs per image (1 multiply-add = 2 FLOPs) of the forward pass and of a training step."""
+    """FLOPs per image (1 multiply-add = 2 FLOPs) of the forward pass and of a training step,
+    and the training step's split into convolution and matmul FLOPs: the two run on different
+    libraries with separate TF32 switches, so each is bounded by its own peak (MFU)."""
     model = build_model(model_name)
     x = torch.randn(batch, *input_shape(model_name))
     y = torch.zeros(batch, dtype=torch.long)
@@ -33,11 +41,22 @@ def flop_counts(model_name: str, batch: int = 2) -> dict[str, float]:
         loss.backward()
     del out
     train = full.get_total_flops()
-    return {"forward_flops_per_image": forward / batch, "train_flops_per_image": train / batch}
+    conv = sum(n for op, n in full.get_flop_counts().get("Global", {}).items() if _is_conv(op))
+    return {"forward_flops_per_image": forward / batch, "train_flops_per_image": train / batch,
+            "conv_train_flops_per_image": conv / batch,
+            "matmul_train_flops_per_image": (train - conv) / batch}
 
 
 def train_flops_per_image(model_name: str) -> float:
     return flop_counts(model_name)["train_flops_per_image"]
+
+
+def train_flop_split(model_name: str) -> dict[str, float]:
+    """Training FLOPs per image by kind ({"conv": ..., "matmul": ...}, `engine.FLOP_KINDS`),
+    what `engine.effective_peak` weighs the per-kind peaks by."""
+    counts = flop_counts(model_name)
+    return {"conv": counts["conv_train_flops_per_image"],
+            "matmul": counts["matmul_train_flops_per_image"]}
 
 
 @functools.cache

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from .datasets import CACHE_HINT, cache_dir
 from .defaults import precision as precision_spec
 from .device import resolve_device, synchronize
+from .engine import set_tf32, tf32_flags
 from .envinfo import fingerprint
 from .errors import BenchError
 from .fsutil import os_reason, warn, writable_dir
@@ -89,17 +90,19 @@ def measure_peak(device: torch.device, quick: bool = False) -> dict[str, Any]:
     n = 8192 if cuda else 2048
     convs = [(256, 1024, 32), (64, 2048, 16)] if cuda else [(32, 512, 28), (16, 1024, 16)]
     out: dict[str, Any] = {"device": str(device), "flops": {}, "probes": {}}
-    # the probes switch TF32; a run in the same process (a suite) gets back what it had
-    tf32_before = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-    for p in precisions:
-        if cuda:
-            torch.backends.cuda.matmul.allow_tf32 = p == "tf32"
-            torch.backends.cudnn.allow_tf32 = p == "tf32"
-        mm = matmul_flops(device, p, n, repeats)
-        cv = max(conv1x1_flops(device, p, *shape, repeats) for shape in convs)
-        out["probes"][p] = {"matmul": mm, "conv1x1": cv}
-        out["flops"][p] = max(mm, cv)
-    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32_before
+    # the probes switch TF32 (through the engine's helpers, the one owner of those flags); a
+    # run in the same process (a suite) gets back what it had
+    tf32_before = tf32_flags()
+    try:
+        for p in precisions:
+            if cuda:
+                set_tf32(matmul=p == "tf32", cudnn=p == "tf32")
+            mm = matmul_flops(device, p, n, repeats)
+            cv = max(conv1x1_flops(device, p, *shape, repeats) for shape in convs)
+            out["probes"][p] = {"matmul": mm, "conv1x1": cv}
+            out["flops"][p] = max(mm, cv)
+    finally:
+        set_tf32(*tf32_before)
     out["copy_bytes_per_s"] = copy_bandwidth(device, (1 << 30) if cuda else (256 << 20), repeats)
     out["measured_at"] = time.strftime("%Y-%m-%dT%H:%M:%S")
     out["threads"] = torch.get_num_threads()

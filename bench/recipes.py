@@ -34,7 +34,7 @@ class Recipe:
     label_smoothing: float = 0.0
     eval_every: int = 0  # evaluate every N steps (0: at the end of every epoch)
     stop_at_target: bool = False
-    workers: int = 0
+    workers: int = 0  # torch loader processes (0: load in the training process)
     threads: int = 0  # CPU intra-op threads (0: torch's default); tiny models run best on 1
     fused_optimizer: bool = False  # one fused kernel for the update instead of a foreach chain
     # PyTorch's default TF32/cuDNN settings (matmul TF32 off, cuDNN TF32 on, no autotuning)
@@ -48,6 +48,14 @@ def with_overrides(recipe: Recipe, **overrides: object) -> Recipe:
     return replace(recipe, **given) if given else recipe
 
 
+# DataLoader worker processes of the course's loaders, which the seed recipes reproduce: its
+# CIFAR-10 notebooks (LeNet, VGG) build theirs with `num_workers=2`, as PyTorch's CIFAR-10
+# tutorial does; its MNIST notebooks (FC, CNN) leave num_workers at 0 (loading in the training
+# process).
+COURSE_CIFAR10_WORKERS = 2
+COURSE_MNIST_WORKERS = 0
+
 # The course's MNIST training loop, which its FC and CNN notebooks share.
 COURSE_MNIST_SEED = Recipe("seed", batch_size=64, test_batch_size=1000, optimizer="sgd", lr=0.01,
-                           momentum=0.5, epochs=1, norm="mnist", torch_defaults=True)
+                           momentum=0.5, epochs=1, norm="mnist", workers=COURSE_MNIST_WORKERS,
+                           torch_defaults=True)

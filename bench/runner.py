@@ -247,7 +247,8 @@ def build(plan: Plan, dist: DistContext | None = None) -> Built:
     engine = EngineConfig(total_steps=steps, eval_every=recipe.eval_every,
                           target_accuracy=target, stop_at_target=recipe.stop_at_target,
                           evaluate=cfg.evaluate, warmup_steps=cfg.warmup_steps,
-                          window_steps=cfg.window_steps, batch_size=per_rank_batch)
+                          window_steps=cfg.window_steps, batch_size=per_rank_batch,
+                          cudagraphs=recipe.compile == "reduce-overhead")
     result = _result_skeleton(plan, recipe, data, train_loader, params, per_rank_batch)
     if search_log is not None:
         result.config["batch_size_search"] = search_log
@@ -336,6 +337,16 @@ def _flops(model: str, batch: int, precision_name: str) -> tuple[float | None, f
         return None, None
 
 
+def _flop_split(model: str) -> dict[str, float] | None:
+    """Training FLOPs per image by kind (conv, matmul): which peaks bound the run."""
+    try:
+        from .flops import train_flop_split
+
+        return train_flop_split(model)
+    except Exception:  # informative only, like _flops
+        return None
+
+
 def _write(result: Result, out: str) -> Path:
     """Write the result; if `out` fails now (disk full, removed), rescue it to the temp folder
     rather than lose the run, and say where in one line."""
@@ -365,16 +376,18 @@ def run(cfg: RunConfig, dist: DistContext | None = None) -> tuple[Result, Path |
         state = execute(built, dist)
         result = built.result
         flops, intensity = _flops(cfg.model, built.engine.batch_size, built.recipe.precision)
+        split = _flop_split(cfg.model)
         result.epochs, result.evals = state.epochs, state.evals
         result.windows = [dataclasses.asdict(w) for w in state.windows]
         result.summary = summarise(state, built.train_loader.num_samples, flops,
                                    result.model["params"], built.engine.target_accuracy,
                                    plan.device,
                                    peak_precision(built.recipe.precision, plan.device,
-                                                  result.config),
+                                                  result.config, split),
                                    intensity, measure=cfg.measure,
                                    images_per_step=built.engine.batch_size * plan.world,
-                                   wall_time_s=time.perf_counter() - started)
+                                   wall_time_s=time.perf_counter() - started,
+                                   flop_split=split)
         if dist is not None:  # rank 0 gathers every rank's report and writes the job's result
             return result, finish(dist, result, built.model, cfg.out, cfg.write)
         return result, _write(result, cfg.out) if cfg.write else None

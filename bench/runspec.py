@@ -142,9 +142,11 @@ class RunConfig:
     quiet: bool = option(False, "no progress lines", kind="true", record=False)
     progress: bool = option(True, "no progress bar (shown only when stderr is a terminal, "
                             "and on rank 0)", kind="false", cli="--no-progress", record=False)
+    # never by default: a node without network would wait on every missing dataset
+    download: bool = option(False, "fetch a missing dataset into the cache through "
+                            "torchvision (checksummed; a stalled connection times out in "
+                            "seconds); default: never download", kind="true", record=False)
     # set by the harness, not by flags
-    download: bool = option(True, "try torchvision's (checksummed) download when files are "
-                            "missing", flag=False, record=False)
     suite: str | None = option(None, "the suite this run belongs to", flag=False, record=False)
     repeat: int = option(0, "repeat index within a suite or --repeats", flag=False,
                          record=False)

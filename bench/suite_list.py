@@ -8,13 +8,15 @@ here.
 from __future__ import annotations
 
 SUITES: dict[str, str] = {  # one short line each: `bench suite --help` prints them as a table
-    "default": "every course experiment: the seed loop, then the fast recipe",
+    "default": "fc, cnn, lenet, vgg11 (the course) + vgg16: seed loop, then fast",
     "ci": "fast recipes, images/s over a time budget (the gate of bench ci)",
     "smoke": "20 steps of each small model: a quick check that training runs",
     "vgg-ablation": "VGG: fp32, bf16, + channels-last, + torch.compile",
 }
 MODEL_SUITES = ("A model may name further suites in its spec: 20 steps of its fast recipe "
-                "each. On a CPU the default suite measures heavy models for throughput only "
-                "(a few steps, no evaluation).")
+                "each. The default suite measures for throughput only (a few steps, no "
+                "evaluation) the heavy models (vgg11, vgg16) on a CPU, and on any device every "
+                "run on synthetic data (a dataset not in --data-dir: only --download fetches "
+                "one).")
 
 BUILTIN_SUITES = tuple(SUITES)

@@ -2,13 +2,16 @@
 (OOM, NaN, error) is recorded and the suite goes on with the next.
 
 A suite's members come from the model registry (each model names the suites it is part of);
-what a suite does with them (recipes, step caps on a CPU) is the suite's policy, here. The
-suite tables live in `bench.results.suite_tables`.
+what a suite does with them (recipes, step caps on a CPU or on synthetic data) is the suite's
+policy, here. The suite tables live in `bench.results.suite_tables`; `write_archive` bundles a
+suite's files into one .tar.gz (a GPU window hands back only a few files).
 """
 
 from __future__ import annotations
 
+import os
 import sys
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -16,11 +19,13 @@ import torch
 
 from . import device as devmod
 from . import toolchain
-from .datasets import FAMILIES, load_dataset
-from .defaults import DATA_DIR_ENV, DEVICE
+from .datasets import FAMILIES, get_dataset_spec, load_dataset
+from .defaults import DEVICE, WINDOW_STEPS
 from .errors import BenchError
+from .fsutil import writable_dir
 from .models import MODELS, ModelSpec, get_model_spec
 from .progress import SuiteProgress
+from .results.suite_tables import THROUGHPUT_ONLY_SYNTHETIC
 from .runner import recipe_for, run
 from .runspec import RunConfig
 from .suite_list import BUILTIN_SUITES
@@ -33,7 +38,19 @@ class SuiteStopped(KeyboardInterrupt):
     def __init__(self, paths: list[Path]) -> None:
         super().__init__("suite stopped")
         self.paths = paths
+
+
 CPU_HEAVY_BATCH = 16
+# On synthetic data (random pixels with a class signal) accuracy means nothing, so the default
+# suite measures such a run for throughput only: no evaluation, and this many steps instead of
+# the course's epochs (10 of them: 3,900 VGG steps). 200 = the untimed warm-up pass (compile,
+# cuDNN autotuning, CUDA-graph capture) then 4 timed windows of WINDOW_STEPS: a median and a
+# spread of steady-state images/s on a GPU, in seconds per run. A CPU's smaller caps stay.
+SYNTHETIC_STEPS = 4 * WINDOW_STEPS
+# The suites whose runs on synthetic data are capped so; the others measure throughput or a
+# few steps already.
+SYNTHETIC_CAPPED_SUITES = frozenset({"default"})
+ARCHIVE_SUFFIXES = (".tar.gz", ".tgz")
 
 
 def suite_names() -> list[str]:
@@ -58,7 +75,8 @@ def _experiments(models: list[ModelSpec]) -> list[tuple[ModelSpec, str]]:
 def _default(on_gpu: bool) -> tuple[list[RunConfig], str]:
     """For each experiment the course's seed loop, then the harness's fast recipe. On a CPU a
     model marked heavy (VGG: an epoch takes hours) is measured for throughput only: capped by
-    steps, no test pass (one would cost a minute of fp32)."""
+    steps, no test pass (one would cost a minute of fp32). Runs on synthetic data are capped
+    later, once the data is known (`throughput_on_synthetic`)."""
     cfgs = []
     for m, d in _experiments(_members("default")):
         cpu_cap = m.heavy_on_cpu and not on_gpu
@@ -115,15 +133,77 @@ def suite_configs(name: str, on_gpu: bool) -> tuple[list[RunConfig], str]:
 
 
 def _real_data_available(families: set[str], data_dir: str | None) -> dict[str, bool]:
-    """Whether each dataset family can be had (read, or downloaded once into the cache)."""
+    """Whether each dataset family can be read (from the folder, or the cache)."""
     out = {}
-    for family in sorted(families, key=list(FAMILIES).index):
+    for family in _ordered(families):
         try:
-            load_dataset(family, data_dir)
+            load_dataset(family, data_dir, download=False)
             out[family] = True
         except BenchError:
             out[family] = False
     return out
+
+
+def _ordered(families: set[str]) -> list[str]:
+    return sorted(families, key=list(FAMILIES).index)
+
+
+def _why_missing(family: str, data_dir: str | None, download: bool) -> str | None:
+    """Why a family the check did not find cannot be had: its one line, which says how to get
+    it (or why the download failed); None when `download` fetched it into the cache."""
+    try:
+        load_dataset(family, data_dir, download=download)
+    except BenchError as exc:
+        return str(exc)
+    return None
+
+
+def _missing_data(families: set[str], data_dir: str | None, download: bool
+                  ) -> dict[str, str | None]:
+    """Why each dataset family cannot be had, or None when it can: read, or with `download`
+    fetched once into the cache now, before any run (only the families not found)."""
+    real = _real_data_available(families, data_dir)
+    return {f: None if ok else _why_missing(f, data_dir, download) for f, ok in real.items()}
+
+
+def _dataset(c: RunConfig) -> str:
+    return c.dataset or get_model_spec(c.model).default_dataset
+
+
+def _on_synthetic(c: RunConfig, real: Mapping[str, bool]) -> bool:
+    """Whether the run trains on synthetic data: named so, or its family's real data missing."""
+    spec = get_dataset_spec(_dataset(c))
+    return spec.synthetic or not real.get(spec.family, True)
+
+
+def throughput_on_synthetic(name: str, cfgs: Sequence[RunConfig], what: str,
+                            real: Mapping[str, bool]) -> tuple[list[RunConfig], str]:
+    """The suite's runs on synthetic data measured for throughput only (SYNTHETIC_STEPS at
+    most, no evaluation), and its line saying which; `real`: family -> real data found."""
+    if name not in SYNTHETIC_CAPPED_SUITES:
+        return list(cfgs), what
+    out, capped = [], []
+    for c in cfgs:
+        if _on_synthetic(c, real):
+            c = replace(c, max_steps=min(c.max_steps or SYNTHETIC_STEPS, SYNTHETIC_STEPS),
+                        evaluate=False)
+            capped.append(c.model)
+        out.append(c)
+    if capped:
+        what += (f"; {', '.join(dict.fromkeys(capped))}: {THROUGHPUT_ONLY_SYNTHETIC}, at most "
+                 f"{SYNTHETIC_STEPS} steps, no evaluation")
+    return out, what
+
+
+def planned_configs(name: str, on_gpu: bool, data_dir: str | None, download: bool = False
+                    ) -> tuple[list[RunConfig], str, dict[str, str | None]]:
+    """What a suite will run here: its configurations once the data is known, its line, and
+    why each missing dataset family is missing (None: found)."""
+    cfgs, what = suite_configs(name, on_gpu)
+    missing = _missing_data({get_model_spec(c.model).family for c in cfgs}, data_dir, download)
+    cfgs, what = throughput_on_synthetic(name, cfgs, what,
+                                         {f: why is None for f, why in missing.items()})
+    return cfgs, what, missing
 
 
 def _ensure_peak(device: str) -> None:
@@ -170,37 +250,73 @@ def _run_one(name: str, c: RunConfig, dev: torch.device, paths: list[Path]) -> s
 
 def run_suite(name: str, *, data_dir: str | None, out_dir: str, device: str = DEVICE,
               repeats: int = 1, overrides: dict | None = None, quiet: bool = False,
-              progress: bool = True) -> list[Path]:
+              progress: bool = True, download: bool = False) -> list[Path]:
     """Run every configuration of a suite `repeats` times (each repeat its own seed).
 
     Repeats are interleaved (A B C A B C, not A A A B B B) so that slow drift of the machine
     (thermal, a neighbour's job) spreads over every configuration instead of landing on one.
     Every run starts isolated from the one before (`bench.device.isolate`) and says so in its
-    config (`isolated`).
+    config (`isolated`). A missing dataset is downloaded only with `download`, once, before
+    the first run; without it the runs use its synthetic twin, for throughput only.
     """
     dev = devmod.resolve_device(device)  # a GPU torch cannot use stops here, in one line
-    cfgs, what = suite_configs(name, dev.type == "cuda")
+    cfgs, what, missing = planned_configs(name, dev.type == "cuda", data_dir, download)
     cfgs = [replace(c, **(overrides or {})) for c in cfgs]
     _check_toolchain(cfgs, dev)
-    real = _real_data_available({get_model_spec(c.model).family for c in cfgs}, data_dir)
     print(f"suite {name}: {what}", file=sys.stderr)
     _ensure_peak(device)
-    for ds, ok in real.items():
-        if not ok:
-            print(f"suite {name}: no real {ds} in {data_dir or '$' + DATA_DIR_ENV}: using "
-                  f"synthetic-{ds} (throughput only, accuracy meaningless)", file=sys.stderr)
+    for family, why in missing.items():
+        if why is not None:
+            print(f"suite {name}: {why}; using synthetic-{family} ({THROUGHPUT_ONLY_SYNTHETIC})",
+                  file=sys.stderr)
     paths: list[Path] = []
     bar = SuiteProgress(name, len(cfgs) * repeats, enabled=progress and not quiet,
                         lines=not quiet)
     try:
         for r in range(repeats):
             for cfg in cfgs:
-                # the availability check above already tried; don't retry a download per run
-                family = get_model_spec(cfg.model).family
+                # the check above fetched what could be fetched: no run downloads again
                 c = replace(cfg, data_dir=data_dir, out=out_dir, device=device, suite=name,
                             repeat=r, seed=cfg.seed + r, allow_synthetic=True, quiet=quiet,
-                            progress=progress, download=real[family], isolated=True)
+                            progress=progress, download=False, isolated=True)
                 bar.done(f"{c.model}/{c.dataset}/{c.recipe} r{r}", _run_one(name, c, dev, paths))
+    except SuiteStopped:
+        raise
+    except KeyboardInterrupt:  # between two runs: the finished ones still count
+        raise SuiteStopped(paths) from None
     finally:
         bar.close()
     return paths
+
+
+# ----------------------------------------------------------------------------- archive
+def check_archive(path: str | os.PathLike[str]) -> Path:
+    """`--archive FILE.tar.gz`, checked before the suite runs: a bad name is one line now,
+    not after an hour of runs."""
+    p = Path(path)
+    if not p.name.endswith(ARCHIVE_SUFFIXES) or p.name in ARCHIVE_SUFFIXES:
+        raise BenchError(f"--archive {path}: expected a file name ending in "
+                         f"{' or '.join(ARCHIVE_SUFFIXES)}")
+    if p.is_dir():
+        raise BenchError(f"--archive {path} is a folder; expected a .tar.gz file name")
+    writable_dir(p.parent, "--archive folder")
+    return p
+
+
+def _arcname(path: Path, root: Path) -> str:
+    """A file's name inside the archive: relative to the suite's out folder; one written
+    elsewhere (a result rescued to the temp folder) goes under `elsewhere/`."""
+    try:
+        return path.resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        return f"elsewhere/{path.name}"
+
+
+def write_archive(archive: str | os.PathLike[str], files: Sequence[Path], root: Path) -> Path:
+    """One gzip'd tar of `files` (names relative to `root`), written atomically. Returns its
+    path."""
+    from .results.archive import write_archive as write_tar
+
+    dest = Path(archive)
+    write_tar(dest, {_arcname(p, root): p for p in dict.fromkeys(files)})
+    return dest

@@ -14,8 +14,17 @@ from typing import Any
 import torch
 
 from . import device as devmod
-from .engine import TrainState, steady_state
+from .engine import (
+    TrainState,
+    effective_peak,
+    parse_peak_label,
+    parts_used,
+    peak_label,
+    steady_state,
+    window_rule,
+)
 from .machine_probe import PROBE_VERSION
+from .results.format import checked_mfus
 from .results.schema import Summary
 from .throughput import ESTIMATOR, window_estimates
 
@@ -67,16 +76,18 @@ def _compile_time(state: TrainState, images_per_s: float | None) -> float | None
     return max(0.0, sum(w.seconds for w in warm) - sum(w.images for w in warm) / images_per_s)
 
 
-def _efficiency(s: Summary, flops: float | None, device: torch.device,
-                precision: str) -> Summary:
-    """Achieved FLOP/s, MFU against the measured peak, and the roofline position."""
+def _efficiency(s: Summary, flops: float | None, device: torch.device, precision: str,
+                split: dict[str, float] | None = None) -> Summary:
+    """Achieved FLOP/s, MFU against the measured peak (per kind of FLOP, see
+    `engine.effective_peak`), and the roofline position."""
     from .peak import cached_peak_flops, load_cached_peak
 
     out = Summary()
     ips = s.get("images_per_s")
     out["achieved_tflops"] = flops * ips / 1e12 if flops and ips else None
     out["mfu"] = None
-    peak = cached_peak_flops(device, precision)
+    peak = effective_peak(parse_peak_label(precision), split,
+                          lambda p: cached_peak_flops(device, p))
     if peak:
         out["peak_tflops"] = peak / 1e12
         if out["achieved_tflops"]:
@@ -94,13 +105,15 @@ def _efficiency(s: Summary, flops: float | None, device: torch.device,
 MFU_BASIS = "measured peak (bench peak)"
 
 
-def _vendor_mfu(s: Summary, device: torch.device, precision: str) -> Summary:
-    """MFU against the vendor's dense datasheet peak, beside the measured one (`mfu`); None on
-    a CPU or a GPU the table does not know."""
+def _vendor_mfu(s: Summary, device: torch.device, precision: str,
+                split: dict[str, float] | None = None) -> Summary:
+    """MFU against the vendor's dense datasheet peak, beside the measured one (`mfu`), over
+    the same precision(s); None on a CPU or a GPU the table does not know."""
     from .vendor_peaks import match_gpu
 
     entry = match_gpu(devmod.gpu_name(device))
-    peak = entry.tflops.get(precision) if entry else None
+    peak = effective_peak(parse_peak_label(precision), split, entry.tflops.get) if entry \
+        else None
     achieved = s.get("achieved_tflops")
     return Summary(mfu_basis=MFU_BASIS, vendor_gpu=entry.name if entry else None,
                    vendor_peak_tflops=peak,
@@ -108,28 +121,33 @@ def _vendor_mfu(s: Summary, device: torch.device, precision: str) -> Summary:
 
 
 def _comparison_estimate(state: TrainState, s: Summary) -> None:
-    """Throughput mode: images/s is the gate's estimator over the timed windows (an upper
-    quantile: interference only slows windows down); the median is kept beside it."""
-    rates = [w.images_per_s for w in state.windows if not w.warmup and w.seconds > 0]
-    if not rates:
-        return
-    estimates = window_estimates(rates)
-    s["images_per_s_median"] = s.get("images_per_s")
-    s["images_per_s"] = estimates[ESTIMATOR]
-    s["estimator"] = ESTIMATOR
-    s["window_estimates"] = estimates
-    if state.probe_rates:  # the machine's speed meanwhile (bench/machine_probe.py)
-        probe = window_estimates(state.probe_rates)[ESTIMATOR]
+    """Throughput mode: images/s is the gate's estimator over the timed windows long enough to
+    time (an upper quantile: interference only slows windows down); the median is kept beside
+    it. With no such window images/s stays the training clock's total (`steady_state`)."""
+    rates = [w.images_per_s for w in state.windows if not w.warmup and w.timeable]
+    if rates:
+        estimates = window_estimates(rates)
+        s["images_per_s_median"] = s.get("images_per_s")
+        s["images_per_s"] = estimates[ESTIMATOR]
+        s["estimator"] = ESTIMATOR
+        s["window_estimates"] = estimates
+        s["images_per_s_source"] = f"{ESTIMATOR} of {len(rates)} timed windows {window_rule()}"
+    if state.probe_rates and s.get("images_per_s"):  # the machine's speed meanwhile
+        probe = window_estimates(state.probe_rates)[ESTIMATOR]  # (bench/machine_probe.py)
         s["probe_rate"], s["probe_version"] = probe, PROBE_VERSION
-        s["images_per_probe"] = estimates[ESTIMATOR] / probe
+        s["images_per_probe"] = s["images_per_s"] / probe
 
 
 def summarise(state: TrainState, loader_images: int, flops: float | None, params: int,
               target: float | None, device: torch.device, precision: str,
               intensity: float | None = None, measure: str = "train",
-              images_per_step: int | None = None, wall_time_s: float | None = None) -> Summary:
+              images_per_step: int | None = None, wall_time_s: float | None = None,
+              flop_split: dict[str, float] | None = None) -> Summary:
     """`precision` names the peaks MFU is taken against (`engine.peak_precision`);
-    `images_per_step` is the global batch (all ranks); `wall_time_s` the whole run's."""
+    `flop_split` the training FLOPs per image by kind (`flops.train_flop_split`), which weighs
+    the peaks where they differ by kind; `images_per_step` is the global batch (all ranks);
+    `wall_time_s` the whole run's."""
+    precision = peak_label(parts_used(parse_peak_label(precision), flop_split))
     s = _throughput(state, loader_images)
     if measure == "throughput":
         _comparison_estimate(state, s)
@@ -137,11 +155,15 @@ def summarise(state: TrainState, loader_images: int, flops: float | None, params
     s.update(_accuracy_and_clocks(state, target, images_per_step))
     s["wall_time_s"] = wall_time_s
     s["params"], s["flops_per_image"] = params, flops
+    s["conv_flops_per_image"] = flop_split.get("conv") if flop_split else None
+    s["matmul_flops_per_image"] = flop_split.get("matmul") if flop_split else None
     s["compile_time_s"] = _compile_time(state, s.get("images_per_s"))
     s["peak_memory_bytes"], s["peak_memory_kind"] = devmod.peak_memory_bytes(device)
-    s.update(_efficiency(s, flops, device, precision))
-    s.update(_vendor_mfu(s, device, precision))
+    s.update(_efficiency(s, flops, device, precision, flop_split))
+    s.update(_vendor_mfu(s, device, precision, flop_split))
     s["peak_precision"] = precision
+    s["mfu_note"] = None
+    s.update(checked_mfus(s))  # an MFU above 100% is no figure: null and the note
     if state.telemetry is not None:
         s["gpu_telemetry"] = state.telemetry.summary()
     return s
@@ -175,9 +197,10 @@ def _rate_phrase(s: Summary) -> str:
     ips = s.get("images_per_s")
     if ips is None:
         return "- img/s"
-    what = (f"{s['estimator']} of timed windows" if s.get("estimator")
-            else "median of timed windows; epoch lines show epoch means")
-    return f"{ips:,.0f} img/s ({what})"
+    what = s.get("images_per_s_source") or (  # results written before the field: as they were
+        f"{s['estimator']} of timed windows" if s.get("estimator") else "median of timed windows")
+    return f"{ips:,.0f} img/s ({what}" + ("" if s.get("estimator")
+                                         else "; epoch lines show epoch means") + ")"
 
 
 def run_line(result: Any, path: Any = None) -> str:
@@ -195,7 +218,9 @@ def run_line(result: Any, path: Any = None) -> str:
 def hints(result: Any) -> list[str]:
     """What the user can do about a figure the run could not give (printed on stderr)."""
     s, out = result.summary, []
-    if result.status == "ok" and s.get("mfu") is None and s.get("achieved_tflops"):
+    if s.get("mfu_note"):  # an MFU above 100%, stored as null: why, and what to do
+        out.append(s["mfu_note"])
+    elif result.status == "ok" and s.get("mfu") is None and s.get("achieved_tflops"):
         out.append("mfu is unknown: run `bench peak` once to measure this device's peak "
                    "FLOP/s (cached), then runs report MFU")
     if s.get("epoch_time_s") is None and s.get("epoch_time_extrapolated_s") is not None:

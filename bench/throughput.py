@@ -8,7 +8,9 @@ fast GPU milliseconds of signal. This loop trains the same step function with no
    budget has passed AND two probes in a row agree on the step time within 15% (compilation,
    cuDNN autotuning, oneDNN primitive creation, loader JIT, clocks ramping up), capped at
    `WARMUP_CAP` budgets;
-2. windows sized from the warm-up's step time so that a run holds about `WINDOWS` of them;
+2. windows sized from the warm-up's step time so that a run holds about `WINDOWS` of them,
+   none shorter than the engine's rule for a window long enough to time (`engine.MIN_WINDOW_S`
+   and `MIN_WINDOW_STEPS`: a small budget gets fewer windows, not shorter ones);
 3. timed windows until `budget_s` seconds of training have been timed (or `max_steps`), each
    followed by a window of the fixed reference workload (`machine_probe`, a quarter of a
    window's time): the machine's speed meanwhile, which a stored baseline needs.
@@ -34,7 +36,7 @@ from typing import Any
 import torch
 
 from .device import now, synchronize
-from .engine import StepFn, TrainState, Window, endless
+from .engine import MIN_WINDOW_S, MIN_WINDOW_STEPS, StepFn, TrainState, Window, endless
 from .errors import BenchError
 from .machine_probe import SHARE, ReferenceProbe
 from .nvml import open_telemetry
@@ -45,6 +47,9 @@ WARMUP_FRACTION = 0.25  # of the budget, spent untimed after the warm-up steps
 WARMUP_STABLE = 0.15  # two probes' step times this close: warmed up
 WARMUP_CAP = 4.0  # budgets of warm-up at most, stable or not
 SLOWDOWN_ENV = "BENCH_TEST_SLOWDOWN"
+# windows last at least this many times engine.MIN_WINDOW_S at the warm-up's step time: that is
+# an estimate, and steps that then run faster must not make a window too short to count
+WINDOW_HEADROOM = 2.0
 # The statistic of the window rates a run reports as its images/s in throughput mode.
 ESTIMATOR = "q90"
 
@@ -107,6 +112,14 @@ def _warm_up(step: StepFn, batches: Iterator, device: torch.device, cfg: Through
         n = min(2 * n, max(1, round(WARMUP_FRACTION * cfg.budget_s / max(per_step, 1e-9))))
 
 
+def _window_steps(budget_s: float, per_step: float) -> int:
+    """Steps per timed window: a `WINDOWS`-th of the budget, but never a window too short to
+    time (the engine's rule, so that every window counts towards the estimator)."""
+    per_step = max(per_step, 1e-9)
+    return max(MIN_WINDOW_STEPS, math.ceil(WINDOW_HEADROOM * MIN_WINDOW_S / per_step),
+               round(budget_s / WINDOWS / per_step))
+
+
 def measure_throughput(step: StepFn, loader: Any, device: torch.device,
                        cfg: ThroughputConfig, state: TrainState,
                        progress: RunProgress | None = None) -> TrainState:
@@ -121,7 +134,7 @@ def measure_throughput(step: StepFn, loader: Any, device: torch.device,
     warm_steps, warm_s, per_step = _warm_up(step, batches, device, cfg)
     state.warmup_time_s = warm_s
     state.windows.append(Window(-1, warm_steps, warm_steps * cfg.batch_size, warm_s, True))
-    window_steps = max(1, round(cfg.budget_s / WINDOWS / max(per_step, 1e-9)))
+    window_steps = _window_steps(cfg.budget_s, per_step)
     probe = ReferenceProbe(device)
     probe.calibrate(SHARE * window_steps * per_step)
     slowdown = slowdown_from_env()

@@ -19,7 +19,9 @@ peak sits below. Sources, per entry:
 - GeForce RTX 4090: NVIDIA Ada Lovelace architecture whitepaper, appendix table (FP16/BF16
   tensor with FP32 accumulate 165.2 dense, TF32 82.6 dense, FP32 82.6).
 A GPU not in this table (or a name that does not say which variant it is, e.g. a bare "H100")
-gets no vendor figure rather than a guess.
+gets no vendor figure rather than a guess. A run whose convolutions and matmuls run in different
+precisions (fp32 with only cuDNN's TF32 on) is divided by these figures combined per kind of
+FLOP, as the measured peak is (`bench.engine.effective_peak`).
 """
 
 from __future__ import annotations

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +14,7 @@ import pytest
 import torch
 
 from bench import suites
-from bench.cli import VERBS, build_parser, main
+from bench.cli import VERBS, build_parser, main, version_line
 from bench.suite_list import SUITES
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -75,7 +76,8 @@ def test_version_names_bench_torch_and_cuda(capsys) -> None:
     assert main(["--version"]) == 0
     out = capsys.readouterr().out.strip()
     assert len(out.splitlines()) == 1
-    assert re.match(r"bench \S+, torch \S+, ", out)
+    assert re.match(r"bench \S+( \(commit [0-9a-f]{10}(-dirty)?\))?, torch \S+, ", out)
+    assert not out.startswith("bench (not installed)")
     assert f"torch {torch.__version__}," in out
     if torch.version.cuda:
         assert out.endswith(f"CUDA {torch.version.cuda}")
@@ -83,6 +85,37 @@ def test_version_names_bench_torch_and_cuda(capsys) -> None:
         assert out.endswith(f"ROCm {torch.version.hip}")
     else:
         assert out.endswith("no CUDA (CPU-only torch)")
+
+
+def _pyproject_version() -> str:
+    for line in (ROOT / "pyproject.toml").read_text().splitlines():
+        if line.startswith("version = "):
+            return line.split("=", 1)[1].strip().strip('"')
+    raise AssertionError("pyproject.toml has no version line")
+
+
+def test_version_of_an_uninstalled_checkout_names_version_and_commit(monkeypatch) -> None:
+    """No package metadata (a checkout run as `PYTHONPATH=. python -m bench`, the GPU box's
+    twin): the version comes from pyproject.toml, the commit from git."""
+    import importlib.metadata
+
+    def not_installed(name: str) -> str:
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(importlib.metadata, "version", not_installed)
+    line = version_line()
+    assert line.startswith(f"bench {_pyproject_version()}")
+    head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True,
+                          text=True, timeout=10) if shutil.which("git") else None
+    if head is None or head.returncode != 0:
+        pytest.skip("not a git checkout, or git is missing: the commit part is not shown")
+    assert re.match(rf"bench \S+ \(commit {head.stdout.strip()[:10]}(-dirty)?\), torch ", line)
+
+
+def test_version_without_git_omits_the_commit(monkeypatch) -> None:
+    monkeypatch.setenv("PATH", "")  # git cannot be found: the version alone, no error
+    line = version_line()
+    assert re.match(r"bench \S+, torch \S+, ", line) and "commit" not in line
 
 
 def test_suite_help_lists_every_suite_with_a_description(capsys) -> None:

@@ -77,3 +77,70 @@ def test_synthetic_fallback_is_labelled(tmp_path: Path) -> None:
 def test_unknown_dataset_lists_choices() -> None:
     with pytest.raises(BenchError, match="choices: mnist"):
         load_dataset("imagenet")
+
+
+# ----------------------------------------------------------------------------- downloads
+def _fake_download(monkeypatch: pytest.MonkeyPatch, family: str, action) -> list[object]:
+    """Replace the family's download (its FamilySpec row) by `action(root)`; every call is
+    recorded with the socket timeout in force during it."""
+    import socket
+    from dataclasses import replace
+
+    from bench import datasets
+
+    calls: list[object] = []
+
+    def fake(root: Path) -> None:
+        calls.append(socket.getdefaulttimeout())
+        action(root)
+
+    monkeypatch.setitem(datasets.FAMILIES, family,
+                        replace(datasets.FAMILIES[family], download=fake))
+    return calls
+
+
+def test_nothing_is_downloaded_by_default(tmp_path: Path, monkeypatch) -> None:
+    """load_dataset(download=False), as every run and suite now calls it: no network attempt,
+    and the line says how to get the data."""
+    from bench.datasets import FETCH_HINT
+
+    calls = _fake_download(monkeypatch, "mnist", lambda root: pytest.fail("downloaded"))
+    with pytest.raises(BenchError) as err:
+        load_dataset("mnist", tmp_path, download=False)
+    assert calls == [] and FETCH_HINT in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_download_runs_under_a_timeout_that_is_put_back(tmp_path: Path, monkeypatch) -> None:
+    import socket
+
+    from bench.datasets import DOWNLOAD_TIMEOUT_S
+
+    calls = _fake_download(monkeypatch, "mnist", make_mnist)
+    before = socket.getdefaulttimeout()
+    d = load_dataset("mnist", tmp_path / "empty", download=True)
+    assert calls == [DOWNLOAD_TIMEOUT_S] and socket.getdefaulttimeout() == before
+    assert d.real and d.source.endswith("(downloaded)")
+
+
+def test_a_stalled_download_fails_in_one_line(tmp_path: Path, monkeypatch, capsys) -> None:
+    """torchvision prints its URLs and each failed mirror over several lines: swallowed; the
+    timeout reaches the error's one line, and the socket default is restored."""
+    import socket
+
+    def stall(root: Path) -> None:
+        print("Downloading http://example.invalid/train-images-idx3-ubyte.gz\n"
+              "Failed to download (trying next):\n<urlopen error timed out>\n")
+        raise TimeoutError("timed out")
+
+    calls = _fake_download(monkeypatch, "mnist", stall)
+    socket.setdefaulttimeout(3.5)  # whatever was set before comes back
+    try:
+        with pytest.raises(BenchError) as err:
+            load_dataset("mnist", tmp_path, download=True)
+        assert socket.getdefaulttimeout() == 3.5
+    finally:
+        socket.setdefaulttimeout(None)
+    msg = str(err.value)
+    assert len(calls) == 1 and calls[0] != 3.5 and calls[0] is not None
+    assert "download failed: TimeoutError: timed out" in msg and "\n" not in msg
+    assert capsys.readouterr().out == ""

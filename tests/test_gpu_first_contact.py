@@ -148,7 +148,7 @@ def test_a_cuda_run_that_needs_triton_stops_before_it_starts(no_toolchain, tmp_p
     assert "compile reduce-overhead" in lines[0] and "no C compiler" in lines[0]
     seed = runner.recipe_for(RunConfig(model="fc"), "cuda")  # torch loader, eager: no Triton
     runner.check_toolchain(RunConfig(model="fc"), seed, torch.device("cuda"))
-    with pytest.raises(BenchError, match="the suite's runs of cnn, fc, lenet, vgg16"):
+    with pytest.raises(BenchError, match="the suite's runs of cnn, fc, lenet, vgg11, vgg16 on"):
         suites._check_toolchain(suites.suite_configs("default", True)[0], torch.device("cuda"))
 
 
@@ -212,27 +212,24 @@ def test_isolate_frees_the_cuda_cache_only_on_cuda(monkeypatch) -> None:
 @pytest.fixture
 def tf32_flags():
     """Put every TF32/autotune flag and the thread count back as they were."""
-    saved = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32,
-             torch.backends.cudnn.benchmark)
+    saved, benchmark = engine.tf32_flags(), torch.backends.cudnn.benchmark
     threads = torch.get_num_threads()  # build() applies a recipe's threads; run() restores them
     yield
-    (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32,
-     torch.backends.cudnn.benchmark) = saved
+    engine.set_tf32(*saved)
+    torch.backends.cudnn.benchmark = benchmark
     torch.set_num_threads(threads)
 
 
 def _scramble() -> None:
     """What an earlier run of the process (bench peak's tf32 probe, a tf32 run) may leave."""
-    torch.backends.cuda.matmul.allow_tf32 = True
-    torch.backends.cudnn.allow_tf32 = False
+    engine.set_tf32(matmul=True, cudnn=False)
     torch.backends.cudnn.benchmark = True
 
 
 def test_seed_recipes_run_with_pytorch_defaults(tf32_flags, tiny_data, tmp_path) -> None:
     _scramble()
     built = runner.build(runner.resolve(_cfg(tiny_data, tmp_path, recipe="seed")))
-    assert torch.backends.cuda.matmul.allow_tf32 is False  # PyTorch's defaults, set again
-    assert torch.backends.cudnn.allow_tf32 is True
+    assert engine.tf32_flags() == (False, True)  # PyTorch's defaults, set again
     assert torch.backends.cudnn.benchmark is False
     c = built.result.config
     assert (c["tf32_matmul"], c["tf32_cudnn"], c["cudnn_benchmark"]) == (False, True, False)
@@ -240,9 +237,77 @@ def test_seed_recipes_run_with_pytorch_defaults(tf32_flags, tiny_data, tmp_path)
 
     _scramble()  # fc's fast recipe is fp32: true fp32, no TF32 anywhere
     built = runner.build(runner.resolve(_cfg(tiny_data, tmp_path, recipe="fast")))
-    assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) == (False,
-                                                                                        False)
+    assert engine.tf32_flags() == (False, False)
     assert built.result.config["tf32_cudnn"] is False
+
+
+def _every_reader() -> dict[str, object]:
+    """Each way torch code reads the TF32 state, legacy and per-backend: none may raise."""
+    readers = {"matmul.allow_tf32": lambda: torch.backends.cuda.matmul.allow_tf32,
+               "cudnn.allow_tf32": lambda: torch.backends.cudnn.allow_tf32,
+               "get_float32_matmul_precision": torch.get_float32_matmul_precision}
+    if hasattr(torch.backends.cuda.matmul, "fp32_precision"):  # torch >= 2.9
+        readers["matmul.fp32_precision"] = lambda: torch.backends.cuda.matmul.fp32_precision
+        readers["cudnn.conv.fp32_precision"] = lambda: torch.backends.cudnn.conv.fp32_precision
+    return {name: read() for name, read in readers.items()}
+
+
+@pytest.mark.parametrize("matmul, cudnn", [(True, True), (True, False), (False, True),
+                                           (False, False)])
+def test_tf32_switches_round_trip_and_every_reader_agrees(tf32_flags, matmul: bool,
+                                                          cudnn: bool) -> None:
+    """Issue 25.12: one owner sets and reads TF32 (the engine), without a warning, and leaves
+    torch's legacy and per-backend states in step: setting only the new `fp32_precision`
+    attributes makes every later legacy read (inductor and dynamo make some) raise "mix of the
+    legacy and new APIs" on torch 2.11 and 2.14."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        engine.set_tf32(matmul=matmul, cudnn=cudnn)
+        assert engine.tf32_flags() == (matmul, cudnn)
+        settings = engine.backend_settings()
+        assert (settings["tf32_matmul"], settings["tf32_cudnn"]) == (matmul, cudnn)
+        seen = _every_reader()
+    assert [str(w.message) for w in caught] == []
+    assert seen["matmul.allow_tf32"] is matmul and seen["cudnn.allow_tf32"] is cudnn
+    assert seen["get_float32_matmul_precision"] == ("high" if matmul else "highest")
+    if "matmul.fp32_precision" in seen:
+        assert seen["matmul.fp32_precision"] == ("tf32" if matmul else "ieee")
+        assert (seen["cudnn.conv.fp32_precision"] == "tf32") is cudnn
+
+
+def test_tf32_flags_read_a_state_set_through_the_new_api_only(tf32_flags) -> None:
+    """Other code in the process (a user's model file) may set only the new API: the engine's
+    read must not raise then."""
+    if not hasattr(torch.backends.cuda.matmul, "fp32_precision"):
+        pytest.skip("torch before 2.9 has no fp32_precision API")
+    torch.backends.cuda.matmul.fp32_precision = "tf32"
+    torch.backends.cudnn.conv.fp32_precision = "ieee"
+    with pytest.raises(RuntimeError, match="mix of the legacy and new"):
+        torch.get_float32_matmul_precision()  # what the engine's own switch avoids
+    assert engine.tf32_flags() == (True, False)
+    engine.set_tf32(matmul=False, cudnn=True)  # and the engine's switch mends it
+    assert _every_reader()["get_float32_matmul_precision"] == "highest"
+
+
+def test_bench_peak_switches_tf32_through_the_engine(tf32_flags, monkeypatch) -> None:
+    """peak.py's per-precision probes toggle TF32 with the engine's helpers and give the
+    process back what it had (a run in the same suite keeps its settings)."""
+    from bench import peak
+
+    engine.set_tf32(matmul=False, cudnn=True)
+    during: list[tuple[str, tuple[bool, bool]]] = []
+    monkeypatch.setattr(peak, "matmul_flops",
+                        lambda d, p, n, r: during.append((p, engine.tf32_flags())) or 1e12)
+    monkeypatch.setattr(peak, "conv1x1_flops", lambda d, p, *a: 1e12)
+    monkeypatch.setattr(peak, "copy_bandwidth", lambda d, n, r: 1e11)
+    monkeypatch.setattr(peak, "atomic_write_text", lambda path, text: None)
+    monkeypatch.setattr(peak, "load_cached_peak", lambda device: None)
+    peak.measure_peak(torch.device("cuda"), quick=True)
+    assert dict(during) == {"fp32": (False, False), "tf32": (True, True),
+                            "bf16": (False, False), "fp16": (False, False)}
+    assert engine.tf32_flags() == (False, True)
 
 
 @pytest.mark.parametrize("name", COURSE_MODELS)
@@ -315,14 +380,21 @@ def test_summary_gives_both_mfus_each_named(tiny_data, tmp_path, monkeypatch) ->
     assert s["vendor_peak_tflops"] is None and s["mfu_vendor"] is None
 
 
-def test_fp32_with_tf32_on_is_measured_against_the_tf32_peak() -> None:
-    """The seed recipes keep cuDNN's TF32 on (PyTorch's default): their convolutions run on
-    tensor cores, so the fp32 peak would give an MFU above 100%."""
+def test_fp32_with_tf32_on_is_measured_against_the_peak_of_each_kind() -> None:
+    """The seed recipes keep cuDNN's TF32 on (PyTorch's default) and cuBLAS's off: their
+    convolutions run on tensor cores, their matmuls in true fp32. Each kind of FLOP is divided
+    by the peak of the math it runs on (issue 25.9a)."""
     cuda, cpu = torch.device("cuda"), torch.device("cpu")
     seed = {"tf32_matmul": False, "tf32_cudnn": True}
-    assert engine.peak_precision("fp32", cuda, seed) == "tf32"
+    assert engine.peak_precision("fp32", cuda, seed) == "tf32 conv + fp32 matmul"
+    # fc has no convolutions: its seed run is pure fp32 matmuls, not the TF32 peak
+    assert engine.peak_precision("fp32", cuda, seed, {"conv": 0.0, "matmul": 5e4}) == "fp32"
+    assert engine.peak_precision("fp32", cuda, seed, {"conv": 7e5, "matmul": 3e4}) \
+        == "tf32 conv + fp32 matmul"
     assert engine.peak_precision("fp32", cuda, {"tf32_matmul": False, "tf32_cudnn": False}) \
         == "fp32"
+    assert engine.peak_precision("fp32", cuda, {"tf32_matmul": True, "tf32_cudnn": True}) \
+        == "tf32"
     assert engine.peak_precision("fp32", cpu, seed) == "fp32"
     assert engine.peak_precision("bf16", cuda, seed) == "bf16"
 
@@ -341,3 +413,4 @@ def test_without_a_driver_auto_picks_the_cpu_and_names_its_mfu(tiny_data, tmp_pa
     assert s["mfu_basis"] == "measured peak (bench peak)" and "mfu" in s
     assert s["vendor_peak_tflops"] is None and s["mfu_vendor"] is None and s["vendor_gpu"] is None
     assert s["peak_precision"] == "fp32"  # the seed recipe on a CPU: no TF32 there
+    assert s["images_per_s_source"]  # where images/s came from, named (issue 25.8)

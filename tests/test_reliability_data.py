@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import _cifar_batch, make_cifar, make_mnist
+from test_datasets import _fake_download
 
 from bench.datasets import load_dataset, read_idx
 from bench.errors import BenchError
@@ -118,6 +119,47 @@ def test_data_dir_that_is_a_file(tmp_path: Path, bench_cli) -> None:
     assert "is a file" in one_line(err)
     code, lines = bench_cli("samples", "cifar10", "--data-dir", f, "--out", tmp_path / "s.png")
     assert code == 2 and len(lines) == 1 and "is a file" in lines[0]
+
+
+def test_missing_data_is_never_downloaded_unasked(tmp_path: Path, bench_cli,
+                                                  monkeypatch) -> None:
+    """Before: every run and suite tried torchvision's download, without a timeout: minutes
+    per dataset on a node without network."""
+    calls = _fake_download(monkeypatch, "mnist", lambda root: pytest.fail("downloaded"))
+    code, lines = bench_cli("run", "--model", "fc", "--device", "cpu", "--data-dir",
+                            tmp_path / "empty", "--out", tmp_path / "out")
+    assert code == 2 and len(lines) == 1 and calls == []
+    assert "mnist not found" in lines[0] and "--download" in lines[0]
+    assert "--data-dir" in lines[0]
+
+
+def test_a_stalled_download_is_one_line(tmp_path: Path, bench_cli, monkeypatch) -> None:
+    """`--download` asked, the server silent: the download's own urllib call (no timeout
+    of its own, as torchvision's) ends on the scoped socket timeout, and the failure is one
+    line, exit 2. The timeout is shortened here; a safety timer closes the server so that a
+    missing timeout fails the test instead of hanging it."""
+    import socket
+    import urllib.request
+
+    from bench import datasets
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)  # connections wait in the backlog: no reply ever comes
+    url = f"http://127.0.0.1:{server.getsockname()[1]}/train-images-idx3-ubyte.gz"
+    safety = threading.Timer(30, server.close)
+    safety.start()
+    monkeypatch.setattr(datasets, "DOWNLOAD_TIMEOUT_S", 0.5)
+    calls = _fake_download(monkeypatch, "mnist", lambda root: urllib.request.urlopen(url))
+    try:
+        code, lines = bench_cli("run", "--model", "fc", "--device", "cpu", "--download",
+                                "--data-dir", tmp_path / "empty", "--out", tmp_path / "out")
+    finally:
+        safety.cancel()
+        server.close()
+    assert calls == [0.5] and socket.getdefaulttimeout() is None
+    assert code == 2 and len(lines) == 1, lines
+    assert "download failed:" in lines[0] and "timed out" in lines[0]
 
 
 # ----------------------------------------------------------------------------- CIFAR-10

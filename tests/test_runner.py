@@ -212,3 +212,253 @@ def test_frequent_evaluation_keeps_warmup_out_of_steady_state(tiny_data, tmp_pat
         (0, 1, False)]
     assert result.summary["steady_windows"] == 5 and result.summary["steps"] == 9
     assert [e["step"] for e in result.evals] == [2, 4, 6, 8, 9]
+
+
+# ----------------------------------------------------------------------------- issue 25
+def test_seed_recipes_use_the_course_loader_workers() -> None:
+    """The course's CIFAR-10 loaders use num_workers=2, its MNIST ones 0; --workers wins."""
+    from bench.models import get_model_spec
+    from bench.recipes import COURSE_CIFAR10_WORKERS
+
+    workers = {m: get_model_spec(m).recipe("seed", dev).workers
+               for m in ("fc", "cnn", "lenet", "vgg11", "vgg16") for dev in ("cpu", "cuda")}
+    assert COURSE_CIFAR10_WORKERS == 2
+    assert workers == {"fc": 0, "cnn": 0, "lenet": 2, "vgg11": 2, "vgg16": 2}
+    assert runner.recipe_for(RunConfig(model="lenet", workers=0), "cpu").workers == 0
+    assert runner.recipe_for(RunConfig(model="fc", workers=3), "cuda").workers == 3
+
+
+def test_cifar_seed_run_loads_with_two_workers(tiny_data, tmp_path, monkeypatch) -> None:
+    """The torch loader hands the recipe's workers to its DataLoaders, and the result's
+    config records them."""
+    from bench.loaders import torch_loader
+
+    seen: list[int] = []
+    real = torch_loader.DataLoader
+
+    def spy(*a, **k):
+        seen.append(k["num_workers"])
+        return real(*a, **k)
+
+    monkeypatch.setattr(torch_loader, "DataLoader", spy)
+    result, path = run(_cfg(tiny_data, tmp_path, model="lenet", dataset="cifar10",
+                            max_steps=2))
+    assert result.status == "ok", result.message
+    doc = read_result(path)
+    assert doc["config"]["workers"] == 2 and doc["loader"]["workers"] == 2
+    assert seen == [2, 2]  # train and test loaders
+
+
+def _suite_pairs(cfgs) -> list[tuple[str, str, str]]:
+    return [(c.model, c.dataset, c.recipe) for c in cfgs]
+
+
+def test_default_suite_runs_every_course_experiment() -> None:
+    """Experiment 3 (vgg11, the course's "VGG16") beside the real vgg16: 7 experiments, seed
+    then fast each; on a CPU both VGGs are throughput only."""
+    from bench import suites
+
+    gpu, _ = suites.suite_configs("default", on_gpu=True)
+    cpu, _ = suites.suite_configs("default", on_gpu=False)
+    experiments = [("fc", "mnist"), ("cnn", "mnist"), ("fc", "mnist-perm"),
+                   ("cnn", "mnist-perm"), ("lenet", "cifar10"), ("vgg11", "cifar10"),
+                   ("vgg16", "cifar10")]
+    expected = [(m, d, r) for m, d in experiments for r in ("seed", "fast")]
+    assert _suite_pairs(gpu) == _suite_pairs(cpu) == expected and len(gpu) == 14
+    assert all(c.max_steps is None and c.evaluate for c in gpu)
+    capped = {(c.model, c.recipe): (c.max_steps, c.evaluate) for c in cpu if c.max_steps}
+    assert capped == {("vgg11", "seed"): (20, False), ("vgg11", "fast"): (40, False),
+                      ("vgg16", "seed"): (20, False), ("vgg16", "fast"): (40, False)}
+
+
+def _mnist_only(tmp_path: Path) -> Path:
+    from conftest import make_mnist
+
+    make_mnist(tmp_path / "mnist-only")
+    return tmp_path / "mnist-only"
+
+
+def test_default_suite_on_synthetic_cifar_is_throughput_only(tmp_path) -> None:
+    """No CIFAR-10 in the data folder (a GPU box): lenet and both VGGs fall back to
+    synthetic-cifar10 and are capped, unevaluated; MNIST is real and runs as the course did."""
+    from bench import suites
+    from bench.results.suite_tables import THROUGHPUT_ONLY_SYNTHETIC
+
+    data = str(_mnist_only(tmp_path))
+    cfgs, what, missing = suites.planned_configs("default", True, data)
+    assert missing["mnist"] is None and "--download" in missing["cifar10"]
+    runs = {(c.model, c.recipe): (c.max_steps, c.evaluate) for c in cfgs}
+    steps = suites.SYNTHETIC_STEPS
+    assert steps == 200
+    for model in ("lenet", "vgg11", "vgg16"):
+        assert runs[(model, "seed")] == runs[(model, "fast")] == (steps, False)
+    assert runs[("fc", "seed")] == runs[("cnn", "fast")] == (None, True)
+    assert THROUGHPUT_ONLY_SYNTHETIC in what and "vgg11" in what and "fc," not in what
+    # on a CPU the heavy models keep their smaller caps; lenet gets the synthetic one
+    cpu = {(c.model, c.recipe): c.max_steps for c in suites.planned_configs(
+        "default", False, data)[0]}
+    assert (cpu[("lenet", "seed")], cpu[("vgg11", "seed")], cpu[("vgg16", "fast")]) == (
+        steps, 20, 40)
+
+
+def test_synthetic_mnist_and_named_synthetic_datasets_are_capped_too() -> None:
+    from bench import suites
+
+    cfgs, _ = suites.suite_configs("default", True)
+    none_real, _ = suites.throughput_on_synthetic("default", cfgs, "",
+                                                  {"mnist": False, "cifar10": False})
+    assert all(c.max_steps == suites.SYNTHETIC_STEPS and not c.evaluate for c in none_real)
+    named = [RunConfig(model="lenet", dataset="synthetic-cifar10", recipe="seed")]
+    (c,), _ = suites.throughput_on_synthetic("default", named, "", {"cifar10": True})
+    assert (c.max_steps, c.evaluate) == (suites.SYNTHETIC_STEPS, False)
+    # a suite that already measures throughput or a few steps is left as it is
+    smoke, _ = suites.suite_configs("smoke", True)
+    assert suites.throughput_on_synthetic("smoke", smoke, "", {"mnist": False})[0] == smoke
+
+
+def test_suite_never_downloads_unasked(tmp_path, monkeypatch, capsys) -> None:
+    """run_suite on a folder without CIFAR-10: no download attempt, one line saying how to
+    get it, every run told not to download; with download=True one attempt, before the
+    runs."""
+    from test_datasets import _fake_download
+
+    from bench import suites
+
+    calls = _fake_download(monkeypatch, "cifar10", lambda root: None)
+    ran: list[RunConfig] = []
+    monkeypatch.setattr(suites, "_run_one", lambda name, c, dev, paths: ran.append(c) or "ok")
+    monkeypatch.setattr(suites, "_ensure_peak", lambda device: None)
+    data = str(_mnist_only(tmp_path))
+    suites.run_suite("default", data_dir=data, out_dir=str(tmp_path / "o"), device="cpu",
+                     quiet=True)
+    assert calls == [] and len(ran) == 14 and not any(c.download for c in ran)
+    lines = [line for line in capsys.readouterr().err.splitlines() if "cifar10 not found" in line]
+    assert len(lines) == 1 and "--download" in lines[0] and "synthetic-cifar10" in lines[0]
+    lenet = next(c for c in ran if c.model == "lenet")
+    assert (lenet.max_steps, lenet.evaluate) == (suites.SYNTHETIC_STEPS, False)
+    ran.clear()
+    suites.run_suite("default", data_dir=data, out_dir=str(tmp_path / "o"), device="cpu",
+                     quiet=True, download=True)
+    assert len(calls) == 1 and len(ran) == 14 and not any(c.download for c in ran)
+
+
+def test_suite_table_marks_throughput_only_synthetic_rows() -> None:
+    from bench.results import Result, validate_doc
+    from bench.results.suite_tables import (
+        THROUGHPUT_ONLY_SYNTHETIC,
+        experiments_table,
+        runs_table,
+    )
+
+    def doc(model: str, real: bool, evaluate: bool) -> dict:
+        cfg = {"model": model, "dataset": "cifar10", "loader": "torch", "precision": "fp32",
+               "compile": "none", "channels_last": False, "batch_size": 64, "recipe": "seed",
+               "world_size": 1, "evaluate": evaluate}
+        return validate_doc(Result(config=cfg, env={}, data={"real": real},
+                                   summary={"images_per_s": 10.0}).to_dict(), "mem")
+
+    docs = [doc("lenet", False, False), doc("vgg11", True, True), doc("vgg16", False, True)]
+    for table in (runs_table(docs), experiments_table(docs)):
+        rows = {line.split("|")[1].strip().split()[0]: line for line in table.splitlines()[2:]}
+        assert THROUGHPUT_ONLY_SYNTHETIC in rows["lenet"]
+        assert THROUGHPUT_ONLY_SYNTHETIC not in rows["vgg11"] + rows["vgg16"]
+        assert "(synthetic)" in rows["vgg16"] and "synthetic" not in rows["vgg11"]
+
+
+def _two_run_suite(monkeypatch, cfgs: list[RunConfig]) -> None:
+    from bench import suites
+
+    monkeypatch.setattr(suites, "suite_configs", lambda name, on_gpu: (cfgs, "test"))
+    monkeypatch.setattr(suites, "_ensure_peak", lambda device: None)
+
+
+def _archive_members(path: Path) -> dict[str, bytes]:
+    import tarfile
+
+    with tarfile.open(path, "r:gz") as tf:
+        return {m.name: tf.extractfile(m).read() for m in tf.getmembers()}
+
+
+def test_smoke_suite_archive_holds_every_result(tiny_data, tmp_path, monkeypatch) -> None:
+    """`bench suite smoke --archive`: the archive opens and holds each result JSON and the
+    table, byte for byte; the out folder holds nothing the archive lacks."""
+    from bench import suites
+
+    monkeypatch.setattr(suites, "_ensure_peak", lambda device: None)
+    out, archive = tmp_path / "out", tmp_path / "smoke.tar.gz"
+    code = main(["suite", "smoke", "--device", "cpu", "--data-dir", str(tiny_data[0]),
+                 "--out", str(out), "--quiet", "--archive", str(archive)])
+    assert code == 0
+    members = _archive_members(archive)
+    results = [n for n in members if n.endswith(".json")]
+    assert len(results) == len(suites.suite_configs("smoke", False)[0]) == 3
+    assert sorted(members) == sorted(p.name for p in out.iterdir())
+    assert all(data == (out / name).read_bytes() for name, data in members.items())
+    assert {read_result(out / n)["suite"] for n in results} == {"smoke"}
+
+
+def test_suite_archive_bundles_every_file_it_wrote(tiny_data, tmp_path, monkeypatch) -> None:
+    """--archive: one .tar.gz of the result files and the table, relative names, written
+    atomically (no temp file left beside it); a failed run (NaN) is in it too."""
+    _two_run_suite(monkeypatch, [RunConfig(model="fc", max_steps=2),
+                                 RunConfig(model="fc", max_steps=2, lr=1e30)])
+    out, archive = tmp_path / "out", tmp_path / "bundle" / "suite.tar.gz"
+    code = main(["suite", "x", "--device", "cpu", "--data-dir", str(tiny_data[0]),
+                 "--out", str(out), "--quiet", "--archive", str(archive)])
+    assert code == 1  # the NaN run
+    members = _archive_members(archive)
+    written = sorted(p.name for p in out.iterdir())
+    assert sorted(members) == written and len(written) == 3  # 2 results + the table
+    assert "suite-x-latest.md" in members
+    for name, data in members.items():
+        assert not name.startswith("/") and ".." not in name
+        assert data == (out / name).read_bytes()
+    assert sorted(p.name for p in archive.parent.iterdir()) == ["suite.tar.gz"]
+
+
+def test_stopped_suite_still_writes_its_archive(tiny_data, tmp_path, monkeypatch) -> None:
+    """Ctrl-C after the first run: the archive holds that run and the table."""
+    from bench import suites
+
+    _two_run_suite(monkeypatch, [RunConfig(model="fc", max_steps=2),
+                                 RunConfig(model="cnn", max_steps=2)])
+    real, calls = suites.devmod.isolate, []
+
+    def isolate(dev):
+        calls.append(dev)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        real(dev)
+
+    monkeypatch.setattr(suites.devmod, "isolate", isolate)
+    out, archive = tmp_path / "out", tmp_path / "suite.tgz"
+    code = main(["suite", "x", "--device", "cpu", "--data-dir", str(tiny_data[0]),
+                 "--out", str(out), "--quiet", "--archive", str(archive)])
+    assert code == 130
+    members = _archive_members(archive)
+    (result,) = [n for n in members if n.endswith(".json")]
+    assert "-fc-" in result and sorted(members) == sorted(p.name for p in out.iterdir())
+
+
+@pytest.mark.parametrize("name, words", [("results.zip", "ending in .tar.gz or .tgz"),
+                                         ("file/x.tar.gz", "is a file, not a folder")])
+def test_bad_archive_is_one_line_before_any_run(tmp_path, monkeypatch, capsys, name,
+                                                words) -> None:
+    from bench import suites
+
+    (tmp_path / "file").write_text("x")
+    monkeypatch.setattr(suites, "run_suite", lambda *a, **k: pytest.fail("suite ran"))
+    code = main(["suite", "smoke", "--device", "cpu", "--archive", str(tmp_path / name)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and words in err
+
+
+def test_archive_names_a_file_from_elsewhere_relatively(tmp_path) -> None:
+    from bench import suites
+
+    (tmp_path / "out").mkdir()
+    inside, outside = tmp_path / "out" / "a.json", tmp_path / "b.json"
+    inside.write_text("1")
+    outside.write_text("2")
+    archive = suites.write_archive(tmp_path / "x.tar.gz", [inside, outside], tmp_path / "out")
+    assert _archive_members(archive) == {"a.json": b"1", "elsewhere/b.json": b"2"}

@@ -11,9 +11,12 @@ the named datasets (`DATASETS`) are a family, optionally synthetic or pixel-perm
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import io
 import os
-from collections.abc import Callable
+import socket
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,9 +28,10 @@ from ..fsutil import writable_dir
 from . import cifar10, mnist
 from .mnist import read_idx
 
-__all__ = ["CACHE_HINT", "DATASETS", "FAMILIES", "NORMS", "DatasetArrays", "DatasetSpec",
-           "FamilySpec", "apply_permutation", "cache_dir", "check_arrays", "default_data_dir",
-           "get_dataset_spec", "get_family", "load_dataset", "pixel_permutation", "read_idx"]
+__all__ = ["CACHE_HINT", "DATASETS", "DOWNLOAD_TIMEOUT_S", "FAMILIES", "FETCH_HINT", "NORMS",
+           "DatasetArrays", "DatasetSpec", "FamilySpec", "apply_permutation", "cache_dir",
+           "check_arrays", "default_data_dir", "get_dataset_spec", "get_family", "load_dataset",
+           "pixel_permutation", "read_idx"]
 
 CACHE_HINT = f"set ${CACHE_DIR_ENV} to a writable folder"
 Arrays = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # train_x, train_y, test_x, test_y
@@ -118,13 +122,42 @@ def get_family(name: str) -> FamilySpec:
 
 
 # ----------------------------------------------------------------------------- real data
+# Seconds one network operation of a download (connect, one read) may wait: a node without a
+# route would otherwise hang for minutes per file. A slow download that makes progress goes on.
+DOWNLOAD_TIMEOUT_S = 20.0
+# What a missing dataset's line says to do about it (download only when asked: `--download`).
+FETCH_HINT = "pass --download to fetch it, or --data-dir DIR to a folder holding it"
+
+
+@contextlib.contextmanager
+def _network_timeout(seconds: float) -> Iterator[None]:
+    """torchvision's urllib calls take no timeout: set the socket default for the download
+    only, and put back whatever it was."""
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(seconds)
+    try:
+        yield
+    finally:
+        socket.setdefaulttimeout(previous)
+
+
+def _first_line(exc: BaseException) -> str:
+    """'Type: first line of the message', short: the reason in a one-line error."""
+    text = (str(exc).splitlines() or [""])[0].strip()[:200]
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
 def _download(family: FamilySpec) -> Path:
-    """Download into the cache; raise OSError if impossible."""
+    """Download into the cache, each network operation bounded by DOWNLOAD_TIMEOUT_S. A
+    failure is one line: torchvision's printed lines (URLs, "Failed to download (trying
+    next)" with the error over several lines) are swallowed; its progress bar (stderr) shows.
+    Raise OSError if impossible."""
     root = writable_dir(cache_dir() / "downloads", "cache folder", CACHE_HINT)
     try:
-        family.download(root)
+        with _network_timeout(DOWNLOAD_TIMEOUT_S), contextlib.redirect_stdout(io.StringIO()):
+            family.download(root)
     except Exception as exc:  # network errors come in many types
-        raise OSError(f"download failed: {type(exc).__name__}") from exc
+        raise OSError(f"download failed: {_first_line(exc)}") from exc
     return root
 
 
@@ -176,7 +209,7 @@ def _read_family(family: FamilySpec, data_dir: Path | None, download: bool):
         except (OSError, FileNotFoundError) as exc:
             reason = str(exc)
     else:
-        reason = "download disabled"
+        reason = f"not downloaded: {FETCH_HINT}"
     raise BenchError(f"{family.name} not found in {where}: expected {family.expected} "
                      f"({reason})")
 

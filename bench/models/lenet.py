@@ -6,7 +6,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..recipes import Recipe
+from ..recipes import COURSE_CIFAR10_WORKERS, Recipe
 from .registry import ModelSpec, register_model
 
 
@@ -42,13 +42,14 @@ _FAST = Recipe("fast", batch_size=128, optimizer="adam", lr=0.005, schedule="one
 _FAST_CUDA = replace(_FAST, batch_size=512, lr=0.01, epochs=10, compile="reduce-overhead",
                      eval_every=10)
 
-# seed: the course's notebook (Adam 1e-3, batch 64, 10 epochs, Normalize(0.5, 0.5)), ~63%.
+# seed: the course's notebook (Adam 1e-3, batch 64, 10 epochs, Normalize(0.5, 0.5), 2 loader
+# workers), ~63%.
 register_model(ModelSpec(
     name="lenet", build=LeNet, family="cifar10", params=62_006,
     description="LeNet-5 style CNN (course)",
     recipes={
         "seed": Recipe("seed", batch_size=64, optimizer="adam", lr=1e-3, epochs=10, norm="half",
-                       torch_defaults=True),
+                       workers=COURSE_CIFAR10_WORKERS, torch_defaults=True),
         "fast": _FAST,
         "fast@cuda": _FAST_CUDA,
     },

@@ -19,6 +19,7 @@ from ..results import (
     run_key,
     save_figure,
 )
+from ..results.format import fmt_mfu
 from . import curves, devices, roofline, throughput, tta
 from .stats import (
     INTERVAL_NOTE,
@@ -50,7 +51,7 @@ def _summary_md(summary: list[ConfigStats]) -> str:
               if s["target_accuracy"] is not None else "-"),
              fmt_num(None if s["peak_memory_bytes"] is None else s["peak_memory_bytes"] / 2**20,
                      ",.0f"),
-             fmt_num(s["mfu"], ".1%")] for s in summary]
+             fmt_mfu(s, "mfu", ".1f", sign=True)] for s in summary]
     return markdown_table(["configuration", "device", "runs", "images/s", "min–max",
                            "epoch s", "final acc", "time to acc s (reached)", "peak MiB", "MFU"],
                           rows)

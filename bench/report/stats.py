@@ -40,7 +40,8 @@ class ConfigStats(TypedDict):
     train_time_s: float | None  # median total training time (how long a miss trained)
     max_steps: int | None  # the run's step cap (a capped run may stop short of its target)
     peak_memory_bytes: float | None
-    mfu: float | None
+    mfu: float | None  # median over the repeats with a figure (never above 1: results.flatten)
+    mfu_note: str | None  # why a repeat's MFU is no figure (it came out above 100%)
 
 
 def clean(v: Any) -> float | None:
@@ -102,6 +103,7 @@ def config_stats(label: str, device: str, records: list[RunRow]) -> ConfigStats:
         "train_time_s": _med(col("total_train_time_s")),
         "max_steps": int(_med(col("max_steps")) or 0) or None,
         "peak_memory_bytes": _med(col("peak_memory_bytes")), "mfu": _med(col("mfu")),
+        "mfu_note": next((n for n in col("mfu_note") if isinstance(n, str) and n), None),
     }
 
 

@@ -7,6 +7,7 @@ absolute path and no `..` ever goes into an archive.
 
 from __future__ import annotations
 
+import os
 import tarfile
 from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
@@ -28,9 +29,12 @@ def write_archive(dest: Path, members: Mapping[str, Path]) -> None:
     names = {_safe_name(n): p for n, p in members.items()}
 
     def write(tmp: str) -> None:
-        with tarfile.open(tmp, "w:gz") as tar:
-            for name, path in names.items():
-                if path.is_file() and not path.is_symlink():
-                    tar.add(path, arcname=name, recursive=False)
+        with open(tmp, "wb") as f:
+            with tarfile.open(fileobj=f, mode="w:gz") as tar:
+                for name, path in names.items():
+                    if path.is_file() and not path.is_symlink():
+                        tar.add(path, arcname=name, recursive=False)
+            f.flush()
+            os.fsync(f.fileno())
 
     atomic_write(dest, write)

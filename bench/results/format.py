@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import textwrap
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 MISSING = "-"
@@ -24,6 +24,57 @@ def fmt_num(v: Any, spec: str) -> str:
 def fmt_percent(v: Any, spec: str = ".2f") -> str:
     """A fraction as a percentage without the sign (0.9712 -> '97.12'), '-' when missing."""
     return fmt_num(v * 100 if v is not None else None, spec)
+
+
+# MFU: a fraction of a peak, so never a figure above 1. The one home of that rule and of its
+# note: the writer (bench.summary) stores None and the note, the readers (results.flatten, the
+# suite tables, the report) apply it again to older files that hold such a figure.
+MFU_PEAKS = {"mfu": "the measured peak", "mfu_vendor": "the vendor's datasheet peak"}
+_MFU_CAUSES = {
+    "mfu": "the peak was measured under load or the convolution algorithm does fewer FLOPs "
+           "than counted (Winograd/FFT); re-run `bench peak` on an idle machine",
+    "mfu_vendor": "the convolution algorithm does fewer FLOPs than counted (Winograd/FFT)",
+}
+MFU_NA = "n/a"  # the cell of an MFU above 100% (mfu_note says why)
+
+
+def _above_one(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and v > 1
+
+
+def mfu_note(key: str, value: float) -> str:
+    """Why `key` (mfu or mfu_vendor) at `value` (> 1) is stored as null."""
+    return f"{key} above 100% of {MFU_PEAKS[key]} ({value:.2f}x): {_MFU_CAUSES[key]}"
+
+
+def checked_mfus(summary: Mapping[str, Any]) -> dict[str, Any]:
+    """The MFU fields of a summary or flat row that change under the rule: each figure above 1
+    becomes None, explained in `mfu_note` (after any note already there). {} when none does."""
+    notes = [summary["mfu_note"]] if summary.get("mfu_note") else []
+    out: dict[str, Any] = {}
+    for key in MFU_PEAKS:
+        if _above_one(summary.get(key)):
+            notes.append(mfu_note(key, summary[key]))
+            out[key] = None
+    if out:
+        out["mfu_note"] = "; ".join(notes)
+    return out
+
+
+def _dropped(key: str, note: Any) -> bool:
+    """Whether `note` (an mfu_note) says `key` was above 100%."""
+    return isinstance(note, str) and any(n.startswith(f"{key} above ") for n in note.split("; "))
+
+
+def fmt_mfu(row: Mapping[str, Any], key: str = "mfu", spec: str = ".1f",
+            sign: bool = False) -> str:
+    """An MFU cell: the percentage (with '%' when `sign`), 'n/a' for a figure above 100%
+    (dropped, or held by an older file), '-' when unknown. Every printer of MFU uses it."""
+    v = row.get(key)
+    if _above_one(v) or (v is None and _dropped(key, row.get("mfu_note"))):
+        return MFU_NA
+    text = fmt_percent(v, spec)
+    return text + "%" if sign and text != MISSING else text
 
 
 def fmt_ips(v: float) -> str:

@@ -11,6 +11,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from .format import checked_mfus
 from .labels import device_label
 from .schema import ResultDoc, RunRow
 
@@ -91,6 +92,7 @@ def flatten(doc: ResultDoc) -> RunRow:
         row[k] = v
     for k, v in (doc.get("summary") or {}).items():
         row[k] = v
+    row.update(checked_mfus(row))  # an older file's MFU above 1 is no figure (format.fmt_mfu)
     env = doc.get("env", {})
     # a --label name (results.labels) overrides the device: runs group by system
     row["device_label"] = doc.get("_label") or device_label(

@@ -84,13 +84,17 @@ class GpuTelemetry(TypedDict, total=False):
 class Summary(TypedDict, total=False):
     """The run's headline figures (`result.summary`)."""
 
-    # throughput: median over steady windows and its spread
+    # throughput: median over the steady windows long enough to time and its spread, or
+    # (none is: engine.MIN_WINDOW_S / MIN_WINDOW_STEPS) the training clock's total, no spread
     images_per_s: float | None
     images_per_s_min: float
     images_per_s_max: float
     images_per_s_q1: float
     images_per_s_q3: float
-    steady_windows: int
+    steady_windows: int  # the windows images_per_s came from
+    # where images_per_s came from, in words: "median of N timed windows >= 20 ms and >= 5
+    # steps" or "training clock total: N timed windows, none >= 20 ms and >= 5 steps"
+    images_per_s_source: str | None
     epoch_time_s: float | None  # measured: median over complete epochs (None if none ran)
     epoch_time_extrapolated_s: float | None  # no complete epoch: epoch images / images/s
     epoch_time_source: str | None  # says which of the two, and how
@@ -125,14 +129,21 @@ class Summary(TypedDict, total=False):
     # model and hardware efficiency
     params: int
     flops_per_image: float | None
+    # its split by kind (bench.flops.train_flop_split): each kind is bounded by its own peak
+    conv_flops_per_image: float | None
+    matmul_flops_per_image: float | None
     achieved_tflops: float | None
-    peak_tflops: float
-    mfu: float | None  # against the measured peak (mfu_basis says so)
+    peak_tflops: float  # the run's effective peak (engine.effective_peak over peak_precision)
+    mfu: float | None  # against the measured peak (mfu_basis says so); never above 1
     mfu_basis: str
     vendor_peak_tflops: float | None  # the vendor's dense datasheet peak (bench.vendor_peaks)
     vendor_gpu: str | None  # the table entry it came from
-    mfu_vendor: float | None
-    peak_precision: str  # whose peaks both MFUs divide by (tf32 for fp32 runs with TF32 on)
+    mfu_vendor: float | None  # never above 1
+    # why an MFU is null although a peak is known: it came out above 100% (results.format)
+    mfu_note: str | None
+    # whose peaks both MFUs divide by (engine.peak_label): one precision ("fp32", "tf32") or
+    # one per kind of FLOP ("tf32 conv + fp32 matmul": fp32 on CUDA with only cuDNN's TF32 on)
+    peak_precision: str
     peak_memory_bytes: int | None
     peak_memory_kind: str | None
     arithmetic_intensity: float | None

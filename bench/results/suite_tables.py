@@ -10,7 +10,7 @@ from __future__ import annotations
 import statistics
 from collections.abc import Sequence
 
-from .format import fmt_num, fmt_percent, markdown_table
+from .format import fmt_mfu, fmt_num, fmt_percent, markdown_table
 from .rows import CONFIG_KEYS, Key, run_key
 from .schema import ResultDoc, Summary
 from .store import StrPath, read_result
@@ -23,10 +23,20 @@ _EXPERIMENTS_HEADERS = ("experiment", "target %", "seed TTA s", "fast TTA s", "T
                         "fast MFU %")
 _REPEATS_HEADERS = ("configuration", "repeats", "images/s median (min-max)",
                     "epoch s median (min-max)", "accuracy % mean +- std")
+# What a row says of a run on synthetic data that was not evaluated (the default suite caps
+# such runs, bench.suites.throughput_on_synthetic): its images/s count, nothing else does.
+THROUGHPUT_ONLY_SYNTHETIC = "throughput only (synthetic data)"
 
 
 def _synthetic_note(docs: Sequence[ResultDoc]) -> str:
-    return "" if all((d.get("data") or {}).get("real") for d in docs) else " (synthetic)"
+    """' (synthetic)' after the dataset when a run had no real data, or the throughput-only
+    note when none of those runs was evaluated either."""
+    synthetic = [d for d in docs if not (d.get("data") or {}).get("real")]
+    if not synthetic:
+        return ""
+    if all(d["config"].get("evaluate") is False for d in synthetic):
+        return f": {THROUGHPUT_ONLY_SYNTHETIC}"
+    return " (synthetic)"
 
 
 def runs_table(docs: Sequence[ResultDoc]) -> str:
@@ -41,7 +51,7 @@ def runs_table(docs: Sequence[ResultDoc]) -> str:
             c["batch_size"], d["status"], fmt_num(s.get("images_per_s"), ",.0f"),
             fmt_num(s.get("epoch_time_s"), ".2f"), fmt_percent(s.get("final_test_acc")),
             fmt_num(s.get("time_to_accuracy_s"), ".2f"), fmt_num(s.get("warmup_time_s"), ".2f"),
-            fmt_percent(s.get("mfu"), ".1f"),
+            fmt_mfu(s, "mfu", ".1f"),
         ])
     return markdown_table(_RUNS_HEADERS, rows)
 
@@ -70,7 +80,7 @@ def experiments_table(docs: Sequence[ResultDoc]) -> str:
             fmt_num(fast.get("time_to_accuracy_s"), ".3f"), f"{fmt_num(tta, '.1f')}x",
             fmt_num(seed.get("images_per_s"), ",.0f"), fmt_num(fast.get("images_per_s"), ",.0f"),
             f"{fmt_num(ips, '.1f')}x", fmt_percent(seed.get("best_test_acc")),
-            fmt_percent(fast.get("best_test_acc")), fmt_percent(fast.get("mfu"), ".1f"),
+            fmt_percent(fast.get("best_test_acc")), fmt_mfu(fast, "mfu", ".1f"),
         ])
     return markdown_table(_EXPERIMENTS_HEADERS, rows)
 
