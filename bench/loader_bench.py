@@ -141,7 +141,7 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                     "cifar10 normalisation). One warm-up epoch, then --epochs timed epochs.")
     p.add_argument("--dataset", default="cifar10", choices=list(DATASETS),
                    help="dataset whose training split is loaded")
-    add_run_flags(p, include=("data_dir", "device"))
+    add_run_flags(p, include=("data_dir", "device", "download"))
     p.add_argument("--batch-size", type=int, default=512, help="images per batch")
     p.add_argument("--workers", type=int, default=None,
                    help=f"worker processes/threads for every loader, 0 to {MAX_WORKERS} "
@@ -194,7 +194,7 @@ def handler(args: argparse.Namespace) -> int:
     select(device)
     workers = args.workers if args.workers is not None else default_workers()
     data = load_dataset(args.dataset, args.data_dir, seed=args.seed,
-                        allow_synthetic=args.allow_synthetic)
+                        allow_synthetic=args.allow_synthetic, download=args.download)
     if args.batch_size > len(data.train_y):  # drop_last: not one batch, "0 images/s"
         raise BenchError(f"--batch-size {args.batch_size} is larger than the {data.name} "
                          f"training split ({len(data.train_y):,} images): no full batch to time")

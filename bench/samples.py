@@ -131,7 +131,7 @@ def handler(args: argparse.Namespace) -> int:
         raise BenchError(f"--n {args.n}: must be between 1 and {MAX_SAMPLES:,}")
     check_out(args.out)
     data = load_dataset(args.dataset, args.data_dir, seed=args.seed,
-                        allow_synthetic=args.allow_synthetic)
+                        allow_synthetic=args.allow_synthetic, download=args.download)
     kind = "real" if getattr(data, "real", True) else "synthetic stand-in"
     print(draw_samples(data, args.out, args.n, args.seed, f"{args.dataset} ({kind})"))
     return 0
@@ -141,7 +141,7 @@ def register(sub: Any) -> None:
     p = sub.add_parser("samples", help="draw a grid of training images with class names")
     p.add_argument("dataset", help="mnist, mnist-perm, cifar10, synthetic-mnist, ...")
     p.add_argument("--out", required=True, help="PNG file to write")
-    add_run_flags(p, include=("data_dir",))
+    add_run_flags(p, include=("data_dir", "download"))
     p.add_argument("--n", type=int, default=20,
                    help=f"number of images, 1 to {MAX_SAMPLES:,} (default 20: the course's"
                    " 4x5 grid)")

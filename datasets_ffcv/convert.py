@@ -294,7 +294,7 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                     "shares mnist's files (the permutation is applied when loading).")
     p.add_argument("datasets", nargs="+", metavar="DATASET", choices=list(DATASETS),
                    help=f"one or more of: {', '.join(DATASETS)}")
-    add_run_flags(p, include=("data_dir",))
+    add_run_flags(p, include=("data_dir", "download"))
     p.add_argument("--out", default=None,
                    help=f"folder for the .beton files (default: {default_out_dir()})")
     p.add_argument("--force", action="store_true", help="rewrite even if current")
@@ -319,7 +319,7 @@ def _convert_all(args: argparse.Namespace, out: Path) -> None:
     print(f"{'dataset':<18}{'split':<7}{'status':<11}{'samples':>8}{'MB':>9}{'seconds':>9}"
           "  file", flush=True)
     for name in dict.fromkeys(args.datasets):  # keep order, drop repeats
-        data = load_dataset(name, args.data_dir)
+        data = load_dataset(name, args.data_dir, download=args.download)
         infos = ensure_betons(data, out, repair=True, force=args.force,
                               progress=not args.no_progress)
         for info in infos.values():

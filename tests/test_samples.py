@@ -105,7 +105,8 @@ def test_samples_cli_uses_load_dataset_and_defaults_to_20(tmp_path, monkeypatch,
     calls = []
     drawn = []
 
-    def load_dataset(name, data_dir, seed=0, allow_synthetic=False):
+    def load_dataset(name, data_dir, seed=0, allow_synthetic=False, download=False):
+        assert download is False  # never unasked (issue 25.6)
         calls.append((name, data_dir, seed, allow_synthetic))
         return fake_dataset(perm=name == "mnist-perm")
 

@@ -274,7 +274,7 @@ def apply_permutation(x: np.ndarray, perm: np.ndarray) -> np.ndarray:
 
 
 def load_dataset(name: str, data_dir: str | os.PathLike[str] | None = None, seed: int = 0,
-                 allow_synthetic: bool = False, download: bool = True) -> DatasetArrays:
+                 allow_synthetic: bool = False, download: bool = False) -> DatasetArrays:
     """Load a dataset by registry name. With allow_synthetic, missing real data falls back to
     the synthetic twin (and the result says so)."""
     spec = get_dataset_spec(name)
