@@ -286,10 +286,14 @@ def _finish(rows: list[Row], ctx: Context, start: float, json_path: str | None) 
     when none failed but the time budget left checks out, else 0."""
     from .results import atomic_write_text
 
-    print(format_table(rows), flush=True)
-    if json_path:
-        atomic_write_text(Path(json_path), json.dumps(
-            report(rows, ctx, time.monotonic() - start), indent=1) + "\n")
+    doc = json.dumps(report(rows, ctx, time.monotonic() - start), indent=1) + "\n"
+    to_stdout = json_path == "-"  # `--json -`: the JSON on stdout, the table on stderr
+    print(format_table(rows), file=sys.stderr if to_stdout else sys.stdout, flush=True)
+    if to_stdout:
+        sys.stdout.write(doc)
+        sys.stdout.flush()
+    elif json_path:
+        atomic_write_text(Path(json_path), doc)
     failed = [r.name for r in rows if r.status == "fail"]
     if failed:
         print(f"bench: doctor: {len(failed)} check(s) failed: {', '.join(failed)}",
@@ -345,7 +349,8 @@ def register(sub: Any) -> None:
     p = sub.add_parser("doctor", help="self-check of this machine: every path, a pass/fail "
                        "table (and JSON); exit 1 on any failure")
     add_run_flags(p, include=("device", "data_dir"))
-    p.add_argument("--json", metavar="FILE", help="also write the table as JSON (atomically)")
+    p.add_argument("--json", metavar="FILE", help="also write the table as JSON (atomically); "
+                   "'-': the JSON on stdout and the table on stderr")
     p.add_argument("--only", nargs="+", metavar="TEXT", help="run only the checks whose name "
                    "contains one of these (e.g. --only device nvml model:fc)")
     p.add_argument("--full", action="store_true", help="every check: the whole model matrix "

@@ -417,3 +417,15 @@ def test_a_signal_during_a_training_check_stops_the_doctor_at_once(tmp_path) -> 
     rows = json.loads(out.read_text())["checks"]
     assert [(r["name"], r["status"]) for r in rows] == [("device", "pass"), ("long", "fail")]
     assert rows[1]["message"].startswith("interrupted by SIGTERM")
+
+
+def test_json_dash_is_stdout(monkeypatch, tmp_path, capsys) -> None:
+    """`--json -` means stdout (the table moves to stderr), not a file named '-'."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(doctor, "all_checks", lambda ctx, subset="all": [
+        Check("fine", _fine, needs_device=False)])
+    assert main(["doctor", "--device", "cpu", "--json", "-", "--quiet"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["checks"][0]["name"] == "fine"
+    assert "1 passed, 0 failed, 0 skipped" in captured.err
+    assert not (tmp_path / "-").exists()
