@@ -9,17 +9,27 @@ ci --repeats 1` process in that tree, with a time limit, so neither side's code 
 The candidate is this checkout, which must be clean (its results must name a commit). REF must
 know the ci suite's throughput measurement (this feature's own commits and later). The test-only
 `BENCH_TEST_SLOWDOWN` reaches the candidate side only.
+
+A round's process dies with this one: it runs in its own process group (a Ctrl-C or SIGTERM
+here is forwarded to the whole group, then SIGKILL after a grace) and, on Linux, asks the kernel
+for SIGTERM when its parent dies (PR_SET_PDEATHSIG), so a `kill -9` of `bench ci` does not leave
+it running. The temporary folder holds the owner's pid; the next `--against` removes the folders
+(and worktrees) of owners that no longer run.
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
+import ctypes.util
 import os
+import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from .compare import Comparison, compare_frames
@@ -29,6 +39,10 @@ from .throughput import SLOWDOWN_ENV
 
 ROUND_TIMEOUT_S = 30 * 60  # one side's round of the suite; a hung round fails the gate
 GIT_TIMEOUT_S = 120
+STOP_GRACE_S = 10.0  # a stopped round gets its signal, then SIGKILL this much later
+TMP_PREFIX = "bench-against-"  # the temporary folders, under tempfile.gettempdir()
+PID_FILE = "owner.pid"  # in each: the pid of the `bench ci` that made it
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 def _git(repo: Path, *args: str) -> str:
@@ -79,11 +93,151 @@ def _side_command(args: argparse.Namespace, out: Path) -> list[str]:
     return cmd
 
 
+def _prctl() -> Callable[..., int] | None:
+    """libc's prctl on Linux, else None. Looked up here, in the parent: a forked child of a
+    threaded process must not load libraries."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+
+def _die_with_parent(parent: int) -> Callable[[], None] | None:
+    """A preexec_fn: the child gets SIGTERM from the kernel when `parent` dies (None where
+    there is no prctl). A child whose parent died before the request took exits at once."""
+    prctl = _prctl()
+    if prctl is None:
+        return None
+
+    def request() -> None:
+        prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+        if os.getppid() != parent:  # orphaned already: the signal will never come
+            os._exit(143)
+    return request
+
+
+def start_child(cmd: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Popen[str]:
+    """Start a round's process in its own process group, tied to this process's life."""
+    return subprocess.Popen(cmd, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True, preexec_fn=_die_with_parent(os.getpid()))
+
+
+def stop_child(proc: subprocess.Popen[str], sig: int = signal.SIGTERM) -> None:
+    """`sig` to the child's whole group (its own children too), SIGKILL if it stays."""
+    for s in (sig, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, s)
+        except ProcessLookupError:  # the group is gone; the child may still need reaping
+            pass
+        except PermissionError:
+            proc.send_signal(s)
+        try:
+            proc.wait(timeout=STOP_GRACE_S)
+            return
+        except subprocess.TimeoutExpired:
+            continue  # past SIGKILL too: a process stuck in the kernel; not waited on for ever
+
+
+def _forwarded(exc: BaseException) -> int:
+    """The signal to pass on for what stopped us: the same one (Ctrl-C is SIGINT)."""
+    signum = getattr(exc, "signum", None)
+    if isinstance(signum, int):
+        return signum
+    return signal.SIGINT if isinstance(exc, KeyboardInterrupt) else signal.SIGTERM
+
+
+def run_child(cmd: list[str], cwd: Path, env: dict[str, str], timeout: float
+              ) -> subprocess.CompletedProcess[str]:
+    """Run to the end like subprocess.run(capture_output=True); on a timeout, Ctrl-C or a
+    stop signal the child's group is stopped before the exception goes on."""
+    proc = start_child(cmd, cwd, env)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        stop_child(proc)
+        raise
+    except BaseException as exc:
+        stop_child(proc, _forwarded(exc))
+        raise
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: alive
+        return True
+    return True
+
+
+def _stale_owner(folder: Path) -> int | None:
+    """The dead owner's pid of one of our temporary folders, or None (alive, unknown, not
+    ours: kept)."""
+    try:
+        if folder.is_symlink() or folder.stat().st_uid != os.getuid():
+            return None
+        pid = int((folder / PID_FILE).read_text().strip())
+    except (OSError, ValueError):
+        return None  # no pid file yet (being made) or not ours to judge
+    return None if pid <= 0 or _pid_alive(pid) else pid
+
+
+def clean_stale(repo: Path) -> list[Path]:
+    """Remove what a killed earlier `--against` left: its temporary folder (owner dead) and its
+    git worktree registration. One line on stderr per thing removed; returns the folders."""
+    removed = []
+    for folder in sorted(Path(tempfile.gettempdir()).glob(TMP_PREFIX + "*")):
+        pid = _stale_owner(folder)
+        if pid is None:
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        if not folder.exists():
+            removed.append(folder)
+            print(f"ci --against: removed {folder}, left by bench ci pid {pid} (no longer "
+                  "running)", file=sys.stderr, flush=True)
+    before = _worktrees(repo)
+    if not any(_dangling_ours(Path(w)) for w in before):
+        return removed  # none of ours dangles: the user's own worktrees are not pruned
+    _git(repo, "worktree", "prune")
+    for gone in sorted(before - _worktrees(repo)):
+        print(f"ci --against: pruned the stale git worktree {gone}", file=sys.stderr, flush=True)
+    return removed
+
+
+def _dangling_ours(tree: Path) -> bool:
+    """A worktree of a `--against` run (<tmp>/bench-against-*/baseline) whose folder is gone."""
+    parent = tree.resolve().parent
+    return (parent.name.startswith(TMP_PREFIX) and not tree.exists()
+            and parent.parent == Path(tempfile.gettempdir()).resolve())
+
+
+def _worktrees(repo: Path) -> set[str]:
+    """The paths of the repository's registered worktrees."""
+    listing = _git(repo, "worktree", "list", "--porcelain")
+    return {line[len("worktree "):] for line in listing.splitlines()
+            if line.startswith("worktree ")}
+
+
+def _make_tmp() -> Path:
+    """This run's temporary folder, with this process's pid in it (for `clean_stale`)."""
+    tmp = Path(tempfile.mkdtemp(prefix=TMP_PREFIX))
+    try:
+        (tmp / PID_FILE).write_text(f"{os.getpid()}\n")
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return tmp
+
+
 def _run_side(tree: Path, cmd: list[str], env: dict[str, str], side: str, round_: int) -> None:
     env = {**env, "PYTHONPATH": os.pathsep.join([str(tree), env.get("PYTHONPATH", "")])}
     try:
-        proc = subprocess.run(cmd, cwd=tree, env=env, capture_output=True, text=True,
-                              timeout=ROUND_TIMEOUT_S)
+        proc = run_child(cmd, tree, env, ROUND_TIMEOUT_S)
     except subprocess.TimeoutExpired:
         raise BenchError(f"--against: the {side} round {round_ + 1} did not finish in "
                          f"{ROUND_TIMEOUT_S}s") from None
@@ -130,15 +284,23 @@ def gate_against(args: argparse.Namespace, threshold: float, alpha: float,
     repo = checkout_root()
     sha = resolve_ref(repo, args.against)
     require_clean(repo)
+    clean_stale(repo)
     stamp = time.strftime("%Y%m%dT%H%M%S")
     out = Path(args.out).resolve() / "against" / f"{stamp}-{sha[:12]}"
-    with tempfile.TemporaryDirectory(prefix="bench-against-") as tmp:
-        tree = Path(tmp) / "baseline"
+    try:
+        tmp = _make_tmp()
+    except OSError as exc:
+        raise BenchError(f"--against: cannot make a temporary folder in "
+                         f"{tempfile.gettempdir()} ({exc.strerror or exc})") from None
+    try:
+        tree = tmp / "baseline"
         _git(repo, "worktree", "add", "--detach", "--quiet", str(tree), sha)
         try:
             docs = measure_alternately({"baseline": tree, "candidate": repo}, args, out)
         finally:
             _remove_worktree(repo, tree)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     metric = gate_metric(docs["baseline"], docs["candidate"])
     cmp = compare_frames(docs_frame(docs["baseline"]), docs_frame(docs["candidate"]),
                          threshold, alpha, noise_table(calibration, metric), metric)
@@ -153,4 +315,5 @@ def _remove_worktree(repo: Path, tree: Path) -> None:
         _git(repo, "worktree", "prune")
 
 
-__all__: Sequence[str] = ["gate_against", "resolve_ref", "round_order", "require_clean"]
+__all__: Sequence[str] = ["clean_stale", "gate_against", "require_clean", "resolve_ref",
+                          "round_order", "run_child", "start_child", "stop_child"]

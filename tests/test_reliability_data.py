@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import gzip
+import io
 import os
 import pickle
 import struct
 import subprocess
 import sys
+import tarfile
 import threading
 import time
 from pathlib import Path
@@ -24,7 +27,7 @@ import pytest
 from conftest import _cifar_batch, make_cifar, make_mnist
 from test_datasets import _fake_download
 
-from bench.datasets import load_dataset, read_idx
+from bench.datasets import cifar10, load_dataset, read_idx
 from bench.errors import BenchError
 
 
@@ -311,6 +314,166 @@ def test_cache_entry_that_cannot_be_rebuilt_names_the_folder(tmp_path: Path,
         load_dataset("cifar10", tmp_path, download=False)
     msg = one_line(err)
     assert str(entry) in msg and "delete that folder" in msg
+
+
+# ------------------------------------------------------------- hostile archives (issue 21, #3)
+def _tar_gz(path: Path, members: list[tuple[tarfile.TarInfo, bytes]]) -> Path:
+    """A tar.gz of exactly these members, headers as given (a size may lie: the data written
+    is what `bytes` holds, padded to the tar block)."""
+    buf = io.BytesIO()
+    for info, data in members:
+        buf.write(info.tobuf(format=tarfile.GNU_FORMAT))
+        buf.write(data + b"\0" * (-len(data) % tarfile.BLOCKSIZE))
+    buf.write(b"\0" * (2 * tarfile.BLOCKSIZE))
+    path.write_bytes(gzip.compress(buf.getvalue(), compresslevel=1))
+    return path
+
+
+def _member(name: str, data: bytes = b"", size: int | None = None,
+            kind: bytes = tarfile.REGTYPE, link: str = "") -> tuple[tarfile.TarInfo, bytes]:
+    info = tarfile.TarInfo(name)
+    info.size, info.type, info.linkname = (len(data) if size is None else size), kind, link
+    return info, data
+
+
+def _cache_files() -> list[Path]:
+    """Every file (and unpack folder) the CIFAR-10 cache holds."""
+    from bench import datasets
+
+    root = datasets.cache_dir() / "cifar10"
+    return [p for p in root.rglob("*") if p.is_file() or p.name.startswith(".unpack-")]
+
+
+def _official_members(tmp_path: Path) -> list[tuple[tarfile.TarInfo, bytes]]:
+    """The members of a small but valid archive, in order."""
+    make_cifar(tmp_path / "src")
+    folder = tmp_path / "src" / "cifar-10-batches-py"
+    return [_member(f"cifar-10-batches-py/{p.name}", p.read_bytes())
+            for p in sorted(folder.iterdir())]
+
+
+def _refused(tmp_path: Path, members: list[tuple[tarfile.TarInfo, bytes]]) -> str:
+    """Load a data folder holding this archive: the one-line refusal, nothing left cached."""
+    from bench import datasets
+
+    data = tmp_path / "data"
+    data.mkdir(exist_ok=True)
+    _tar_gz(data / "cifar-10-python.tar.gz", members)
+    datasets._load_real.cache_clear()
+    with pytest.raises(BenchError) as err:
+        load_dataset("cifar10", data, download=False)
+    assert _cache_files() == []
+    return one_line(err)
+
+
+def test_cifar_member_declaring_200mb_is_refused_before_unpacking(tmp_path: Path,
+                                                                   bench_cli) -> None:
+    """Before: a 204 KB archive whose data_batch_1 unpacks to 200 MB was unpacked in full and
+    stayed in the cache. Here the header declares 200 MB (only its first bytes follow: the
+    refusal comes from the header, before a byte of data is read)."""
+    members = _official_members(tmp_path)
+    members[1] = _member("cifar-10-batches-py/data_batch_1", b"\0" * 4096, size=200_000_000)
+    msg = _refused(tmp_path, members)
+    assert "cifar-10-python.tar.gz" in msg and "'cifar-10-batches-py/data_batch_1'" in msg
+    assert "200000000 bytes" in msg and f"{cifar10.BATCH_MAX_BYTES}-byte bound" in msg
+    code, lines = bench_cli("samples", "cifar10", "--data-dir", tmp_path / "data",
+                            "--out", tmp_path / "s.png")
+    assert code == 2 and len(lines) == 1 and "refused before unpacking" in lines[0]
+    assert _cache_files() == []
+
+
+def test_cifar_batch_over_its_bound_is_refused(tmp_path: Path, monkeypatch) -> None:
+    """The same with real bytes: the bound lowered to 4 KB, a 64 KB batch of zeros."""
+    monkeypatch.setattr(cifar10, "BATCH_MAX_BYTES", 4096)
+    members = _official_members(tmp_path)[:1]  # batches.meta
+    members.append(_member("cifar-10-batches-py/data_batch_1", b"\0" * 65536))
+    msg = _refused(tmp_path, members)
+    assert "65536 bytes" in msg and "4096-byte bound" in msg
+
+
+def test_cifar_archive_that_unpacks_past_its_bound_is_refused(tmp_path: Path,
+                                                              monkeypatch) -> None:
+    """A member that would be skipped (not a batch) still costs decompression: the whole
+    stream is capped, so junk members (or a huge pax header) cannot grow without limit."""
+    members = _official_members(tmp_path)
+    monkeypatch.setattr(cifar10, "ARCHIVE_MAX_BYTES", sum(len(d) + 1024 for _, d in members))
+    msg = _refused(tmp_path, [_member("cifar-10-batches-py/junk", b"\0" * 2**20), *members])
+    assert "unpacks to more than" in msg
+
+
+@pytest.mark.parametrize("member,words", [
+    (lambda: _member("cifar-10-batches-py/data_batch_1", kind=tarfile.SYMTYPE,
+                     link="/etc/passwd"), "symbolic link to '/etc/passwd'"),
+    (lambda: _member("cifar-10-batches-py/data_batch_1", kind=tarfile.LNKTYPE,
+                     link="cifar-10-batches-py/test_batch"), "hard link"),
+    (lambda: _member("cifar-10-batches-py/data_batch_1", kind=tarfile.FIFOTYPE),
+     "a device or FIFO"),
+    (lambda: _member("../x", b"x"), "points outside"),
+    (lambda: _member("cifar-10-batches-py/../../x", b"x"), "points outside"),
+    (lambda: _member("/tmp/x", b"x"), "points outside"),
+], ids=["symlink", "hardlink", "fifo", "dotdot", "nested-dotdot", "absolute"])
+def test_cifar_member_that_is_no_plain_file_is_refused(tmp_path: Path, member, words) -> None:
+    members = _official_members(tmp_path)
+    msg = _refused(tmp_path, [member(), *members])
+    assert words in msg and "refused" in msg
+    assert not (tmp_path / "x").exists() and not (tmp_path.parent / "x").exists()
+
+
+def test_cifar_archive_refusals_leave_no_cache_entry(tmp_path: Path) -> None:
+    """A batch missing, twice, or not a batch: nothing stays in the cache (before: an archive
+    lacking a batch left a cache entry marked complete)."""
+    members = _official_members(tmp_path)
+    assert "lacks cifar-10-batches-py/data_batch_3" in _refused(
+        tmp_path, [m for m in members if m[0].name != "cifar-10-batches-py/data_batch_3"])
+    assert "appears twice" in _refused(tmp_path, [*members, members[1]])
+    junk = [m if m[0].name != "cifar-10-batches-py/test_batch"
+            else _member(m[0].name, b"not a pickle") for m in members]
+    assert "not a CIFAR-10 python batch" in _refused(tmp_path, junk)
+
+
+def test_cifar_archive_within_bounds_still_loads(tmp_path: Path) -> None:
+    members = _official_members(tmp_path)
+    data = tmp_path / "data"
+    data.mkdir()
+    _tar_gz(data / "cifar-10-python.tar.gz",
+            [_member("cifar-10-batches-py", kind=tarfile.DIRTYPE),
+             _member("cifar-10-batches-py/readme.html", b"<html/>"), *members])
+    d = load_dataset("cifar10", data, download=False)
+    assert d.train_x.shape == (200, 32, 32, 3)
+    names = sorted(p.name for p in _cache_files())
+    assert names == [".complete", "batches.meta", *sorted(cifar10.CIFAR_BATCHES)]
+
+
+def test_mnist_gzip_bomb_is_read_only_as_far_as_its_header_says(tmp_path: Path,
+                                                                 monkeypatch) -> None:
+    """Before: the whole .gz was decompressed into memory (a small bomb: gigabytes, the OOM
+    killer). Now at most the header's declared bytes + 1 are read, and the excess refused."""
+    payload = idx_bytes(0x08, (10, 28, 28), b"\0" * (10 * 784 + 8 * 2**20))
+    path = tmp_path / "train-images-idx3-ubyte.gz"
+    path.write_bytes(gzip.compress(payload, compresslevel=1))
+    read: list[int] = []
+    real_read = gzip.GzipFile.read
+
+    def counted(self, size=-1):
+        data = real_read(self, size)
+        read.append(len(data))
+        return data
+
+    monkeypatch.setattr(gzip.GzipFile, "read", counted)
+    with pytest.raises(BenchError) as err:
+        read_idx(path)
+    msg = one_line(err)
+    assert str(path) in msg and "more than declared" in msg
+    assert sum(read) <= 16 + 10 * 784 + 1
+
+
+def test_mnist_header_declaring_more_than_mnist_is_refused_unread(tmp_path: Path) -> None:
+    path = tmp_path / "train-images-idx3-ubyte.gz"
+    path.write_bytes(gzip.compress(idx_bytes(0x08, (600_000, 28, 28), b"\0" * 1024)))
+    with pytest.raises(BenchError) as err:
+        read_idx(path)
+    msg = one_line(err)
+    assert "(600000, 28, 28)" in msg and "refused unread" in msg
 
 
 # ----------------------------------------------------------------------------- samples

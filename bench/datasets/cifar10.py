@@ -4,11 +4,17 @@ The batches are pickles, and a pickle can name any importable callable: a batch 
 into a data folder could run code when read. So they are read with an unpickler that admits
 only the globals the official files (and numpy's own pickles of uint8 arrays) name, and every
 batch is checked for the official structure before use.
+
+The archive is untrusted too: a few hundred KB of gzip can unpack to gigabytes. It is read as a
+stream through a byte cap, each member's declared size checked against what the official file
+needs before a byte of it is written, links, devices and paths out of the folder refused, and
+what is unpacked goes to a temporary folder renamed into the cache only once complete.
 """
 
 from __future__ import annotations
 
 import _codecs
+import gzip
 import hashlib
 import os
 import pickle
@@ -16,8 +22,8 @@ import shutil
 import tarfile
 import tempfile
 import zlib
-from pathlib import Path
-from typing import Any
+from pathlib import Path, PurePosixPath
+from typing import IO, Any
 
 import numpy as np
 
@@ -31,6 +37,15 @@ CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
            "dog", "frog", "horse", "ship", "truck")
 EXPECTED = "cifar-10-batches-py/{data_batch_1..5,test_batch} or cifar-10-python.tar.gz"
 _ROW = 3 * 32 * 32  # one image: R, G, B planes of 32 x 32 bytes
+_TOP = "cifar-10-batches-py"  # the archive's one folder
+
+# Bounds on the archive (checked before unpacking). An official batch is a pickle of 10,000
+# images, 31,035,xxx bytes; batches.meta 158 bytes; the whole archive unpacks to ~178 MB.
+BATCH_MAX_BYTES = 40 * 2**20
+META_MAX_BYTES = 64 * 2**10
+ARCHIVE_MAX_BYTES = len(CIFAR_BATCHES) * BATCH_MAX_BYTES + 16 * 2**20  # headers, readme
+ARCHIVE_MAX_MEMBERS = 64  # the official archive holds 9
+_UNPACKED = {**dict.fromkeys(CIFAR_BATCHES, "batch"), "batches.meta": "meta"}  # the rest: skipped
 
 
 def _latin1_encode(text: str, encoding: str = "latin1") -> bytes:
@@ -131,20 +146,107 @@ def _missing_batches(folder: Path) -> list[str]:
     return [b for b in CIFAR_BATCHES if not (folder / b).is_file()]
 
 
+class _CappedStream:
+    """The decompressed archive, refused (BenchError) once it yields more than `cap` bytes:
+    tarfile itself reads whatever a header declares (a pax header, a member it skips)."""
+
+    def __init__(self, f: IO[bytes], cap: int, tar_path: Path) -> None:
+        self.f, self.cap, self.tar_path, self.pos = f, cap, tar_path, 0
+
+    def read(self, n: int = -1) -> bytes:
+        left = self.cap - self.pos + 1  # one byte past the cap tells "more" from "exactly"
+        data = self.f.read(left if n is None or n < 0 else min(n, left))
+        self.pos += len(data)
+        if self.pos > self.cap:
+            raise BenchError(f"{self.tar_path}: unpacks to more than {self.cap} bytes (the "
+                             "official CIFAR-10 archive: about 178 MB); refused")
+        return data
+
+
+def _member_kind(m: tarfile.TarInfo) -> str:
+    """What a member that is not a plain file is, for the refusal."""
+    if m.issym() or m.islnk():
+        return f"a {'symbolic' if m.issym() else 'hard'} link to {m.linkname!r}"
+    if m.isdev():
+        return "a device or FIFO"
+    return "a sparse file" if m.sparse is not None or m.issparse() else f"of tar type {m.type!r}"
+
+
+def _wanted(tar_path: Path, m: tarfile.TarInfo, seen: set[str]) -> str | None:
+    """The batch file a member holds (None: skip it), or a BenchError for a member no CIFAR-10
+    archive holds: a link, a device, a path out of the folder, a batch past its bound."""
+    name = m.name[2:] if m.name.startswith("./") else m.name
+    path = PurePosixPath(name)
+    if path.is_absolute() or ".." in path.parts:
+        raise BenchError(f"{tar_path}: member {m.name!r} points outside the archive's folder; "
+                         "refused")
+    if m.isdir():
+        return None
+    if m.type not in (tarfile.REGTYPE, tarfile.AREGTYPE) or m.sparse is not None:
+        raise BenchError(f"{tar_path}: member {m.name!r} is {_member_kind(m)}, not a regular "
+                         "file; a CIFAR-10 archive holds only files; refused")
+    kind = _UNPACKED.get(path.name) if path.parent == PurePosixPath(_TOP) else None
+    if kind is None:
+        return None
+    bound = BATCH_MAX_BYTES if kind == "batch" else META_MAX_BYTES
+    if m.size > bound:
+        official = "about 31 MB, 10,000 images" if kind == "batch" else "158 bytes"
+        raise BenchError(f"{tar_path}: member {m.name!r} declares {m.size} bytes, over the "
+                         f"{bound}-byte bound of a CIFAR-10 {kind} file (official: {official});"
+                         " refused before unpacking")
+    if path.name in seen:
+        raise BenchError(f"{tar_path}: member {m.name!r} appears twice; refused")
+    seen.add(path.name)
+    return path.name
+
+
+def _copy_member(tf: tarfile.TarFile, m: tarfile.TarInfo, out: Path, tar_path: Path) -> None:
+    """Write one member's bytes, never more than its (bounded) declared size."""
+    src = tf.extractfile(m)
+    if src is None:
+        raise BenchError(f"{tar_path}: member {m.name!r} has no data")
+    written = 0
+    with src, open(out, "xb") as dst:
+        while chunk := src.read(min(1 << 20, m.size - written + 1)):
+            written += len(chunk)
+            if written > m.size:
+                raise BenchError(f"{tar_path}: member {m.name!r} holds more than its declared "
+                                 f"{m.size} bytes; refused")
+            dst.write(chunk)
+    if written != m.size:
+        raise BenchError(f"{tar_path}: member {m.name!r} is truncated ({written} of {m.size} "
+                         "bytes)")
+
+
+def _extract_bounded(tar_path: Path, tmp: Path) -> None:
+    """Unpack the batches into `tmp`/cifar-10-batches-py, streaming, within the bounds."""
+    (tmp / _TOP).mkdir()
+    seen: set[str] = set()
+    with open(tar_path, "rb") as raw, gzip.GzipFile(fileobj=raw) as gz:
+        stream = _CappedStream(gz, ARCHIVE_MAX_BYTES, tar_path)
+        with tarfile.open(fileobj=stream, mode="r|") as tf:
+            for count, m in enumerate(tf, 1):
+                if count > ARCHIVE_MAX_MEMBERS:
+                    raise BenchError(f"{tar_path}: more than {ARCHIVE_MAX_MEMBERS} members "
+                                     "(the official CIFAR-10 archive holds 9); refused")
+                name = _wanted(tar_path, m, seen)
+                if name is not None:
+                    _copy_member(tf, m, tmp / _TOP / name, tar_path)
+    missing = _missing_batches(tmp / _TOP)
+    if missing:
+        raise BenchError(f"{tar_path}: the archive lacks {_TOP}/{', '.join(missing)}")
+
+
 def _unpack(tar_path: Path, dest: Path) -> None:
-    """Unpack the archive's batches into `dest` through a temporary folder and a rename."""
+    """Unpack the archive's batches into `dest` through a temporary folder and a rename: a
+    refused or interrupted unpack leaves nothing in the cache."""
     try:
         tmp = Path(tempfile.mkdtemp(prefix=".unpack-", dir=dest.parent))
     except OSError as exc:
         raise BenchError(f"cache folder {dest.parent} is not writable ({os_reason(exc)}); "
                          "set $BENCH_CACHE_DIR to a writable folder") from None
     try:
-        with tarfile.open(tar_path, "r:gz") as tf:
-            members = [m for m in tf.getmembers()
-                       if m.isfile() and m.name.startswith("cifar-10-batches-py/")
-                       and ".." not in m.name]
-            for m in members:
-                tf.extract(m, tmp, filter="data")
+        _extract_bounded(tar_path, tmp)
         (tmp / ".complete").touch()
         try:
             os.rename(tmp, dest)  # atomic; fails if another process (a DDP rank) got there first
@@ -192,10 +294,6 @@ def _cifar_dir_from_tar(tar_path: Path) -> Path:
         return done
     writable_dir(dest.parent, "cache folder", CACHE_HINT)
     _unpack(tar_path, dest)
-    missing = _missing_batches(done)
-    if missing:
-        raise BenchError(f"{tar_path}: the archive lacks cifar-10-batches-py/"
-                         f"{', '.join(missing)}")
     return done
 
 
@@ -214,6 +312,16 @@ def locate_cifar10(root: Path) -> Path | None:
     return None
 
 
+def _drop_if_cached(folder: Path) -> None:
+    """A batch unpacked into the cache that does not read is removed with its entry: the
+    archive's junk does not stay on disk (the next run unpacks and refuses it again)."""
+    from . import cache_dir
+
+    entry = folder.parent
+    if entry.parent == cache_dir() / "cifar10" and folder.name == _TOP:
+        shutil.rmtree(entry, ignore_errors=True)
+
+
 def read_cifar10(root: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     folder = locate_cifar10(root)
     if folder is None:
@@ -224,8 +332,12 @@ def read_cifar10(root: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.nda
     if missing:  # a partial copy would train on fewer images without a word
         raise BenchError(f"{folder}: missing {', '.join(missing)}; CIFAR-10 needs "
                          "data_batch_1..5 and test_batch")
-    parts = [_read_cifar_batch(folder / b) for b in CIFAR_TRAIN_BATCHES]
-    tx, ty = _read_cifar_batch(folder / CIFAR_TEST_BATCH)
+    try:
+        parts = [_read_cifar_batch(folder / b) for b in CIFAR_TRAIN_BATCHES]
+        tx, ty = _read_cifar_batch(folder / CIFAR_TEST_BATCH)
+    except BenchError:
+        _drop_if_cached(folder)
+        raise
     return (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]), tx, ty)
 
 

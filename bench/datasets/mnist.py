@@ -8,6 +8,7 @@ import os
 import struct
 import zlib
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -24,21 +25,42 @@ EXPECTED = "MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]"
 
 _MAX_IDX_DIMS = 4  # MNIST uses 1 (labels) and 3 (images)
 _IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+# The most data bytes one IDX file may declare: 4 x the largest official MNIST file (60,000
+# train images of 28 x 28 bytes, 47,040,000). Only that much is ever read, so a small .gz that
+# unpacks to gigabytes (a gzip bomb) or a header declaring 2^64 bytes is refused up front.
+MAX_IDX_BYTES = 4 * 60_000 * 28 * 28
 
 
-def _idx_header(raw: bytes, p: Path) -> tuple[np.dtype, tuple[int, ...], int]:
-    """(element type, dims, header length) of an IDX file, refusing what cannot be one."""
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
+def _idx_header(f: BinaryIO, p: Path) -> tuple[np.dtype, tuple[int, ...]]:
+    """(element type, dims) from an IDX file's header, refusing what cannot be one."""
+    magic = f.read(4)
+    if len(magic) < 4 or magic[0] != 0 or magic[1] != 0 or magic[2] not in _IDX_DTYPES:
         raise BenchError(f"{p}: not an IDX file (bad magic number)")
-    ndim = raw[3]
+    ndim = magic[3]
     if not 1 <= ndim <= _MAX_IDX_DIMS:
         raise BenchError(f"{p}: IDX header gives {ndim} dimensions (expected 1 to "
                          f"{_MAX_IDX_DIMS})")
-    header = 4 + 4 * ndim
-    if len(raw) < header:
+    raw = f.read(4 * ndim)
+    if len(raw) < 4 * ndim:
         raise BenchError(f"{p}: truncated IDX header")
-    dims = struct.unpack(">" + "I" * ndim, raw[4:header])
-    return np.dtype(_IDX_DTYPES[raw[2]]), dims, header
+    return np.dtype(_IDX_DTYPES[magic[2]]), struct.unpack(">" + "I" * ndim, raw)
+
+
+def _read_idx_payload(f: BinaryIO, p: Path) -> tuple[np.dtype, tuple[int, ...], bytes]:
+    """The header and exactly the data it declares (read no further than that, plus one byte
+    to see whether the file goes on), within MAX_IDX_BYTES."""
+    dtype, dims = _idx_header(f, p)
+    expected = math.prod(dims) * dtype.itemsize  # Python ints: huge dims cannot wrap around
+    if expected > MAX_IDX_BYTES:
+        raise BenchError(f"{p}: IDX size mismatch: header says {dims} ({expected} bytes), over "
+                         f"the {MAX_IDX_BYTES}-byte bound of an MNIST file (the largest "
+                         "official one holds 47040000); refused unread")
+    raw = f.read(expected + 1)
+    if len(raw) != expected:
+        held = f"{expected}+ (more than declared)" if len(raw) > expected else str(len(raw))
+        raise BenchError(f"{p}: IDX size mismatch: header says {dims} ({expected} bytes), "
+                         f"file holds {held}")
+    return dtype, dims, raw
 
 
 def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
@@ -47,17 +69,10 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
     opener = gzip.open if p.suffix == ".gz" else open
     try:
         with opener(p, "rb") as f:
-            raw = f.read()
+            dtype, dims, raw = _read_idx_payload(f, p)
     except (OSError, EOFError, zlib.error) as exc:
         raise BenchError(f"{p}: cannot read IDX file ({exc})") from None
-    dtype, dims, header = _idx_header(raw, p)
-    expected = math.prod(dims) * dtype.itemsize  # Python ints: huge dims cannot wrap around
-    if len(raw) - header != expected:
-        raise BenchError(
-            f"{p}: IDX size mismatch: header says {dims} ({expected} bytes), "
-            f"file holds {len(raw) - header}"
-        )
-    return np.frombuffer(raw, dtype=dtype, offset=header).reshape(dims).astype(
+    return np.frombuffer(raw, dtype=dtype).reshape(dims).astype(
         dtype.newbyteorder("=") if dtype.itemsize > 1 else dtype, copy=True)
 
 

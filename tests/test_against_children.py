@@ -1,0 +1,156 @@
+"""`bench ci --against`: its round processes die with it, and what a killed run left is cleaned.
+
+A `kill -9` of `bench ci --against REF` used to leave its `bench suite ci` child running, and the
+worktree and `/tmp/bench-against-*` folder behind. The rounds start through
+`against.start_child`, tested here with a sleeping stand-in.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from bench import against
+
+ROOT = Path(__file__).resolve().parent.parent
+SLEEPER = [sys.executable, "-c", "import time; time.sleep(60)"]
+DEADLINE_S = 8.0
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie waiting for a reaper counts as dead)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state not in ("Z", "X")
+
+
+def _dies(pid: int) -> bool:
+    deadline = time.monotonic() + DEADLINE_S
+    while time.monotonic() < deadline:
+        if not _alive(pid):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+# A parent that starts the sleeper through the helper, says its pid, then waits for its kill.
+_PARENT = r"""
+import sys, time
+from pathlib import Path
+from bench.against import start_child
+proc = start_child(sys.argv[1:], Path.cwd(), {"PATH": "/usr/bin:/bin"})
+print(proc.pid, flush=True)
+time.sleep(60)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"),
+                    reason="PR_SET_PDEATHSIG is Linux's; elsewhere only the process group "
+                           "and the next start's cleanup apply")
+def test_a_round_dies_when_its_parent_is_killed() -> None:
+    parent = subprocess.Popen([sys.executable, "-c", _PARENT, *SLEEPER], cwd=ROOT,
+                              env={**os.environ, "PYTHONPATH": str(ROOT)},
+                              stdout=subprocess.PIPE, text=True)
+    child = 0
+    try:
+        assert parent.stdout is not None
+        child = int(parent.stdout.readline())
+        assert _alive(child)
+        parent.kill()  # SIGKILL: no handler, no cleanup runs in the parent
+        parent.wait(timeout=10)
+        assert _dies(child), f"child {child} still runs after its parent's SIGKILL"
+    finally:
+        parent.kill()
+        parent.wait(timeout=10)
+        if child and _alive(child):
+            os.kill(child, signal.SIGKILL)
+
+
+def test_a_round_past_its_time_is_stopped_with_its_own_children(tmp_path: Path,
+                                                                 monkeypatch) -> None:
+    """The timeout (and likewise Ctrl-C) stops the child's whole process group."""
+    monkeypatch.setattr(against, "STOP_GRACE_S", 2.0)
+    note = tmp_path / "grandchild.pid"
+    code = ("import subprocess, sys, time, pathlib; "
+            "p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); "
+            f"pathlib.Path({str(note)!r}).write_text(str(p.pid)); time.sleep(60)")
+    with pytest.raises(subprocess.TimeoutExpired):
+        against.run_child([sys.executable, "-c", code], ROOT, dict(os.environ), 3.0)
+    grandchild = int(note.read_text())
+    assert _dies(grandchild), f"grandchild {grandchild} outlived its round"
+
+
+def test_ctrl_c_is_forwarded_and_the_child_stopped(monkeypatch) -> None:
+    started: list[subprocess.Popen[str]] = []
+    real_start = against.start_child
+
+    def start(*args, **kw):
+        started.append(real_start(*args, **kw))
+        return started[-1]
+
+    def interrupted(self, timeout=None):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(against, "start_child", start)
+    monkeypatch.setattr(subprocess.Popen, "communicate", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        against.run_child(SLEEPER, ROOT, dict(os.environ), 60)
+    assert started[0].returncode == -signal.SIGINT  # the same signal, passed on
+
+
+# --------------------------------------------------------------------------- next start
+def _git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True,
+                          text=True, timeout=60).stdout.strip()
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_the_next_start_removes_what_a_killed_run_left(tmp_path: Path, monkeypatch,
+                                                       capsys) -> None:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    _git(repo, "init", "-q")
+    _git(repo, "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-q", "--allow-empty",
+         "-m", "base")
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp))
+    stale = tmp / f"{against.TMP_PREFIX}dead"
+    stale.mkdir()
+    (stale / against.PID_FILE).write_text(f"{_dead_pid()}\n")
+    _git(repo, "worktree", "add", "--detach", "--quiet", str(stale / "baseline"), "HEAD")
+    live = tmp / f"{against.TMP_PREFIX}live"
+    live.mkdir()
+    (live / against.PID_FILE).write_text(f"{os.getpid()}\n")
+    _git(repo, "worktree", "add", "--detach", "--quiet", str(live / "baseline"), "HEAD")
+    unknown = tmp / f"{against.TMP_PREFIX}nopid"  # being made right now: no pid file yet
+    unknown.mkdir()
+
+    removed = against.clean_stale(repo)
+
+    assert removed == [stale] and not stale.exists()
+    assert live.exists() and unknown.exists()
+    listed = _git(repo, "worktree", "list")
+    assert str(live / "baseline") in listed and str(stale / "baseline") not in listed
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 2 and str(stale) in err[0] and "pruned" in err[1]
+    assert against.clean_stale(repo) == []  # nothing more to do
+    assert capsys.readouterr().err == ""
