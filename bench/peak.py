@@ -146,15 +146,21 @@ _WARNED: set[Path] = set()
 
 def load_cached_peak(device: torch.device) -> dict[str, Any] | None:
     """The cached measurement, or None when absent or unusable (said once per file on stderr:
-    a corrupt cache is treated as absent and `bench peak` overwrites it)."""
+    a corrupt cache is treated as absent, MFU is then unknown, and `bench peak` overwrites it).
+    Read through the guarded reader: a FIFO, a link to a device, a huge or deeply nested file
+    is one line too, never a hang or a traceback."""
+    from .results.guarded import MAX_CACHE_BYTES, Refused, load_json
+
     path = _cache_path(device)
     try:
-        doc = json.loads(path.read_bytes().decode("utf-8"))
+        doc = load_json(path, "peak cache", MAX_CACHE_BYTES)
         problem = _peak_problem(doc)
     except FileNotFoundError:
         return None
-    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
-        problem = f"unreadable: {type(exc).__name__}"
+    except Refused as exc:
+        problem = exc.reason
+    except OSError as exc:
+        problem = f"unreadable: {os_reason(exc)}"
     if problem is None:
         return doc
     if path not in _WARNED:

@@ -167,7 +167,7 @@ def test_old_results_read_their_time_to_target_as_the_cold_figure(tmp_path: Path
     old = {"schema_version": 1, "config": {"batch_size": 64, "loader": "gpu"},
            "summary": {"time_to_accuracy_s": 11.4, "steps_to_accuracy": 300}}
     path = tmp_path / "old.json"
-    path.write_text(json.dumps(old))
+    path.write_text(json.dumps({**old, "created": "2026-01-01"}))  # every result has a date
     s = read_result(path)["summary"]
     assert s["time_to_accuracy_cold_s"] == 11.4 and s["time_to_accuracy_s"] is None
     assert s["images_to_accuracy"] == 300 * 64

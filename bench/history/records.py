@@ -13,7 +13,9 @@ import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from ..errors import BenchError
 from ..results import CONFIG_KEYS, Key, ResultDoc, config_label, flatten, num, run_key
+from ..results.guarded import date_problem, number_problem, version_problem
 
 RECORD_KIND = "bench-history"
 RECORD_VERSION = 1
@@ -85,12 +87,16 @@ def build_record(group: GroupKey, rows: Sequence[Mapping[str, Any]], source: str
     acc = _column(ok, "final_test_acc")
     targets = _column(ok, "target_accuracy")
     label, now = config_label(key), _now()
+    dates = [str(r["created"]) for r in rows if r.get("created")]
+    if not dates:  # results are refused without one; a record must never date itself "now"
+        raise BenchError(f"runs {', '.join(str(r.get('run_id')) for r in rows)}: no 'created' "
+                         "date, which a history record needs")
     ips_med, ips_min, ips_max = _spread(ips)
     tta_med, tta_min, tta_max = _spread(tta)
     return _finite({
         "kind": RECORD_KIND, "version": RECORD_VERSION, "source": source,
         "suite": next((r.get("suite") for r in rows if r.get("suite")), None),
-        "commit": commit, "date": max(str(r.get("created") or "") for r in rows) or now,
+        "commit": commit, "date": max(dates),
         "recorded": now, "host": rows[0].get("host"), "device": device, "config": label,
         "key": dict(zip(CONFIG_KEYS, key, strict=True)),
         "run_ids": sorted(str(r.get("run_id")) for r in rows),
@@ -124,10 +130,38 @@ def build_records(docs: Iterable[ResultDoc], source: str, comparison: Any = None
     return sorted(records, key=lambda r: (r["device"], r["config"], r["date"] or ""))
 
 
+# the numbers of a record, and those that are throughputs (0 or below is no measurement)
+_NUMBERS = ("runs", "failed", "reached", "time_to_accuracy_s", "time_to_accuracy_s_min",
+            "time_to_accuracy_s_max", "accuracy", "target_accuracy")
+_THROUGHPUTS = ("images_per_s", "images_per_s_min", "images_per_s_max")
+
+
+def _numbers_problem(rec: Record) -> str | None:
+    runs = rec.get("images_per_s_runs")
+    if runs is not None and not isinstance(runs, list):
+        return f"images_per_s_runs is a {type(runs).__name__}, expected a list"
+    checks = [*((k, rec.get(k), False) for k in _NUMBERS),
+              *((k, rec.get(k), True) for k in _THROUGHPUTS),
+              *((f"images_per_s_runs[{i}]", v, True) for i, v in enumerate(runs or []))]
+    return next((p for k, v, pos in checks if (p := number_problem(k, v, pos))), None)
+
+
+def record_problem(rec: Any) -> str | None:
+    """Why a parsed line is not a record this version reads (None: it is): the kind, an integer
+    version it knows, text where text belongs, a date that parses, numbers that are numbers."""
+    if not isinstance(rec, dict) or rec.get("kind") != RECORD_KIND:
+        return "not a history record"
+    problem = version_problem("version", rec.get("version"), RECORD_VERSION, "history record")
+    text = next((k for k in ("device", "config") if not isinstance(rec.get(k), str)), None)
+    if problem or text:
+        return problem or f"{text} is {rec.get(text)!r:.40}, expected a string"
+    return date_problem("date", rec.get("date")) or _numbers_problem(rec)
+
+
 def device_of(doc: ResultDoc) -> str:
     """The device label a doc's record will carry (its history file is named after it)."""
     return str(flatten(doc)["device_label"])
 
 
 __all__ = ["RECORD_FIELDS", "RECORD_KIND", "RECORD_VERSION", "Record", "SOURCES",
-           "build_record", "build_records", "device_of", "group_rows"]
+           "build_record", "build_records", "device_of", "group_rows", "record_problem"]

@@ -5,6 +5,8 @@ so each fact - a key, a label, a file layout, a table format - has one home:
 
 - `schema`: the `Result` a run fills in and the typed rows of a result doc;
 - `store`: atomic writes, reading/validating files, loading folders, suite batches;
+- `guarded`: the one reader of every JSON file and line (regular files, size caps, depth,
+  finite numbers), and the field checks the formats share;
 - `rows`: configuration keys and labels, flat rows per run or epoch, DataFrames of them;
 - `format`: markdown/text tables and the number formats of their cells;
 - `labels`: device label, file-name slug, and `--label DIR=NAME` system names;
@@ -27,6 +29,7 @@ from .format import (
     wrap_lines,
 )
 from .frames import typed
+from .guarded import Refused, load_json
 from .labels import (
     add_label_option,
     apply_labels,
@@ -65,7 +68,9 @@ from .store import (
     REFERENCE_SUBDIR,
     atomic_write,
     atomic_write_text,
+    doc_problem,
     expand_paths,
+    folder_docs,
     load_docs,
     load_epochs,
     load_results,
@@ -77,6 +82,7 @@ from .store import (
     read_result,
     result_files,
     save_figure,
+    unique_runs,
     validate_doc,
     write_baseline,
     write_result,
@@ -95,4 +101,5 @@ __all__ = [
     "suite_table", "text_table", "validate_doc", "write_result", "read_baseline",
     "write_baseline", "prepare_out_dir", "REFERENCE_SUBDIR", "typed", "add_label_option",
     "apply_labels", "labelled", "parse_labels", "Provenance", "provenance", "wrap_lines",
+    "Refused", "doc_problem", "folder_docs", "load_json", "unique_runs",
 ]

@@ -10,6 +10,12 @@ baseline (a file holding a JSON list of result docs, written by `bench ci`) copi
 and the committed reference runs (`results/reference/`) are someone else's; counted with the
 user's own runs they would pose as repeats. Name a baseline file, the folder itself or a path
 inside it to read it.
+
+Every file is read through the guarded reader (`guarded.py`: regular files only, a size cap,
+a depth limit, finite numbers), then checked here field by field (`doc_problem`). A file named
+by the user that fails is one BenchError line; a file met while reading a folder is skipped with
+one line on stderr, and the rest of the folder is read. A run present in several files of a
+folder (a copy, a saved baseline) is read once, with one line.
 """
 
 from __future__ import annotations
@@ -18,9 +24,10 @@ import datetime as _dt
 import glob
 import json
 import os
-import sys
 import tempfile
 import time
+import types
+import typing
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -28,10 +35,30 @@ from typing import Any
 from ..defaults import BASELINES_SUBDIR
 from ..defaults import RESULTS_DIR as DEFAULT_RESULTS_DIR
 from ..errors import BenchError
-from ..fsutil import writable_dir
+from ..fsutil import warn, writable_dir
 from .frames import typed
+from .guarded import (
+    MAX_RESULT_BYTES,
+    date_problem,
+    load_json,
+    number_problem,
+    parse_date,
+    version_problem,
+)
 from .rows import Key, docs_epochs, docs_frame, run_key
-from .schema import SCHEMA_VERSION, STATUSES, Result, ResultDoc, upgrade
+from .schema import (
+    SCHEMA_VERSION,
+    STATUSES,
+    EpochRow,
+    EvalRow,
+    Result,
+    ResultDoc,
+    RunConfigDoc,
+    Summary,
+    WindowRow,
+    _json_safe,
+    upgrade,
+)
 
 StrPath = str | os.PathLike[str]
 
@@ -80,13 +107,13 @@ def recover_stale_tmp(folder: Path) -> list[str]:
     notes = []
     for tmp in sorted(folder.glob(".*.json.*.tmp")):
         try:
-            if time.time() - tmp.stat().st_mtime < STALE_TMP_S:
+            if time.time() - tmp.lstat().st_mtime < STALE_TMP_S:
                 continue
             final = folder / tmp.name[1:].rsplit(".", 2)[0]
-            try:
-                validate_doc(json.loads(tmp.read_text()), str(tmp))
+            try:  # through the guarded reader: a FIFO, a link out, a bomb is not "complete"
+                validate_doc(load_json(tmp, within=folder), str(tmp))
                 complete = True
-            except (ValueError, UnicodeDecodeError, BenchError):
+            except BenchError:
                 complete = False
             if complete and not final.exists():
                 os.replace(tmp, final)
@@ -133,36 +160,105 @@ def validate_doc(doc: Any, where: str) -> ResultDoc:
     """Check a parsed document is a result this version understands; tag it with `where`."""
     if not isinstance(doc, dict) or "schema_version" not in doc or "config" not in doc:
         raise BenchError(f"{where}: not a bench result file (no schema_version/config)")
-    version = doc["schema_version"]
-    if not isinstance(version, int) or isinstance(version, bool):
-        raise BenchError(f"{where}: schema_version must be a whole number, not {version!r}")
-    if version > SCHEMA_VERSION:
-        raise BenchError(
-            f"{where}: result schema {version} is newer than this tool understands "
-            f"({SCHEMA_VERSION}); upgrade bench"
-        )
-    for key, kind in _FIELD_TYPES.items():
-        if doc.get(key) is not None and not isinstance(doc[key], kind):
-            raise BenchError(f"{where}: '{key}' is a {type(doc[key]).__name__}, expected a "
-                             f"{kind.__name__} (a damaged or hand-edited result file?)")
+    problem = doc_problem(doc)
+    if problem:
+        raise BenchError(f"{where}: {problem}")
     return upgrade({**doc, "_path": where})
 
 
 # The sections readers index into: a wrong type there would be a traceback deep in a reader.
 _FIELD_TYPES: dict[str, type] = {"config": dict, "env": dict, "summary": dict, "data": dict,
                                  "recipe": dict, "epochs": list, "evals": list, "windows": list}
+# Throughputs: a figure of 0 or below is no measurement (the gate divides by them).
+POSITIVE_FIELDS = frozenset({"images_per_s", "images_per_s_min", "images_per_s_max",
+                             "images_per_s_q1", "images_per_s_q3", "images_per_s_median",
+                             "images_per_probe", "probe_rate"})
+
+
+def _is_number_hint(hint: Any) -> bool:
+    """A TypedDict annotation of int, float, or either or None."""
+    union = typing.get_origin(hint) in (typing.Union, types.UnionType)
+    kinds = set(typing.get_args(hint) if union else (hint,)) - {type(None)}
+    return bool(kinds) and kinds <= {int, float}
+
+
+def _number_fields(row: type) -> frozenset[str]:
+    """The keys of a schema TypedDict that hold numbers: its annotations are the one list."""
+    return frozenset(k for k, h in typing.get_type_hints(row).items() if _is_number_hint(h))
+
+
+# where the numbers of a result are: its sections, and the rows of its lists
+_NUMBERS: dict[str, frozenset[str]] = {"": _number_fields(ResultDoc),
+                                       "config": _number_fields(RunConfigDoc),
+                                       "summary": _number_fields(Summary)}
+_ROW_NUMBERS: dict[str, frozenset[str]] = {"epochs": _number_fields(EpochRow),
+                                           "evals": _number_fields(EvalRow),
+                                           "windows": _number_fields(WindowRow)}
+
+
+def _mapping_problem(prefix: str, values: dict[str, Any], fields: frozenset[str]) -> str | None:
+    """The first number field of `values` that is not a (finite; positive) number."""
+    for key, value in values.items():
+        if key in fields:
+            positive = prefix == "summary." and key in POSITIVE_FIELDS
+            problem = number_problem(f"{prefix}{key}", value, positive)
+            if problem:
+                return problem
+    return None
+
+
+def _section_problem(doc: dict[str, Any]) -> str | None:
+    """A section or list row of the wrong type (readers index into them)."""
+    for key, kind in _FIELD_TYPES.items():
+        if doc.get(key) is not None and not isinstance(doc[key], kind):
+            return (f"'{key}' is a {type(doc[key]).__name__}, expected a {kind.__name__} "
+                    "(a damaged or hand-edited result file?)")
+    for key in _ROW_NUMBERS:
+        bad = next((i for i, row in enumerate(doc.get(key) or []) if not isinstance(row, dict)),
+                   None)
+        if bad is not None:
+            return f"{key}[{bad}] is a {type(doc[key][bad]).__name__}, expected an object"
+    if not isinstance(doc.get("run_id", ""), str):
+        return f"run_id is a {type(doc['run_id']).__name__}, expected a string"
+    return None
+
+
+def _numbers_problem(doc: dict[str, Any]) -> str | None:
+    """The first number field anywhere in the doc that is not a number, by its full name."""
+    for section, fields in _NUMBERS.items():
+        values = (doc.get(section) or {}) if section else doc
+        problem = _mapping_problem(f"{section}." if section else "", values, fields)
+        if problem:
+            return problem
+    for section, fields in _ROW_NUMBERS.items():
+        for i, row in enumerate(doc.get(section) or []):
+            problem = _mapping_problem(f"{section}[{i}].", row, fields)
+            if problem:
+                return problem
+    return None
+
+
+def doc_problem(doc: dict[str, Any]) -> str | None:
+    """Why a parsed result cannot be read (None: it can): the first field of a wrong type or
+    out of range, by name. A string "400" where a number belongs is refused, not read as
+    missing; a missing or unparseable `created` is refused, never taken as "now"."""
+    return (version_problem("schema_version", doc["schema_version"], SCHEMA_VERSION, "result")
+            or _section_problem(doc) or date_problem("created", doc.get("created"))
+            or _numbers_problem(doc))
+
+
+def _load(p: Path, within: Path | None = None) -> Any:
+    """A file's JSON through the guarded reader; every problem one BenchError line."""
+    try:
+        return load_json(p, "result file", MAX_RESULT_BYTES, within)
+    except FileNotFoundError:
+        raise BenchError(f"{p}: no such result file") from None
 
 
 def read_result(path: StrPath) -> ResultDoc:
     """Read and validate one result file; problems become a one-line BenchError."""
     p = Path(path)
-    try:
-        doc = json.loads(p.read_text())
-    except FileNotFoundError:
-        raise BenchError(f"{p}: no such result file") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BenchError(f"{p}: not a readable result file ({type(exc).__name__}: {exc})") from None
-    return validate_doc(doc, str(p))
+    return validate_doc(_load(p), str(p))
 
 
 BASELINE_KIND = "bench-baseline"
@@ -170,50 +266,45 @@ BASELINE_VERSION = 2  # 1: a bare JSON list of result docs; 2: a dict with runs 
 
 
 def _baseline_runs(doc: dict, p: Path) -> list[ResultDoc]:
-    version = doc.get("version")
-    if not isinstance(version, int) or version > BASELINE_VERSION:
-        raise BenchError(f"{p}: baseline format {version!r} is newer than this tool understands "
-                         f"({BASELINE_VERSION}); upgrade bench")
+    problem = (version_problem("version", doc.get("version"), BASELINE_VERSION, "baseline")
+               or ("created" in doc and date_problem("created", doc["created"])) or None)
+    if problem:
+        raise BenchError(f"{p}: {problem}")
     runs = doc.get("runs")
     if not isinstance(runs, list):
         raise BenchError(f"{p}: baseline file without a list of runs")
     return [validate_doc(d, f"{p}#{i}") for i, d in enumerate(runs)]
 
 
-def read_docs(path: StrPath) -> list[ResultDoc]:
+def _docs_of(doc: Any, p: Path) -> list[ResultDoc]:
+    """The result docs of a parsed file: one result, a list of them, or a baseline's runs."""
+    if isinstance(doc, list):
+        docs = [validate_doc(d, f"{p}#{i}") for i, d in enumerate(doc)]
+    elif isinstance(doc, dict) and doc.get("kind") == BASELINE_KIND:
+        docs = _baseline_runs(doc, p)
+    else:
+        docs = [validate_doc(doc, str(p))]
+    return [{**d, "_file": str(p)} for d in docs]
+
+
+def read_docs(path: StrPath, within: StrPath | None = None) -> list[ResultDoc]:
     """Docs of one file: a single result, or a baseline file (a list of results, or a
     `bench-baseline` document holding them with its calibration).
 
     Each doc is tagged with `_file`, the file it came from (`_path` adds `#i` inside a baseline
-    file), so that `--label DIR=NAME` can find the docs read from DIR. Anything unreadable is
-    handed to `read_result`, which owns the one-line error messages.
+    file), so that `--label DIR=NAME` can find the docs read from DIR. `within`: the folder
+    being read, which a symlink must not point out of (None: a file the user named).
     """
     p = Path(path)
-    return [{**d, "_file": str(p)} for d in _file_docs(p)]
-
-
-def _file_docs(p: Path) -> list[ResultDoc]:
-    try:
-        doc = json.loads(p.read_text())
-    except (OSError, UnicodeDecodeError, ValueError):
-        return [read_result(p)]
-    if isinstance(doc, list):
-        return [validate_doc(d, f"{p}#{i}") for i, d in enumerate(doc)]
-    if isinstance(doc, dict) and doc.get("kind") == BASELINE_KIND:
-        return _baseline_runs(doc, p)
-    return [read_result(p)]
+    return _docs_of(_load(p, Path(within) if within is not None else None), p)
 
 
 def read_baseline(path: StrPath) -> tuple[list[ResultDoc], dict[str, Any] | None]:
     """A baseline file's runs and its calibration (None when it has none, or is a bare list)."""
     p = Path(path)
-    docs = read_docs(p)
-    try:
-        doc = json.loads(p.read_text())
-    except (OSError, UnicodeDecodeError, ValueError):
-        return docs, None
+    doc = _load(p)
     calibration = doc.get("calibration") if isinstance(doc, dict) else None
-    return docs, calibration if isinstance(calibration, dict) else None
+    return _docs_of(doc, p), calibration if isinstance(calibration, dict) else None
 
 
 def write_baseline(path: StrPath, docs: Sequence[ResultDoc], device: str,
@@ -223,7 +314,8 @@ def write_baseline(path: StrPath, docs: Sequence[ResultDoc], device: str,
     doc = {"kind": BASELINE_KIND, "version": BASELINE_VERSION, "device": device,
            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
            "calibration": calibration, "runs": clean}
-    atomic_write_text(Path(path), json.dumps(doc, indent=1) + "\n")
+    # NaN is not JSON, and the reader refuses it: a calibration's null stays null
+    atomic_write_text(Path(path), json.dumps(_json_safe(doc), indent=1, allow_nan=False) + "\n")
 
 
 def expand_paths(items: Iterable[StrPath]) -> list[Path]:
@@ -231,8 +323,9 @@ def expand_paths(items: Iterable[StrPath]) -> list[Path]:
     out: list[Path] = []
     for item in items:
         p = Path(item)
-        if p.is_dir():
-            out.extend(sorted(q for q in p.rglob("*.json") if not q.name.startswith(".")))
+        if p.is_dir():  # a sub-folder named *.json is walked by rglob, not read as a file
+            out.extend(sorted(q for q in p.rglob("*.json") if not q.name.startswith(".")
+                              and not (q.is_dir() and not q.is_symlink())))
         elif p.exists():
             out.append(p)
         else:
@@ -267,10 +360,61 @@ def _items(items: StrPath | Iterable[StrPath]) -> list[Path]:
     return out
 
 
+MAX_SKIP_LINES = 5  # lines naming skipped files per folder; the rest are counted
+
+
+def _say_skipped(folder: Path, bad: Sequence[str]) -> None:
+    for line in bad[:MAX_SKIP_LINES]:
+        warn(f"warning: skipped {line}")
+    if len(bad) > MAX_SKIP_LINES:
+        warn(f"warning: skipped {len(bad) - MAX_SKIP_LINES} more unreadable file(s) "
+             f"under {folder}")
+
+
+def unique_runs(docs: Sequence[ResultDoc], where: StrPath) -> list[ResultDoc]:
+    """Each run once, the first read: one run id in several files (a copy, a saved baseline)
+    is one run, and counted again it would pose as a repeat (narrower bounds than the data
+    supports). One line says how many were left out."""
+    first: dict[str, ResultDoc] = {}
+    copies: dict[str, int] = {}
+    out: list[ResultDoc] = []
+    for d in docs:
+        rid = d.get("run_id")
+        if isinstance(rid, str) and rid in first:
+            copies[rid] = copies.get(rid, 1) + 1
+            continue
+        if isinstance(rid, str):
+            first[rid] = d
+        out.append(d)
+    if copies:
+        rid, n = next(iter(copies.items()))
+        warn(f"warning: {where}: {len(copies)} run(s) found in more than one file (a copy, or "
+             f"a saved baseline?), each read once; e.g. run {rid} is in {n} files, read from "
+             f"{first[rid].get('_path')}")
+    return out
+
+
+def folder_docs(folder: Path) -> list[ResultDoc]:
+    """The docs of a folder's result files: a bad file is skipped with one line on stderr (the
+    rest is read), and a run found in several files is read once."""
+    docs: list[ResultDoc] = []
+    bad: list[str] = []
+    for p in result_files(folder):
+        try:
+            docs.extend(read_docs(p, within=folder))
+        except BenchError as exc:
+            bad.append(str(exc))
+    _say_skipped(folder, bad)
+    return unique_runs(docs, folder)
+
+
 def load_docs(items: StrPath | Iterable[StrPath]) -> list[ResultDoc]:
     """All docs of a path, paths or glob patterns (folders recursively, without `baselines/` and
-    `reference/`), in path order."""
-    return [d for item in _items(items) for p in result_files(item) for d in read_docs(p)]
+    `reference/`), in path order. A named file that cannot be read is an error; a bad file in a
+    folder is skipped with one line (`folder_docs`)."""
+    return [d for item in _items(items)
+            for d in (folder_docs(item) if item.is_dir() else
+                      [d for p in result_files(item) for d in read_docs(p)])]
 
 
 def load_results(items: StrPath | Iterable[StrPath]):  # -> pandas.DataFrame
@@ -290,11 +434,7 @@ def load_epochs(items: StrPath | Iterable[StrPath]):  # -> pandas.DataFrame
 
 def _created(doc: ResultDoc) -> _dt.datetime:
     """Parse `created`; unparseable stamps sort first so they never count as newest."""
-    try:
-        t = _dt.datetime.fromisoformat(str(doc.get("created")))
-    except ValueError:
-        return _dt.datetime.min.replace(tzinfo=_dt.timezone.utc)
-    return t if t.tzinfo else t.replace(tzinfo=_dt.timezone.utc)
+    return parse_date(doc.get("created")) or _dt.datetime.min.replace(tzinfo=_dt.timezone.utc)
 
 
 def newest_suite_batch(docs: Sequence[ResultDoc], suite: str) -> list[ResultDoc]:
@@ -325,17 +465,7 @@ def newest_suite_batch(docs: Sequence[ResultDoc], suite: str) -> list[ResultDoc]
 
 def _scan_results(results_dir: Path) -> list[ResultDoc]:
     """Every readable result under results_dir except the recorded baselines (copies)."""
-    docs: list[ResultDoc] = []
-    bad: list[str] = []
-    for p in result_files(results_dir) if results_dir.is_dir() else []:
-        try:
-            docs.extend(read_docs(p))
-        except BenchError as exc:
-            bad.append(str(exc))
-    if bad:
-        print(f"bench: warning: skipped {len(bad)} unreadable file(s) under {results_dir}"
-              f" (first: {bad[0]})", file=sys.stderr)
-    return docs
+    return folder_docs(results_dir) if results_dir.is_dir() else []
 
 
 def load_side(item: str, side: str, results_dir: StrPath = DEFAULT_RESULTS_DIR
