@@ -29,6 +29,7 @@ from .compare import (
     format_json,
     format_markdown,
     format_text,
+    parse_alpha,
     parse_threshold,
 )
 from .defaults import EXIT_UNGATED
@@ -52,6 +53,7 @@ from .results import (
     run_key,
     write_baseline,
 )
+from .results.escape import md, term
 from .runspec import add_run_flags
 from .stats import detectable_slowdown, log_sigma, per_config_alpha, repeats_needed
 
@@ -80,8 +82,8 @@ def append_step_summary(markdown: str) -> None:
 def device_of(docs: Sequence[ResultDoc]) -> str:
     labels = sorted({flatten(d)["device_label"] for d in docs})
     if len(labels) != 1:
-        raise BenchError(f"the ci suite ran on {len(labels)} devices ({', '.join(labels)});"
-                         " a baseline belongs to one")
+        raise BenchError(term(f"the ci suite ran on {len(labels)} devices "
+                              f"({', '.join(labels)}); a baseline belongs to one"))
     return labels[0]
 
 
@@ -94,8 +96,8 @@ def _failures(docs: Sequence[ResultDoc]) -> list[str]:
 def _refuse_failures(docs: Sequence[ResultDoc]) -> None:
     failures = _failures(docs)
     if failures:
-        raise BenchError(f"{len(failures)} ci run(s) failed, not recording a baseline:"
-                         f" {'; '.join(failures)}")
+        raise BenchError(term(f"{len(failures)} ci run(s) failed, not recording a baseline:"
+                              f" {'; '.join(failures)}"))
 
 
 def record_baseline(docs: Sequence[ResultDoc], path: Path,
@@ -188,19 +190,21 @@ def _calibration_markdown(cal: dict[str, Any]) -> str:
 def _check_same_device(base: Sequence[ResultDoc], label: str, path: Path) -> None:
     base_label = device_of(base)
     if base_label != label:
-        raise BenchError(f"{path} is the baseline of {base_label}, this job ran on {label}: "
-                         "a gate compares one device with itself (use bench compare for two)")
+        raise BenchError(term(f"{path} is the baseline of {base_label}, this job ran on "
+                              f"{label}: a gate compares one device with itself (use bench "
+                              "compare for two)"))
 
 
 def _report(cmp: Comparison, json_out: str | None, heading: str) -> int:
     print(format_text(cmp), end="")
-    append_step_summary(f"{heading}\n\n" + format_markdown(cmp))
+    append_step_summary(f"{md(heading)}\n\n" + format_markdown(cmp))
     if json_out:
         atomic_write_text(Path(json_out), format_json(cmp))
     return cmp.exit_code
 
 
 def _results_markdown(docs: Sequence[ResultDoc], note: str) -> str:
+    """The runs as a table under `note` (markdown already: escape what came from results)."""
     rows = [[config_label(run_key(r)), r.get("device_label"), r.get("status"),
              fmt_num(r.get("images_per_s"), ",.1f")]
             for r in (flatten(d) for d in docs)]
@@ -215,12 +219,12 @@ def gate_stored(docs: Sequence[ResultDoc], path: Path, threshold: float, alpha: 
     if not path.exists():
         if named:
             raise BenchError(f"--baseline {path}: no such file")
-        msg = (f"no baseline for {label} at {path}: could not gate (record one with "
+        msg = ("no baseline for {} at {}: could not gate (record one with "
                "`bench ci --calibrate` or `make bench-baseline`)")
-        print(msg)
+        print(term(msg.format(label, path)))
         for f in _failures(docs):
-            print(f"failed: {f}")
-        append_step_summary(_results_markdown(docs, msg))
+            print(term(f"failed: {f}"))
+        append_step_summary(_results_markdown(docs, msg.format(md(label), md(path))))
         return 1 if _failures(docs) else EXIT_UNGATED
     base, calibration = read_baseline(path)
     _check_same_device(base, label, path)
@@ -242,7 +246,19 @@ def _baseline_file(args: argparse.Namespace) -> Path:
     from .device import resolve_device
     from .envinfo import device_label, fingerprint
 
-    return baseline_path(device_label(fingerprint(), resolve_device(args.device).type))
+    return baseline_path(device_label(fingerprint(), resolve_device(args.device).type),
+                         _baseline_folder(args))
+
+
+def _baseline_folder(args: argparse.Namespace) -> Path:
+    """Where this device's baseline lives: a suite file's (--suite) in a folder named by its
+    stem, so that it never replaces the ci suite's."""
+    if not args.suite:
+        return BASELINE_DIR
+    from .suites import suite_file
+
+    path = suite_file(args.suite)
+    return BASELINE_DIR / path.stem if path is not None else BASELINE_DIR
 
 
 def _runner_calibration(path: Path) -> dict[str, Any] | None:
@@ -262,11 +278,13 @@ def _run_suite(args: argparse.Namespace, rounds: int) -> list[ResultDoc]:
     from .suites import run_suite
 
     overrides = {"budget_s": args.budget_s} if args.budget_s else None
-    paths = run_suite(SUITE, data_dir=args.data_dir, out_dir=args.out, device=args.device,
-                      repeats=rounds, overrides=overrides)
+    suite = args.suite or SUITE
+    gate = {"gate": True} if args.suite else {}  # --suite FILE: the runs the file gates
+    paths = run_suite(suite, data_dir=args.data_dir, out_dir=args.out, device=args.device,
+                      repeats=rounds, overrides=overrides, **gate)
     docs = [d for p in paths for d in read_docs(p)]
     if not docs:
-        raise BenchError(f"suite {SUITE!r} wrote no results")
+        raise BenchError(f"suite {suite!r} wrote no results")
     return docs
 
 
@@ -274,20 +292,24 @@ def _calibrate(args: argparse.Namespace, threshold: float, alpha: float) -> int:
     docs = _run_suite(args, args.rounds)
     _refuse_failures(docs)
     cal = calibration_of(docs, threshold, alpha, args.repeats)
-    path = Path(args.baseline) if args.baseline else baseline_path(device_of(docs))
+    path = Path(args.baseline) if args.baseline else baseline_path(device_of(docs),
+                                                                   _baseline_folder(args))
     record_baseline(docs, path, cal)
-    table = _calibration_markdown(cal)
-    print(f"calibrated {len(cal['configs'])} configuration(s) on {device_of(docs)} from "
-          f"{args.rounds} A/A rounds: {path}\n{table}")
+    table = _calibration_markdown(cal)  # escaped markdown: terminal-safe too
+    print(term(f"calibrated {len(cal['configs'])} configuration(s) on {device_of(docs)} from "
+               f"{args.rounds} A/A rounds: {path}") + f"\n{table}")
     append_step_summary(f"### bench ci --calibrate\n\n{table}")
     return 0
 
 
 def handler(args: argparse.Namespace) -> int:
-    threshold, alpha = parse_threshold(args.threshold), parse_threshold(args.alpha)
+    threshold, alpha = parse_threshold(args.threshold), parse_alpha(args.alpha)
     modes = [m for m in ("record_baseline", "calibrate", "against") if getattr(args, m)]
     if len(modes) > 1:
         raise BenchError("--record-baseline, --calibrate and --against exclude each other")
+    if args.suite and args.against:
+        raise BenchError("--suite and --against exclude each other (--against measures the ci "
+                         "suite)")
     path = _baseline_file(args)
     if args.calibrate:
         return _calibrate(args, threshold, alpha)
@@ -301,12 +323,13 @@ def handler(args: argparse.Namespace) -> int:
         return _report(cmp, args.json, f"bench ci --against {args.against}")
     docs = _run_suite(args, args.repeats)
     if not args.baseline:
-        path = baseline_path(device_of(docs))
+        path = baseline_path(device_of(docs), _baseline_folder(args))
     if args.record_baseline:
         record_baseline(docs, path)
-        msg = f"recorded baseline of {len(docs)} run(s) on {device_of(docs)}: {path}"
-        print(msg)
-        append_step_summary(_results_markdown(docs, msg))
+        msg = "recorded baseline of {} run(s) on {}: {}"
+        print(term(msg.format(len(docs), device_of(docs), path)))
+        append_step_summary(_results_markdown(docs, msg.format(len(docs), md(device_of(docs)),
+                                                               md(path))))
         return 0
     return gate_stored(docs, path, threshold, alpha, args.json, named=bool(args.baseline),
                        history=args.history)
@@ -322,11 +345,22 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _run_count(text: str) -> int:
+    """--repeats and --rounds: 1 to MAX_REPEATS runs per configuration (bench.cli says why),
+    checked as the flags are parsed, before any run."""
+    from .cli import MAX_REPEATS
+
+    value = _positive_int(text)
+    if value > MAX_REPEATS:
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_REPEATS:,}, got {value:,}")
+    return value
+
+
 def register(sub: Any) -> None:
     p = sub.add_parser("ci", help="run the ci suite and compare it with this device's baseline",
                        description=__doc__.split("\n\n")[0])
     add_run_flags(p, include=("data_dir", "out", "device", "budget_s"))
-    p.add_argument("--repeats", type=_positive_int, default=DEFAULT_REPEATS,
+    p.add_argument("--repeats", type=_run_count, default=DEFAULT_REPEATS,
                    help=f"rounds of the suite (runs per configuration; default "
                    f"{DEFAULT_REPEATS})")
     add_gate_flags(p, "slowdown that counts as a regression",
@@ -337,8 +371,12 @@ def register(sub: Any) -> None:
                    help="write/replace the baseline with this run instead of comparing")
     p.add_argument("--calibrate", action="store_true", help="run --rounds A/A rounds, store "
                    "the measured noise per configuration in the baseline (and the runs)")
-    p.add_argument("--rounds", type=_positive_int, default=DEFAULT_CALIBRATION_ROUNDS,
+    p.add_argument("--rounds", type=_run_count, default=DEFAULT_CALIBRATION_ROUNDS,
                    help=f"A/A rounds for --calibrate (default {DEFAULT_CALIBRATION_ROUNDS})")
+    p.add_argument("--suite", metavar="FILE", default=None, help="gate a suite file's runs "
+                   "(FILE.toml: those not marked gate = false, docs/plugins.md) instead of the "
+                   "ci suite; its default baseline is results/baselines/<file stem>/"
+                   "<device-slug>.json")
     p.add_argument("--against", metavar="REF", default=None, help="measure git REF (in a "
                    "temporary worktree) and this checkout alternately, then gate")
     p.add_argument("--json", metavar="FILE", default=None, help="also write the comparison "

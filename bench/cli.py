@@ -1,7 +1,8 @@
 """`bench <verb>`: thin argument parsing over the library; user errors print one line.
 
-Exit codes: 0 ok; 1 run error or regression found; 2 bad input (BenchError); 3 NaN loss;
-4 out of memory; 130 interrupted.
+Exit codes: 0 ok; 1 run error or regression found; 2 bad input (BenchError), or a dependency
+that cannot be imported (too little memory, a broken install); 3 NaN loss; 4 out of memory;
+130 interrupted.
 
 Verbs are registered lazily: only the module of the verb being run is imported (its parser
 is built then), the others appear as one-line stubs in `bench --help`. So `bench compare` or
@@ -19,6 +20,7 @@ import importlib
 import json
 import os
 import sys
+import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any, NoReturn
@@ -52,6 +54,26 @@ VERBS: dict[str, tuple[str, str]] = {
 }
 
 
+# The most runs one invocation may ask for (--repeats of `run`, `suite` and `ci`, `ci
+# --rounds`), checked before any work: a 1% slowdown at the noisiest raw images/s docs/ci.md
+# measured (sd 3.7%) needs 253 runs a side (stats.repeats_needed, alpha 5% over the ci suite's
+# 4 configurations), and 1,000 rounds of the ci suite take about 5 hours on the CPU (69 s per
+# 4 rounds); a larger count is a typo that would run for months before anyone noticed.
+MAX_REPEATS = 1000
+# The most data-parallel processes `run --nproc` launches: torchrun --standalone is one node,
+# one process per GPU (8 on the largest nodes); on a CPU more processes than cores only
+# oversubscribe it. Beyond this is a typo, not a job (each process loads the data and model).
+MAX_NPROC = 64
+
+
+def check_count(flag: str, value: int, maximum: int) -> None:
+    """A count flag that multiplies work: positive and at most `maximum`, else one line."""
+    if value <= 0:
+        raise BenchError(f"{flag} must be positive, got {value}")
+    if value > maximum:
+        raise BenchError(f"{flag} must be at most {maximum:,}, got {value:,}")
+
+
 # ----------------------------------------------------------------------------- run
 def _run_line(result: Any, path: Any) -> str:
     """The one line a finished run prints (`bench.summary.run_line`); hints go to stderr."""
@@ -80,10 +102,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .distributed import DistContext, launch, launched_by_torchrun
     from .runner import run, validate
 
-    if args.repeats <= 0:
-        raise BenchError(f"--repeats must be positive, got {args.repeats}")
-    if args.nproc < 1:
-        raise BenchError(f"--nproc must be positive, got {args.nproc}")
+    check_count("--repeats", args.repeats, MAX_REPEATS)
+    check_count("--nproc", args.nproc, MAX_NPROC)
     base = RunConfig.from_args(args)
     validate(base)  # before any launch: a bad flag is one line here, not one per rank
     if args.nproc > 1:
@@ -112,9 +132,9 @@ def register_run(sub: Any) -> None:
                        "steps, evaluate, and write the result (JSON) into --out; print one line.")
     add_run_flags(p)
     p.add_argument("--repeats", type=int, default=1, help="runs of this configuration, seeds "
-                   "seed, seed+1, ...")
+                   f"seed, seed+1, ... (at most {MAX_REPEATS:,})")
     p.add_argument("--nproc", type=int, default=1, help="launch N data-parallel processes "
-                   "through torchrun")
+                   f"through torchrun (at most {MAX_NPROC})")
     p.set_defaults(func=cmd_run, argv=None)
 
 
@@ -125,10 +145,9 @@ def cmd_suite(args: argparse.Namespace) -> int:
     from .history.hooks import record_suite
     from .results import atomic_write_text, read_result
     from .results.suite_tables import suite_table
-    from .suites import SuiteStopped, check_archive, run_suite, write_archive
+    from .suites import SuiteStopped, check_archive, run_suite, suite_label, write_archive
 
-    if args.repeats <= 0:
-        raise BenchError(f"--repeats must be positive, got {args.repeats}")
+    check_count("--repeats", args.repeats, MAX_REPEATS)
     archive = check_archive(args.archive) if args.archive else None
     overrides = {k: v for k, v in (("compile", args.compile), ("threads", args.threads),
                                    ("budget_s", args.budget_s)) if v is not None}
@@ -145,7 +164,7 @@ def cmd_suite(args: argparse.Namespace) -> int:
         raise BenchError("the suite produced no results")
     table = suite_table(paths)
     print(table)
-    table_path = Path(args.out) / f"suite-{args.name}-latest.md"
+    table_path = Path(args.out) / f"suite-{suite_label(args.name)}-latest.md"
     atomic_write_text(table_path, table + "\n")
     if archive is not None:  # stopped or failed runs too: what finished is in it
         write_archive(archive, [*paths, table_path], Path(args.out))
@@ -180,10 +199,12 @@ def register_suite(sub: Any) -> None:
 
     p = sub.add_parser("suite", help=VERBS["suite"][1], description=_suite_description())
     p.add_argument("name", nargs="?", default="default",
-                   help="the suite to run (listed above)")
+                   help="the suite to run (listed above), or a suite file (FILE.toml, "
+                   "docs/plugins.md)")
     add_run_flags(p, include=("data_dir", "out", "device", "download"))
     p.add_argument("--repeats", type=int, default=1, help="runs of every configuration, "
-                   "interleaved (A B A B, not A A B B), seeds seed, seed+1, ...")
+                   "interleaved (A B A B, not A A B B), seeds seed, seed+1, ... (at most "
+                   f"{MAX_REPEATS:,})")
     p.add_argument("--archive", metavar="FILE.tar.gz", default=None,
                    help="also bundle the suite's result files and its table into this one "
                    "gzip'd tar at the end (also when stopped, or when runs failed; default: "
@@ -349,33 +370,85 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+# What a failed import of a dependency says it may be: torch's CUDA libraries map GBs of
+# address space, so a small `ulimit -v` fails `import torch` (measured, torch 2.14 CUDA build:
+# 60 MB-2.9 GB "failed to map segment from shared object", 3.2 GB a SystemError, 3.25 GB a
+# MemoryError, all one line here; at 3.0-3.1 GB torch's C++ or OpenBLAS ends the process past
+# any handler); an interrupted pip leaves a half-installed package.
+IMPORT_HINT = "(too little memory? ulimit -v; or a broken install)"
+MISSING_HINT = "(not installed in this Python?)"
+
+
+def _importing(exc: BaseException) -> str | None:
+    """The top-level package an import was loading when `exc` was raised: the first module
+    outside bench whose top-level code (a `<module>` frame: an import under way) was running;
+    for an ImportError raised by bench's own import statement, the module it names. None when
+    no import of a dependency was under way. (Python trims the import machinery's own frames
+    from such tracebacks: the module bodies are what is left to tell.)"""
+    for frame, _ in traceback.walk_tb(exc.__traceback__):
+        package = str(frame.f_globals.get("__name__", "")).partition(".")[0]
+        if frame.f_code.co_name == "<module>" and package not in ("bench", "__main__", ""):
+            return package
+    if isinstance(exc, ImportError):
+        return exc.name or "a dependency"
+    return None
+
+
+def _error_line(exc: Exception) -> str | None:
+    """The one stderr line of a failure that is no bug of ours: bad input (BenchError), a
+    dependency that cannot be imported, a warning raised as an error (PYTHONWARNINGS=error),
+    an OS error (an output that cannot be written). None: a bug, for its traceback."""
+    if isinstance(exc, BenchError):
+        return f"bench: error: {exc}"
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    if isinstance(exc, Warning):  # raised, not shown: -W error or PYTHONWARNINGS=error
+        return (f"bench: error: {type(exc).__name__} raised as an error (PYTHONWARNINGS=error "
+                f"or -W error): {first}")
+    # anything escaping a dependency's import: ImportError, OSError, MemoryError, and the
+    # SystemError CPython raises when an allocation fails inside the import machinery
+    module = _importing(exc)
+    if module is not None:
+        hint = MISSING_HINT if isinstance(exc, ModuleNotFoundError) else IMPORT_HINT
+        return f"bench: error: cannot import {module}: {first} {hint}"
+    if isinstance(exc, OSError):  # an output that cannot be written (full, read-only, ...)
+        where = f"{exc.filename}: " if exc.filename else ""
+        return f"bench: error: {where}{exc.strerror or exc}"
+    return None
+
+
+def _dispatch(args_list: list[str], argv: Sequence[str] | None) -> int:
+    """Parse the flags and run the verb (the exit code; `main` turns failures into lines)."""
+    parser = build_parser(args_list)
+    try:
+        args = parser.parse_args(args_list)
+    except SystemExit as exc:  # --help, or a bad flag already reported in one line
+        return int(exc.code or 0)
+    if argv is not None and getattr(args, "argv", False) is None:
+        args.argv = list(argv)  # `--nproc` re-launches these, not sys.argv
+    if not hasattr(args, "func"):
+        raise BenchError(f"verb {args.verb!r} is not available here (an optional "
+                         "dependency is missing)")
+    return int(args.func(args) or 0)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one verb; bad input, a dependency that cannot be imported, a warning raised as an
+    error and an OS error are one stderr line and EXIT_BAD_INPUT, never a traceback
+    (BENCH_DEBUG=1 re-raises all but bad input, for developers). KeyboardInterrupt and
+    SystemExit pass through as they are (an interruption: its line and 128 + signal)."""
     args_list = list(sys.argv[1:] if argv is None else argv)
     previous = interrupts.install()
     try:
-        parser = build_parser(args_list)
-        try:
-            args = parser.parse_args(args_list)
-        except SystemExit as exc:  # --help, or a bad flag already reported in one line
-            return int(exc.code or 0)
-        if argv is not None and getattr(args, "argv", False) is None:
-            args.argv = list(argv)  # `--nproc` re-launches these, not sys.argv
-        if not hasattr(args, "func"):
-            raise BenchError(f"verb {args.verb!r} is not available here (an optional "
-                             "dependency is missing)")
-        return int(args.func(args) or 0)
-    except BenchError as exc:
-        print(f"bench: error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except OSError as exc:  # an output that cannot be written (full, read-only, not a folder)
-        if os.environ.get("BENCH_DEBUG"):
-            raise
-        where = f"{exc.filename}: " if exc.filename else ""
-        print(f"bench: error: {where}{exc.strerror or exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return _dispatch(args_list, argv)
     except KeyboardInterrupt:
         print(f"bench: stopped by {interrupts.describe()}", file=sys.stderr)
         return interrupts.exit_code()
+    except Exception as exc:
+        line = _error_line(exc)
+        if line is None or (os.environ.get("BENCH_DEBUG") and not isinstance(exc, BenchError)):
+            raise
+        print(line, file=sys.stderr)
+        return EXIT_BAD_INPUT
     finally:
         interrupts.restore(previous)
 

@@ -51,6 +51,17 @@ from .results.schema import EpochRow, EvalRow
 # `steady_state`), never from windows too short to time.
 MIN_WINDOW_S = 0.020
 MIN_WINDOW_STEPS = 5
+# A timed window whose seconds per image exceed STALL_FACTOR times the median of the windows
+# that count (`Window.timeable`) is "stalled": the process was stopped (SIGSTOP, a debugger),
+# preempted, swapped or throttled while the clock ran, a measurement fault the result names
+# (`stalled_windows`). Honest noise stays well inside 3x: interference on a shared runner
+# slows windows by tens of percent (docs/ci.md), and the committed reference CPU runs
+# (results/reference/, 2 threads) keep their windows within 0.6-1.7x of the median, but for
+# two cnn/device runs whose last window took 4.3-4.4x (this rule names those). The excess must
+# last MIN_WINDOW_S too: below that it is the fixed costs the window rule above names. Fewer
+# than STALL_MIN_WINDOWS windows that count give no median to judge by: nothing is said.
+STALL_FACTOR = 3.0
+STALL_MIN_WINDOWS = 3
 
 TIMED_WINDOW = {
     "inside": [
@@ -81,12 +92,13 @@ TIMED_WINDOW = {
 }
 
 __all__ = ["COMPILE_MODES", "FLOP_KINDS", "MIN_WINDOW_S", "MIN_WINDOW_STEPS", "PRECISIONS",
-           "TIMED_WINDOW", "EngineConfig", "NonFiniteLoss", "TrainState", "Window",
+           "STALL_FACTOR", "STALL_MIN_WINDOWS", "TIMED_WINDOW", "EngineConfig", "NonFiniteLoss",
+           "TrainState", "Window",
            "autocast_context", "backend_settings", "build_optimizer", "build_scheduler",
            "effective_peak", "endless", "evaluate", "make_scaler", "make_train_step",
            "maybe_compile", "parse_peak_label", "parts_used", "peak_label", "peak_parts",
-           "peak_precision", "set_matmul_precision", "set_tf32", "snapshot", "steady_state",
-           "tf32_flags", "train", "window_rule"]
+           "peak_precision", "set_matmul_precision", "set_tf32", "snapshot", "stalled_windows",
+           "steady_state", "tf32_flags", "train", "window_rule"]
 
 
 class NonFiniteLoss(Exception):
@@ -578,4 +590,31 @@ def steady_state(windows: list[Window]) -> dict[str, Any]:
     return {"images_per_s": statistics.median(rates), "images_per_s_min": rates[0],
             "images_per_s_max": rates[-1], "images_per_s_q1": q[0], "images_per_s_q3": q[2],
             "steady_windows": used,
-            "images_per_s_source": source}
+            "images_per_s_source": source, **stalled_windows(windows)}
+
+
+def stalled_windows(windows: list[Window]) -> dict[str, Any]:
+    """The timed windows stalled far beyond the others (STALL_FACTOR, the rule's one home; in
+    every result through `steady_state`: a run, throughput mode, the distributed merge).
+    `stalled_windows` is their count (None: too few windows that count to judge),
+    `stall_ratio` the worst one's time over what the median rate gives its images, and
+    `stall_note` says which, by how much, and what the figures make of it. Every window is
+    kept: the median images/s gives a stall one window's weight, and min and max show it."""
+    counted = [w.seconds / w.images for w in windows
+               if not w.warmup and w.timeable and w.images > 0]
+    if len(counted) < STALL_MIN_WINDOWS:
+        return {"stalled_windows": None, "stall_ratio": None, "stall_note": None}
+    per_image = statistics.median(counted)
+    timed = [(i, w) for i, w in enumerate(windows) if not w.warmup and w.images > 0]
+    stalled = [(w.seconds / (w.images * per_image), i, w.seconds, w.images * per_image)
+               for i, w in timed if w.seconds > STALL_FACTOR * w.images * per_image
+               and w.seconds - w.images * per_image >= MIN_WINDOW_S]
+    if not stalled:
+        return {"stalled_windows": 0, "stall_ratio": None, "stall_note": None}
+    ratio, index, seconds, expected = max(stalled, key=lambda t: t[0])
+    return {"stalled_windows": len(stalled), "stall_ratio": ratio, "stall_note": (
+        f"{len(stalled)} of {len(timed)} timed windows took over {STALL_FACTOR:g}x the median "
+        f"time per image (worst: windows[{index}], {seconds:.3g} s against {expected:.3g} s, "
+        f"{ratio:.1f}x): the process was stopped, preempted or throttled while timed; "
+        "images/s (a median; in throughput mode an upper quantile) gives it one window's "
+        "weight, images_per_s_min includes it")}

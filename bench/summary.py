@@ -24,6 +24,7 @@ from .engine import (
     window_rule,
 )
 from .machine_probe import PROBE_VERSION
+from .results.escape import term
 from .results.format import checked_mfus
 from .results.schema import Summary
 from .throughput import ESTIMATOR, window_estimates
@@ -204,15 +205,24 @@ def _rate_phrase(s: Summary) -> str:
 
 
 def run_line(result: Any, path: Any = None) -> str:
-    """The one stdout line a finished run prints (parseable: `<status>: <label> ...`)."""
+    """The one stdout line a finished run prints (parseable: `<status>: <label> ...`); one
+    line with no control character, whatever its strings hold (`results.escape.term`)."""
     c, s = result.config, result.summary
     acc = s.get("final_test_acc")
-    return (f"{result.status}: {c['model']}/{c['dataset']}/{c['loader']}/{c['precision']} "
-            f"bs={c['batch_size']}: {_rate_phrase(s)}, "
-            f"acc {f'{acc * 100:.2f}%' if acc is not None else '-'}, {target_phrase(s)}; "
-            f"wall {_secs(s.get('wall_time_s'))}, train {_secs(s.get('total_train_time_s'))}, "
-            f"eval {_secs(s.get('total_eval_time_s'))}, warm-up {_secs(s.get('warmup_time_s'))}"
-            + (f" -> {path}" if path else ""))
+    return term(
+        f"{result.status}: {c['model']}/{c['dataset']}/{c['loader']}/{c['precision']} "
+        f"bs={c['batch_size']}: {_rate_phrase(s)}, "
+        f"acc {f'{acc * 100:.2f}%' if acc is not None else '-'}, {target_phrase(s)}; "
+        f"wall {_secs(s.get('wall_time_s'))}, train {_secs(s.get('total_train_time_s'))}, "
+        f"eval {_secs(s.get('total_eval_time_s'))}, warm-up {_secs(s.get('warmup_time_s'))}"
+        + (f" -> {path}" if path else "") + stall_warning(s))
+
+
+def stall_warning(s: Summary) -> str:
+    """'; WARNING: <stall_note>' when timed windows stalled (engine.stalled_windows), else ''.
+    At the end of the run line: a figure that kept a stopped process's seconds must say so."""
+    return f"; WARNING: {s['stall_note']}" if s.get("stalled_windows") and s.get("stall_note") \
+        else ""
 
 
 def hints(result: Any) -> list[str]:

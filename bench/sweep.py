@@ -15,6 +15,12 @@ from .results import atomic_write
 from .runner import run
 from .runspec import RunConfig, add_run_flags
 
+# Bounds on the counts that multiply a sweep's work, checked before its first run. A point
+# measures images/s, which a few hundred steps settle (30 by default): 10,000 steps is over
+# 300x that. 32 sizes hold every power of two from 1 to 2^31 (and repeats of a few).
+MAX_STEPS = 10_000
+MAX_SIZES = 32
+
 
 def parse_sizes(text: str) -> list[int]:
     try:
@@ -23,6 +29,8 @@ def parse_sizes(text: str) -> list[int]:
         raise BenchError(f"--batch-sizes takes integers like 32,64,128, not {text!r}") from None
     if not sizes or any(b <= 0 for b in sizes):
         raise BenchError(f"--batch-sizes must be positive integers, got {text!r}")
+    if len(sizes) > MAX_SIZES:
+        raise BenchError(f"--batch-sizes: at most {MAX_SIZES} sizes, got {len(sizes):,}")
     return sizes
 
 
@@ -53,6 +61,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     sizes = parse_sizes(args.batch_sizes)
     if args.steps < 1:
         raise BenchError(f"--steps must be at least 1, got {args.steps}")
+    if args.steps > MAX_STEPS:
+        raise BenchError(f"--steps must be at most {MAX_STEPS:,}, got {args.steps:,}")
     rows = []
     for b in sizes:
         cfg = RunConfig.from_args(args, batch_size=b, max_steps=args.steps, allow_synthetic=True,
@@ -75,7 +85,7 @@ def register(sub: Any) -> None:
     p.add_argument("--batch-sizes", default="32,64,128,256",
                    help="comma-separated batch sizes (default: 32,64,128,256)")
     p.add_argument("--steps", type=int, default=30,
-                   help="training steps per batch size (default: 30)")
+                   help=f"training steps per batch size, 1 to {MAX_STEPS:,} (default: 30)")
     add_run_flags(p, include=("loader", "device", "precision", "channels_last", "compile",
                               "recipe", "data_dir", "out", "warmup_steps", "window_steps"),
                   defaults_={"recipe": "fast"})

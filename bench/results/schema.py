@@ -92,6 +92,11 @@ class Summary(TypedDict, total=False):
     images_per_s_q1: float
     images_per_s_q3: float
     steady_windows: int  # the windows images_per_s came from
+    # timed windows far slower per image than the median (engine.STALL_FACTOR): the process was
+    # stopped, preempted or throttled; None: too few windows that count to judge
+    stalled_windows: int | None
+    stall_ratio: float | None  # the worst one's seconds over the median's for its images
+    stall_note: str | None  # which, by how much, what the figures make of it (run line warns)
     # where images_per_s came from, in words: "median of N timed windows >= 20 ms and >= 5
     # steps" or "training clock total: N timed windows, none >= 20 ms and >= 5 steps"
     images_per_s_source: str | None
