@@ -251,14 +251,11 @@ def _baseline_file(args: argparse.Namespace) -> Path:
 
 
 def _baseline_folder(args: argparse.Namespace) -> Path:
-    """Where this device's baseline lives: a suite file's (--suite) in a folder named by its
-    stem, so that it never replaces the ci suite's."""
-    if not args.suite:
-        return BASELINE_DIR
-    from .suites import suite_file
+    """Where this device's baseline lives: another suite's (--suite) in a folder named by it
+    (a suite file's stem), so that it never replaces the ci suite's."""
+    from .suite_list import suite_label
 
-    path = suite_file(args.suite)
-    return BASELINE_DIR / path.stem if path is not None else BASELINE_DIR
+    return BASELINE_DIR / suite_label(args.suite) if args.suite else BASELINE_DIR
 
 
 def _runner_calibration(path: Path) -> dict[str, Any] | None:

@@ -145,7 +145,8 @@ def cmd_suite(args: argparse.Namespace) -> int:
     from .history.hooks import record_suite
     from .results import atomic_write_text, read_result
     from .results.suite_tables import suite_table
-    from .suites import SuiteStopped, check_archive, run_suite, suite_label, write_archive
+    from .suite_list import suite_label
+    from .suites import SuiteStopped, check_archive, run_suite, write_archive
 
     check_count("--repeats", args.repeats, MAX_REPEATS)
     archive = check_archive(args.archive) if args.archive else None
@@ -398,8 +399,10 @@ def _error_line(exc: Exception) -> str | None:
     """The one stderr line of a failure that is no bug of ours: bad input (BenchError), a
     dependency that cannot be imported, a warning raised as an error (PYTHONWARNINGS=error),
     an OS error (an output that cannot be written). None: a bug, for its traceback."""
-    if isinstance(exc, BenchError):
-        return f"bench: error: {exc}"
+    if isinstance(exc, BenchError):  # may quote a string from a file: no terminal controls
+        from .results.escape import term
+
+        return f"bench: error: {term(str(exc))}"
     first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
     if isinstance(exc, Warning):  # raised, not shown: -W error or PYTHONWARNINGS=error
         return (f"bench: error: {type(exc).__name__} raised as an error (PYTHONWARNINGS=error "

@@ -32,7 +32,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .defaults import EXIT_UNGATED
+from .defaults import EXIT_BAD_INPUT, EXIT_UNGATED
 from .errors import BenchError
 from .results import (
     CONFIG_KEYS,
@@ -55,9 +55,13 @@ from .results import (
     text_table,
     wrap_lines,
 )
+from .results.escape import Markup, term
 from .stats import GateResult, gate, per_config_alpha
 
 FORMATS = ("text", "md", "json")
+EXIT_HELP = (f"Exit status: 0 pass; 1 regression, or a configuration that stopped working; "
+             f"{EXIT_BAD_INPUT} bad input; {EXIT_UNGATED} could not gate (too noisy or too few"
+             " runs: the row says how many it needs; or no configuration on both sides).")
 
 
 # --------------------------------------------------------------------------- the pure core
@@ -140,12 +144,18 @@ class Comparison:
         return d
 
 
+def _finite(v: Any) -> float | None:
+    """A finite number, else None: an infinite figure is as unknown as a missing one."""
+    x = num(v)
+    return x if x is not None and math.isfinite(x) else None
+
+
 def _side_stats(rows: list[RunRow]) -> SideStats:
-    ips = sorted(v for v in (num(r.get("images_per_s")) for r in rows) if v is not None)
+    ips = sorted(v for v in (_finite(r.get("images_per_s")) for r in rows) if v is not None)
     med = statistics.median(ips)
     spread = (ips[-1] - ips[0]) / med if len(ips) >= 2 and med else None
-    times = [v for v in (num(r.get("epoch_time_s")) for r in rows) if v is not None]
-    acc = [v for v in (num(r.get("final_test_acc")) for r in rows) if v is not None]
+    times = [v for v in (_finite(r.get("epoch_time_s")) for r in rows) if v is not None]
+    acc = [v for v in (_finite(r.get("final_test_acc")) for r in rows) if v is not None]
     devices = sorted({str(r.get("device_label")) for r in rows})
     return SideStats(len(ips), med, ips[0], ips[-1], spread,
                      statistics.median(times) if times else None, acc, devices)
@@ -164,7 +174,20 @@ def _acc_delta(b: list[float], c: list[float]) -> tuple[float | None, float | No
     return delta, math.hypot(sd(b), sd(c))
 
 
-def _split(df, side: str) -> tuple[dict[Key, list[RunRow]], dict[Key, list[Skipped]]]:
+def _no_figure(r: RunRow, metric: str) -> str | None:
+    """Why an ok run has no figure to gate on (none, or one that cannot be a throughput: not
+    finite, or not above 0), else None. Such a run is skipped, never fed to the gate."""
+    for name in dict.fromkeys(("images_per_s", metric)):
+        v = num(r.get(name))
+        if v is None:
+            return f"no {name} in summary"
+        if not (math.isfinite(v) and v > 0):
+            return f"{name} is {v:g}, not a positive finite number"
+    return None
+
+
+def _split(df, side: str, metric: str = "images_per_s"
+           ) -> tuple[dict[Key, list[RunRow]], dict[Key, list[Skipped]]]:
     """Group the usable runs of one side by configuration; the rest become Skipped entries."""
     groups: dict[Key, list[RunRow]] = {}
     skipped: dict[Key, list[Skipped]] = {}
@@ -176,19 +199,19 @@ def _split(df, side: str) -> tuple[dict[Key, list[RunRow]], dict[Key, list[Skipp
         if status != "ok":
             msg = norm(r.get("message"))
             reason = f"status {status}" + (f": {msg}" if msg else "")
-        elif num(r.get("images_per_s")) is None:
-            reason = "no images_per_s in summary"
         else:
+            reason = _no_figure(r, metric)
+        if reason is None:
             groups.setdefault(key, []).append(r)
             continue
         skipped.setdefault(key, []).append(Skipped(side, config_label(key), status, reason, path))
     for key, rows in groups.items():
         devices = sorted({str(r.get("device_label")) for r in rows})
         if len(devices) > 1:
-            raise BenchError(
+            raise BenchError(term(
                 f"{side}: runs of {config_label(key)} come from {len(devices)} devices"
                 f" ({', '.join(devices)}); give each side one device's results"
-            )
+            ))
     return groups, skipped
 
 
@@ -199,7 +222,11 @@ def _values(rows: list[RunRow], metric: str) -> list[float]:
 def _match(key: Key, base: list[RunRow], cand: list[RunRow], threshold: float, alpha: float,
            sigma: float | None, metric: str) -> MatchRow:
     b, c = _side_stats(base), _side_stats(cand)
-    g = gate(_values(base, metric), _values(cand, metric), threshold, alpha, sigma)
+    try:
+        g = gate(_values(base, metric), _values(cand, metric), threshold, alpha, sigma)
+    except OverflowError:  # finite figures hundreds of orders of magnitude apart
+        raise BenchError(term(f"{config_label(key)}: the two sides' {metric} differ by more "
+                              "than a float can hold; a damaged or edited file?")) from None
     epoch_ratio = (c.epoch_time_s / b.epoch_time_s
                    if c.epoch_time_s is not None and b.epoch_time_s else None)
     delta, delta_sd = _acc_delta(b.acc, c.acc)
@@ -217,8 +244,8 @@ def compare_frames(base_df, cand_df, threshold: float, alpha: float = 0.05,
     measured one. `metric` is the per-run figure the verdict is on: images/s, or for a stored
     baseline `images_per_probe` (images/s over the machine's speed, bench/machine_probe.py).
     """
-    base, base_skip = _split(base_df, "baseline")
-    cand, cand_skip = _split(cand_df, "candidate")
+    base, base_skip = _split(base_df, "baseline", metric)
+    cand, cand_skip = _split(cand_df, "candidate", metric)
     out = Comparison(threshold=threshold, alpha=alpha, metric=metric)
     for skips in (*base_skip.values(), *cand_skip.values()):
         out.skipped.extend(skips)
@@ -239,21 +266,28 @@ def compare_frames(base_df, cand_df, threshold: float, alpha: float = 0.05,
 
 
 def add_gate_flags(p: Any, threshold_help: str, alpha_help: str) -> None:
-    """--threshold and --alpha (both 5%, read by `parse_threshold`) for the verbs that gate."""
+    """--threshold and --alpha (both 5%, read by `parse_threshold` and `parse_alpha`) for the
+    verbs that gate."""
     p.add_argument("--threshold", default="5%", help=f"{threshold_help} (default 5%%)")
     p.add_argument("--alpha", default="5%", help=f"{alpha_help} (default 5%%)")
 
 
-def parse_threshold(text: str) -> float:
-    """'5%' or '0.05' -> 0.05. A bare number must be a fraction, so '5' is not silently 500%."""
+def parse_threshold(text: str, flag: str = "--threshold") -> float:
+    """'5%' or '0.05' -> 0.05. A bare number must be a fraction, so '5' is not silently 500%.
+    A bad value is one line naming `flag`, the option it came from."""
     s = str(text).strip()
     try:
         value = float(s[:-1]) / 100 if s.endswith("%") else float(s)
     except ValueError:
-        raise BenchError(f"--threshold {text!r}: expected e.g. 5% or 0.05") from None
+        raise BenchError(f"{flag} {text!r}: expected e.g. 5% or 0.05") from None
     if not 0 < value < 1:
-        raise BenchError(f"--threshold {text!r}: must lie between 0% and 100% (e.g. 5% or 0.05)")
+        raise BenchError(f"{flag} {text!r}: must lie between 0% and 100% (e.g. 5% or 0.05)")
     return value
+
+
+def parse_alpha(text: str) -> float:
+    """--alpha: a fraction read like --threshold, its errors naming --alpha."""
+    return parse_threshold(text, "--alpha")
 
 
 def _fmt_side(s: SideStats) -> str:
@@ -312,8 +346,9 @@ TEXT_WIDTH = 120  # columns the text rendering fits in
 
 
 def table_rows(cmp: Comparison) -> list[list[str]]:
-    """The comparison table as strings, for markdown (cells spelt out)."""
-    return [[r.label, _fmt_side(r.base), _fmt_side(r.cand), _fmt_ratio(r.gate),
+    """The comparison table as strings, for markdown (cells spelt out; the label is escaped by
+    `markdown_table`, the ratio and its bounds are our numbers)."""
+    return [[r.label, _fmt_side(r.base), _fmt_side(r.cand), Markup(_fmt_ratio(r.gate)),
              _fmt_detectable(r.gate), _fmt_acc(r.acc_delta, r.acc_delta_std), fmt_verdict(r)]
             for r in cmp.rows]
 
@@ -418,8 +453,27 @@ def format_markdown(cmp: Comparison) -> str:
     return "\n".join(out)
 
 
+def _json_safe(value: Any, where: str, notes: list[str]) -> Any:
+    """`value` with every non-finite float as None, each one noted (JSON has no Infinity or
+    NaN: a reader of ours must never print what a JSON parser refuses)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        notes.append(f"{where}: {value} is no JSON number, written as null")
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v, f"{where}.{k}" if where else str(k), notes)
+                for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v, f"{where}[{i}]", notes) for i, v in enumerate(value)]
+    return value
+
+
 def format_json(cmp: Comparison) -> str:
-    return json.dumps(cmp.to_dict(), indent=1) + "\n"
+    """The comparison as strict JSON; a non-finite figure is null, listed under "notes"."""
+    notes: list[str] = []
+    d = _json_safe(cmp.to_dict(), "", notes)
+    if notes:
+        d["notes"] = notes
+    return json.dumps(d, indent=1, allow_nan=False) + "\n"
 
 
 def render(cmp: Comparison, fmt: str) -> str:
@@ -454,7 +508,7 @@ def register(sub: Any) -> None:
     p = sub.add_parser(
         "compare", help="compare two result sets (e.g. two GPUs, or a run against a baseline)",
         description="Match runs on their configuration and report throughput ratios, accuracy"
-        " deltas and regressions. Exit status: 0 no regression, 1 regression, 2 bad input.",
+        " deltas and regressions. " + EXIT_HELP,
     )
     p.add_argument("baseline", help="result file, baseline file, folder, or suite name")
     p.add_argument("candidate", help="result file, baseline file, folder, or suite name")
@@ -475,8 +529,8 @@ def run_verb(register_fn: Any, argv: Sequence[str] | None) -> int:
     try:
         return int(args.func(args))
     except BenchError as exc:
-        print(f"bench: error: {exc}", file=sys.stderr)
-        return 2
+        print(f"bench: error: {term(exc)}", file=sys.stderr)
+        return EXIT_BAD_INPUT
 
 
 def main(argv: Sequence[str] | None = None) -> int:

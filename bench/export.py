@@ -3,7 +3,8 @@
 Rows are the flat run rows of `results.flatten` (or per-epoch rows with `--epochs`), typed as
 `results.load_results` types them; `--label DIR=NAME` names the runs read from DIR as a system
 (their `device_label`). The file is written to a temporary name and renamed, so an interrupted
-export never leaves half a table.
+export never leaves half a table. In CSV a text cell (or column name) that a spreadsheet would
+run as a formula starts with "'" (`results.escape.csv_cell`); parquet keeps the raw values.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from .results import (
     load_docs,
     typed,
 )
+from .results.escape import csv_cell
 
 FORMATS = (".csv", ".parquet")
 
@@ -37,6 +39,18 @@ def _scalar_columns(df):  # -> DataFrame
         if df[col].dtype == object and df[col].map(lambda v: isinstance(v, (dict, list))).any():
             df[col] = df[col].map(
                 lambda v: json.dumps(v) if isinstance(v, (dict, list)) else v)
+    return df
+
+
+def _csv_safe(df):  # -> DataFrame
+    """Every text cell and column name through `csv_cell`: strings from result files (a host,
+    a device name, a message) must not become formulas; number columns are left alone."""
+    import pandas as pd
+
+    df = df.rename(columns=csv_cell)
+    for col in df.columns:  # text: object columns, and pandas' string dtype (pandas 3)
+        if df[col].dtype == object or pd.api.types.is_string_dtype(df[col].dtype):
+            df[col] = df[col].map(csv_cell)
     return df
 
 
@@ -60,7 +74,7 @@ def export(items: Sequence[str | Path], to: str | Path, epochs: bool = False,
         raise BenchError("no result files found in " + ", ".join(map(str, items)))
     df = _scalar_columns(typed(docs_epochs(docs) if epochs else docs_frame(docs)))
     if suffix == ".csv":
-        atomic_write_text(path, df.to_csv(index=False))
+        atomic_write_text(path, _csv_safe(df).to_csv(index=False))
     else:
         _write_parquet(df, path)
     return path

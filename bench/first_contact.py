@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import IO
 
 from .errors import BenchError
-from .results.format import fmt_mfu, fmt_num, fmt_percent, markdown_escape, markdown_table
+from .results.format import fmt_mfu, fmt_num, fmt_percent, markdown_table
 
 DEADLINE_S = 480.0  # 8 minutes: a 10-minute command limit with room for start-up and copying
 STOP_GRACE_S = 10.0  # a stage past its time gets SIGTERM, then SIGKILL this much later
@@ -241,8 +241,9 @@ def run_stage(stage: Stage, plan: Plan, log: IO[str]) -> StageRow:
 
 # ----------------------------------------------------------------------------- outputs
 def fmt_cell(v: object) -> str:
-    """A cell of a table built from result files: '-' when missing, no markup from strings."""
-    return "-" if v is None else markdown_escape(str(v))[:200]
+    """A cell of a table built from result files: '-' when missing, cut to 200 characters
+    (`markdown_table` escapes it)."""
+    return "-" if v is None else str(v)[:200]
 
 
 def _pct(v: object) -> str | None:

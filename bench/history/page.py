@@ -76,7 +76,8 @@ def _metric_trace(s: Series, metric: str, colour: str, legend: bool) -> Any | No
                f"{format(v if a is None else a, fmt)} to {format(v if b is None else b, fmt)}"]
               for p, v, a, b in zip(pts, y, lo, hi, strict=True)]
     return go.Scatter(
-        x=[plot_date(p["date"]) for p in pts], y=y, mode="lines+markers", name=s.device,
+        x=[plot_date(p["date"]) for p in pts], y=y, mode="lines+markers",
+        name=html.escape(s.device),  # plotly renders a subset of HTML in names and labels
         legendgroup=s.device, showlegend=legend, line={"color": colour},
         marker={"color": colour, "size": 7}, customdata=custom,
         error_y={"type": "data", "symmetric": False, "color": colour, "thickness": 1.2,
@@ -95,7 +96,8 @@ def _regression_trace(s: Series, legend: bool) -> Any:
         mode="markers", name="regression", legendgroup="regression", showlegend=legend,
         marker={"symbol": "x-thin-open", "size": 18, "line": {"width": 3},
                 "color": REGRESSION_COLOUR},
-        text=[f"{s.device}<br>{short_commit(p.get('commit'))}: {html.escape(why)}"
+        text=[f"{html.escape(s.device)}<br>{html.escape(short_commit(p.get('commit')))}: "
+              f"{html.escape(why)}"
               for p, why in s.regressions],
         hovertemplate="REGRESSION<br>%{text}<extra></extra>")
 
@@ -104,7 +106,7 @@ def _device_menu(devices: Sequence[str], trace_devices: Sequence[str], y: float)
     """A dropdown showing every device, or one device's traces alone."""
     buttons = [{"label": "all devices", "method": "restyle",
                 "args": [{"visible": [True] * len(trace_devices)}]}]
-    buttons += [{"label": d, "method": "restyle",
+    buttons += [{"label": html.escape(d), "method": "restyle",
                  "args": [{"visible": [t == d for t in trace_devices]}]} for d in devices]
     return {"buttons": buttons, "direction": "down", "showactive": True, "x": 1.0,
             "xanchor": "right", "y": y, "yanchor": "bottom", "active": 0}

@@ -34,14 +34,14 @@ def _append(args: argparse.Namespace, items: list[str]) -> int:
 
 
 def _render(args: argparse.Namespace, items: list[str]) -> int:
-    from ..compare import parse_threshold
+    from ..compare import parse_alpha, parse_threshold
     from .series import build_series
 
     if len(items) > 1:
         raise BenchError(f"history: one history folder at most, got {len(items)} "
                          f"({' '.join(items)}); to add results use `bench history append`")
     source = items[0] if items else args.history
-    threshold, alpha = parse_threshold(args.threshold), parse_threshold(args.alpha)
+    threshold, alpha = parse_threshold(args.threshold), parse_alpha(args.alpha)
     records = read_history(source)
     if not records:
         raise BenchError(f"history {source}: no history records in it (record some with "

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..results import fmt_num, markdown_table
+from ..results.escape import Markup
 from . import draw
 from .stats import INTERVAL_NOTE, Ratio, geomean
 
@@ -68,9 +69,9 @@ def ratio_table(ratios: Sequence[Ratio], baseline: str, device: str, metric: str
     fmt = (lambda v: fmt_num(v, ",.0f")) if metric == "throughput" else draw.seconds
     unit = "images/s" if metric == "throughput" else "s to target"
     mine = [r for r in ratios if r["device"] == device]
-    rows = [[r["config"], fmt(r["base"]), fmt(r["value"]),
-             f"{r['ratio']:.2f}× [{r['low']:.2f}–{r['high']:.2f}]"] for r in mine]
-    rows.append([f"**{GEOMEAN}** of {len(mine)}", "", "",
-                 f"**{geomean([r['ratio'] for r in mine]):.2f}×**"])
+    rows = [[r["config"], fmt(r["base"]), fmt(r["value"]),  # the ratio cell: our numbers
+             Markup(f"{r['ratio']:.2f}× [{r['low']:.2f}–{r['high']:.2f}]")] for r in mine]
+    rows.append([Markup(f"**{GEOMEAN}** of {len(mine)}"), "", "",  # our emphasis, kept
+                 Markup(f"**{geomean([r['ratio'] for r in mine]):.2f}×**")])
     return markdown_table(["configuration", f"{baseline} ({unit})", f"{device} ({unit})",
                            "× [min-max over repeat pairs]"], rows)

@@ -3,15 +3,19 @@ tables beside them."""
 
 from __future__ import annotations
 
+import math
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from ..errors import BenchError
 from ..results import (
+    ResultDoc,
     atomic_write_text,
     config_label,
     docs_frame,
+    flatten,
     fmt_num,
     labelled,
     load_docs,
@@ -19,6 +23,7 @@ from ..results import (
     run_key,
     save_figure,
 )
+from ..results.escape import md, term
 from ..results.format import fmt_mfu
 from . import curves, devices, roofline, throughput, tta
 from .stats import (
@@ -67,8 +72,8 @@ class _Report:
         path = self.out / FIGURES[key]
         save_figure(fig, path)
         self.written.append(path)
-        self.md += [f"## {title}", "", *([caption, ""] if caption else []),
-                    f"![{title}]({FIGURES[key]})", ""]
+        self.md += [f"## {md(title)}", "", *([md(caption), ""] if caption else []),
+                    f"![{md(title)}]({FIGURES[key]})", ""]
 
 
 QUESTIONS = {
@@ -117,7 +122,7 @@ def _headline(summary: list[ConfigStats], base: str) -> list[str]:
                 parts.append(says.format(geomean(rs)) + f" (geometric mean of {len(rs)}"
                              " configurations)")
         if parts:
-            lines.append(f"- **{other}** against {base}: " + ", ".join(parts) + ".")
+            lines.append(f"- **{md(other)}** against {md(base)}: " + ", ".join(parts) + ".")
     return [*lines, ""] if lines else []
 
 
@@ -131,21 +136,85 @@ def _failed_md(runs) -> list[str]:
           r.get("message") or ""] for r in failed.to_dict("records")]), ""]
 
 
+def _printable(value: Any) -> Any:
+    """`value` with every string through `escape.term`: the figures draw device names and
+    labels, where a control character is a missing glyph (a warning), never text to show."""
+    if isinstance(value, str):
+        return term(value)
+    if isinstance(value, dict):
+        return {k: _printable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_printable(v) for v in value]
+    return value
+
+
+def _no_throughput(doc: ResultDoc) -> str | None:
+    """Why a finished run's images/s cannot be a throughput (infinite, 0 or below), else None
+    (a missing figure is no reason: the run shows with a dash)."""
+    v = flatten(doc).get("images_per_s")
+    try:
+        f = float(v)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    if doc.get("status") != "ok" or math.isnan(f) or (math.isfinite(f) and f > 0):
+        return None
+    return f"images_per_s is {f:g}, not a positive finite number"
+
+
+def _left_out(docs: Sequence[ResultDoc]) -> tuple[list[ResultDoc], list[list[Any]]]:
+    """The runs the report shows, and a row (configuration, device, file, why) per run left
+    out; one line on stderr names each file."""
+    kept, rows = [], []
+    for d in docs:
+        why = _no_throughput(d)
+        if why is None:
+            kept.append(d)
+            continue
+        r = flatten(d)
+        rows.append([config_label(run_key(r)), r.get("device_label"), r.get("path"), why])
+        print(term(f"bench: report: left out {r.get('path')}: {why}"), file=sys.stderr)
+    return kept, rows
+
+
+def _left_out_md(rows: list[list[Any]]) -> list[str]:
+    if not rows:
+        return []
+    return ["## Runs left out", "", "Their images/s cannot be a throughput; no figure, table or"
+            " count above includes them.", "",
+            markdown_table(["configuration", "device", "file", "why"], rows), ""]
+
+
 def write_report(items: Sequence[str | Path], out_dir: str | Path,
                  baseline_device: str | None = None, labels: Sequence[str] = ()) -> list[Path]:
     """Write the figures and report.md into out_dir; returns the files written. Figures with
     nothing to show are left out. `labels` (`--label DIR=NAME`) name the runs read from DIR as
-    a system, grouped apart."""
+    a system, grouped apart. Text from the results is escaped (`results.escape.md`), and
+    matplotlib's mathtext is off: a '$' in a device name is text, never a formula to parse."""
+    import matplotlib
+
+    with matplotlib.rc_context({"text.parse_math": False}):
+        return _write_report(items, out_dir, baseline_device, labels)
+
+
+def _write_report(items: Sequence[str | Path], out_dir: str | Path,
+                  baseline_device: str | None, labels: Sequence[str]) -> list[Path]:
     docs = labelled(load_docs(items), labels)
     if not docs:
         raise BenchError("no result files found in " + ", ".join(map(str, items)))
+    docs, left_out = _left_out([_printable(d) for d in docs])
+    if not docs:
+        raise BenchError(f"no run to report: all {len(left_out)} have an images/s that cannot be"
+                         " a throughput (listed above)")
     runs = docs_frame(docs)
     summary = summarize(runs)
     devs = sorted({s["device"] for s in summary})
     base = choose_baseline_device(sorted(set(runs["device_label"])), summary, baseline_device)
     rep = _Report(Path(out_dir))
+    more = (f" {len(left_out)} more left out: their images/s cannot be a throughput (see Runs"
+            " left out)." if left_out else "")
     rep.md += ["# Benchmark report", "",
-               f"{len(runs)} runs from {len(devs)} device(s): {', '.join(devs) or 'none'}.", ""]
+               f"{len(runs)} runs from {len(devs)} device(s): "
+               f"{', '.join(md(d) for d in devs) or 'none'}.{more}", ""]
     if len(devs) >= 2:
         rep.md += _headline(summary, base)
     if summary:
@@ -170,7 +239,7 @@ def write_report(items: Sequence[str | Path], out_dir: str | Path,
         rep.figure("roofline", "Roofline", roofline.plot_roofline(points), QUESTIONS["roofline"])
     if summary:
         rep.md += ["## Every configuration", "", _summary_md(summary), ""]
-    rep.md += _failed_md(runs)
+    rep.md += _failed_md(runs) + _left_out_md(left_out)
     report = rep.out / "report.md"
     atomic_write_text(report, "\n".join(rep.md))
     return [*rep.written, report]

@@ -26,7 +26,7 @@ def roofline_points(runs) -> list[dict[str, Any]]:
     records: list[RunRow] = runs[runs["status"] == "ok"].to_dict("records")
     for r in records:
         vals = {c: clean(r.get(c)) for c in NEED}
-        if all(vals.values()):
+        if all(v is not None and v > 0 for v in vals.values()):  # a log-log plot
             pts.append({**vals, "device": str(r.get("device_label")),
                         "precision": str(r.get("peak_precision") or r.get("precision")),
                         "label": f"{r.get('model')}/{r.get('dataset')} {r.get('recipe')}"

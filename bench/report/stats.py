@@ -15,6 +15,7 @@ from typing import Any, TypedDict
 
 from ..errors import BenchError
 from ..results import RunRow, config_label, run_key
+from ..results.escape import term
 
 
 class ConfigStats(TypedDict):
@@ -57,6 +58,12 @@ def _finite(values: Sequence[Any]) -> list[float]:
     return [x for x in (clean(v) for v in values) if x is not None]
 
 
+def _positive(values: Sequence[Any]) -> list[float]:
+    """The finite figures above 0: a throughput or a time of 0 or below is no measurement
+    (write_report leaves such runs out; this keeps a row built elsewhere safe too)."""
+    return [x for x in _finite(values) if x > 0]
+
+
 def _med(values: Sequence[Any]) -> float | None:
     xs = _finite(values)
     return statistics.median(xs) if xs else None
@@ -86,8 +93,8 @@ def cold_tta(row: RunRow) -> bool:
 def config_stats(label: str, device: str, records: list[RunRow]) -> ConfigStats:
     """The repeats (flat rows) of one configuration on one device, aggregated."""
     col = partial(_column, records)  # col(name): that column over the repeats
-    ips, acc = _finite(col("images_per_s")), _finite(col("final_test_acc"))
-    tta = _finite([_headline_tta(r) for r in records])
+    ips, acc = _positive(col("images_per_s")), _finite(col("final_test_acc"))
+    tta = _positive([_headline_tta(r) for r in records])
     best = _finite(col("best_test_acc")) or acc
     return {
         "config": label, "experiment": experiment_of(records[0]),
@@ -131,7 +138,9 @@ def config_order(summary: Sequence[ConfigStats]) -> list[str]:
 
 
 def geomean(values: Sequence[float]) -> float:
-    return math.exp(statistics.fmean(math.log(v) for v in values))
+    """The geometric mean of the positive finite values (NaN when there is none)."""
+    xs = _positive(values)
+    return math.exp(statistics.fmean(math.log(v) for v in xs)) if xs else math.nan
 
 
 # --------------------------------------------------------------------------- devices
@@ -142,8 +151,8 @@ def choose_baseline_device(devices: Sequence[str], summary: Sequence[ConfigStats
     """The requested device, else the one with the most configurations (ties: by name)."""
     if requested is not None:
         if requested not in devices:
-            raise BenchError(f"--baseline-device {requested!r} not among the results' devices:"
-                             f" {', '.join(devices) or 'none'}")
+            raise BenchError(term(f"--baseline-device {requested!r} not among the results'"
+                                  f" devices: {', '.join(devices) or 'none'}"))
         return requested
     counts = {d: sum(1 for s in summary if s["device"] == d) for d in devices}
     return sorted(devices, key=lambda d: (-counts[d], d))[0]
@@ -170,6 +179,13 @@ INTERVAL_NOTE = ("interval: min-max over every pairing of the two devices' repea
                  "(worst repeat against best, and the reverse)")
 
 
+def _usable(x: ConfigStats, samples_key: str, median_key: str) -> bool:
+    """A positive median and only positive samples: ratios and their logs exist."""
+    samples: list[Any] = x.get(samples_key) or []  # type: ignore[assignment]
+    return bool(samples) and len(_positive(samples)) == len(samples) and bool(
+        _positive([x.get(median_key)]))
+
+
 def device_ratios(summary: Sequence[ConfigStats], baseline: str, metric: str) -> list[Ratio]:
     """Per configuration and non-baseline device: the ratio of medians and its min-max interval
     over the repeats (a single run on each side gives a zero-width interval)."""
@@ -179,7 +195,8 @@ def device_ratios(summary: Sequence[ConfigStats], baseline: str, metric: str) ->
     out: list[Ratio] = []
     for s in sorted(summary, key=lambda s: (s["device"], order.index(s["config"]))):
         b = base.get(s["config"])
-        if s["device"] == baseline or b is None or not s.get(median_key) or not b.get(median_key):
+        if s["device"] == baseline or b is None or not (
+                _usable(s, samples_key, median_key) and _usable(b, samples_key, median_key)):
             continue
         (mine, value), (theirs, ref) = ((x.get(samples_key), x.get(median_key)) for x in (s, b))
         if not higher_is_better:  # a time: the speed-up is the baseline's time over ours

@@ -12,7 +12,10 @@ so each fact - a key, a label, a file layout, a table format - has one home:
 - `labels`: device label, file-name slug, and `--label DIR=NAME` system names;
 - `frames`: column types of the run/epoch DataFrames;
 - `provenance`: what a set of runs was measured with (commit, dates, versions, devices);
-- `suite_tables`: the tables `bench suite` prints.
+- `suite_tables`: the tables `bench suite` prints;
+- `guarded`: the one reader of JSON from disk (regular files, size caps, depth, finite numbers);
+- `escape`: one escaping rule per output format (terminal, Markdown, CSV);
+- `archive`: one .tar.gz of a run's files (what a lent machine sends back).
 
 Nothing here imports torch, and pandas only where a DataFrame is built.
 """

@@ -11,6 +11,8 @@ import textwrap
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from .escape import Markup, md, term
+
 MISSING = "-"
 
 
@@ -82,17 +84,18 @@ def fmt_ips(v: float) -> str:
     return f"{v:,.0f}" if abs(v) >= 100 else f"{v:.1f}"
 
 
-def markdown_escape(text: str) -> str:
-    """Text safe inside a markdown table cell or list item (no table breaks, no emphasis)."""
-    return text.replace("|", "\\|").replace("*", "\\*").replace("_", "\\_")
+def markdown_escape(text: Any) -> Markup:
+    """Text safe anywhere in markdown: a table cell, a list item, a heading (`escape.md`)."""
+    return md(text)
 
 
 def _cell(v: Any) -> str:
-    return str(v).replace("|", "\\|").replace("\n", " ")
+    return v if isinstance(v, Markup) else md(v)
 
 
-def markdown_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
-    """A GitHub markdown table; a '|' in a cell is escaped, a newline becomes a space."""
+def markdown_table(headers: Sequence[Any], rows: Iterable[Sequence[Any]]) -> str:
+    """A GitHub markdown table. Every cell and header is escaped (`escape.md`: no markup, no
+    table break, one line) unless it is `Markup` already: results' strings are untrusted."""
     lines = ["| " + " | ".join(_cell(h) for h in headers) + " |",
              "|" + "|".join("---" for _ in headers) + "|"]
     lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in rows]
@@ -104,9 +107,10 @@ def text_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], width: int
     """Columns padded to their widest cell, for terminals and logs.
 
     With `width`, column `wrap` (the one holding free text, e.g. a configuration name) is
-    narrowed until the table fits, its cells wrapped onto continuation lines at spaces.
+    narrowed until the table fits, its cells wrapped onto continuation lines at spaces. No
+    control character of a cell reaches the terminal (`escape.term`).
     """
-    cells = [list(map(str, headers))] + [list(map(str, r)) for r in rows]
+    cells = [list(map(term, headers))] + [list(map(term, r)) for r in rows]  # no controls
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
     if width is not None and sum(widths) + 2 * (len(widths) - 1) > width:
         others = sum(w for i, w in enumerate(widths) if i != wrap) + 2 * (len(widths) - 1)
@@ -132,5 +136,7 @@ def _wrap(text: str, width: int) -> list[str]:
 
 def wrap_lines(text: str, width: int, indent: str = "    ") -> list[str]:
     """`text` as lines of at most `width` columns, continuation lines indented; a word longer
-    than a line (a long path) is broken, so that the width always holds."""
-    return textwrap.wrap(text, width, subsequent_indent=indent, break_on_hyphens=False) or [""]
+    than a line (a long path) is broken, so that the width always holds. For terminals: no
+    control character is left (`escape.term`)."""
+    return textwrap.wrap(term(text), width, subsequent_indent=indent,
+                         break_on_hyphens=False) or [""]
