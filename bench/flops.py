@@ -62,7 +62,7 @@ def train_flop_split(model_name: str) -> dict[str, float]:
 @functools.cache
 def activation_elements_per_image(model_name: str) -> int:
     """Elements of every leaf module's output for one image (the tensors a step writes)."""
-    model = build_model(model_name)
+    model = build_model(model_name).eval()  # BatchNorm in training mode refuses one image
     total = 0
 
     def hook(_m: torch.nn.Module, _i: object, out: object) -> None:

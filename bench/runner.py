@@ -77,7 +77,7 @@ def validate(cfg: RunConfig) -> None:
     if cfg.measure == "throughput" and launched_by_torchrun():
         raise BenchError("--measure throughput runs in one process (a time budget would stop "
                          "the ranks at different steps); use --measure train with --nproc")
-    spec = get_model_spec(cfg.model)
+    spec = get_model_spec(cfg.model, cfg.dataset)
     dataset = get_dataset_spec(cfg.dataset or spec.default_dataset)
     if dataset.family != spec.family:
         raise BenchError(f"model {cfg.model!r} takes {spec.family}-shaped input; dataset "
@@ -102,7 +102,7 @@ class Plan:
 
 def recipe_for(cfg: RunConfig, device_type: str) -> Recipe:
     """The model's recipe for this device kind with the given flags applied."""
-    spec = get_model_spec(cfg.model)
+    spec = get_model_spec(cfg.model, cfg.dataset)
     return with_overrides(spec.recipe(cfg.recipe, device_type), **recipe_overrides(cfg))
 
 
@@ -115,7 +115,7 @@ def check_toolchain(cfg: RunConfig, recipe: Recipe, device: torch.device) -> Non
 
 def resolve(cfg: RunConfig, dist: DistContext | None = None) -> Plan:
     validate(cfg)
-    spec = get_model_spec(cfg.model)
+    spec = get_model_spec(cfg.model, cfg.dataset)
     device = dist.device if dist is not None else devmod.resolve_device(cfg.device)
     recipe = recipe_for(cfg, device.type)
     check_toolchain(cfg, recipe, device)
@@ -199,11 +199,15 @@ def _result_skeleton(plan: Plan, recipe: Recipe, data: DatasetArrays, loader: Lo
               "world_size": plan.world, "per_rank_batch_size": per_rank_batch,
               **backend_settings()}  # TF32 and cuDNN autotuning as this run had them
     env = {**fingerprint(), "peak": load_cached_peak(device)}  # the MFU denominator, as measured
+    model = {"name": cfg.model, "params": params, "description": plan.spec.description}
+    if plan.spec.source is not None:  # from outside the package: where from, which version
+        model.update(source=plan.spec.source, version=plan.spec.version)
+        config["model_version"] = plan.spec.version  # part of the key (results.rows.run_key)
     return Result(
         config=config, env=env, recipe=dataclasses.asdict(recipe), data=data.describe(),
-        loader=loader.describe(),
-        model={"name": cfg.model, "params": params, "description": plan.spec.description},
-        timed_window=TIMED_WINDOW, suite=cfg.suite, repeat=cfg.repeat)
+        loader=loader.describe(), model=model,
+        timed_window=TIMED_WINDOW, suite=cfg.suite, repeat=cfg.repeat,
+        suite_batch=cfg.suite_batch)
 
 
 def build(plan: Plan, dist: DistContext | None = None) -> Built:
@@ -328,13 +332,18 @@ def execute(built: Built, dist: DistContext | None = None) -> TrainState:
 
 # ----------------------------------------------------------------------------- run
 def _flops(model: str, batch: int, precision_name: str) -> tuple[float | None, float | None]:
+    """FLOPs per image and the roofline's intensity, each None when it cannot be counted (a
+    failing intensity, e.g. a model from outside the package, leaves the FLOPs and MFU)."""
     try:
         from .flops import arithmetic_intensity, train_flops_per_image
 
-        return (train_flops_per_image(model),
-                arithmetic_intensity(model, batch, precision_name))
+        flops = train_flops_per_image(model)
     except Exception:  # FLOP counting is informative only; never fail a run for it
         return None, None
+    try:
+        return flops, arithmetic_intensity(model, batch, precision_name)
+    except Exception:
+        return flops, None
 
 
 def _flop_split(model: str) -> dict[str, float] | None:

@@ -25,9 +25,18 @@ from .errors import BenchError
 
 
 def _models() -> Sequence[str]:
+    """The registered models, then those installed plugins declare."""
     from .models import MODELS
+    from .models.external import entry_point_names
 
-    return tuple(MODELS)
+    return (*MODELS, *entry_point_names())
+
+
+def _external_model(name: str) -> bool:
+    """package.module:function and timm:NAME pass to the resolver (bench.models.external)."""
+    from .models.external import is_reference
+
+    return is_reference(name)
 
 
 def _datasets() -> Sequence[str]:
@@ -66,7 +75,8 @@ def option(default: Any, help: str, *, kind: str = "value", parse: Callable | No
            minimum: float | None = None, strict: bool = False, maximum: float | None = None,
            recipe: bool = False,
            env: Callable[[], Any] | None = None, flag: bool = True, required: bool = False,
-           record: bool = True, cli: str | None = None) -> Any:
+           record: bool = True, cli: str | None = None,
+           also: tuple[Callable[[str], bool], str] | None = None) -> Any:
     """A RunConfig field with its command-line and validation facts.
 
     kind: "value" (takes an argument), "tristate" (--x/--no-x, None when absent), "true"
@@ -75,18 +85,21 @@ def option(default: Any, help: str, *, kind: str = "value", parse: Callable | No
     strict); maximum: upper bound (inclusive). recipe: overrides the recipe's field of the same
     name when given. env: the flag's default is read at parse time (e.g. $BENCH_DATA_DIR).
     record: stored in the result's config. cli: the flag's name when it is not --<field-name>.
+    also: (accepts, what) values beyond the choices that `accepts` lets through, named `what`.
     """
     return field(default=default, metadata={
         "help": help, "kind": kind, "parse": parse, "choices": choices, "what": what,
         "minimum": minimum, "strict": strict, "maximum": maximum, "recipe": recipe, "env": env,
-        "flag": flag, "required": required, "record": record, "cli": cli})
+        "flag": flag, "required": required, "record": record, "cli": cli, "also": also})
 
 
 @dataclass
 class RunConfig:
     """Options of one training run; None means 'take it from the recipe' (or the model)."""
 
-    model: str = option(None, "model to train", choices=_models, what="model", required=True)
+    model: str = option(None, "model to train (or package.module:function, timm:NAME)",
+                        choices=_models, what="model", required=True,
+                        also=(_external_model, "or package.module:function, timm:NAME"))
     dataset: str | None = option(None, "dataset (default: the model's)", choices=_datasets,
                                  what="dataset")
     loader: str | None = option(None, "data loader ('gpu', its former name, reads as 'device')",
@@ -100,8 +113,9 @@ class RunConfig:
                                         recipe=True)
     compile: str | None = option(None, "torch.compile mode", what="compile mode",
                                  choices=lambda: defaults.COMPILE_MODES, recipe=True)
-    recipe: str = option("seed", "training recipe (seed: the course's own settings)",
-                         choices=lambda: _recipe_names(), what="recipe")
+    recipe: str | None = option(None, "training recipe (seed: the course's own settings; "
+                                "default: seed, or fast for a model without one)",
+                                choices=lambda: _recipe_names(), what="recipe")
     batch_size: int | str | None = option(None, "integer or 'auto' (largest that fits)",
                                           parse=_batch_size, minimum=0, strict=True, recipe=True)
     epochs: float | None = option(None, "training epochs (may be fractional)", parse=float,
@@ -148,6 +162,8 @@ class RunConfig:
                             "seconds); default: never download", kind="true", record=False)
     # set by the harness, not by flags
     suite: str | None = option(None, "the suite this run belongs to", flag=False, record=False)
+    suite_batch: str | None = option(None, "the id of the suite invocation this run belongs to",
+                                     flag=False, record=False)
     repeat: int = option(0, "repeat index within a suite or --repeats", flag=False,
                          record=False)
     write: bool = option(True, "write the result file", flag=False, record=False)
@@ -226,15 +242,21 @@ def _check_bound(name: str, value: Any, minimum: float, strict: bool) -> None:
         raise BenchError(f"{flag_name(name)} must be {word}, got {value}")
 
 
+def _also(meta: Mapping[str, Any], value: Any) -> bool:
+    """Whether a value outside the choices is one of the option's other forms."""
+    return meta["also"] is not None and isinstance(value, str) and meta["also"][0](value)
+
+
 def validate_options(cfg: RunConfig) -> None:
     """Choices and numeric bounds of every option, each a one-line BenchError."""
     for f in fields(cfg):
         value, m = getattr(cfg, f.name), f.metadata
         if value is None:
             continue
-        if m["choices"] is not None and value not in m["choices"]():
+        if m["choices"] is not None and value not in m["choices"]() and not _also(m, value):
+            also = f" ({m['also'][1]})" if m["also"] else ""
             raise BenchError(f"unknown {m['what']} {value!r}; choices: "
-                             f"{', '.join(m['choices']())}")
+                             f"{', '.join(m['choices']())}{also}")
         if f.name == "batch_size" and isinstance(value, str) and value != "auto":
             raise BenchError(f"--batch-size must be a positive integer or 'auto', not {value!r}")
         if m["minimum"] is not None:

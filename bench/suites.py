@@ -3,17 +3,22 @@
 
 A suite's members come from the model registry (each model names the suites it is part of);
 what a suite does with them (recipes, step caps on a CPU or on synthetic data) is the suite's
-policy, here. The suite tables live in `bench.results.suite_tables`; `write_archive` bundles a
-suite's files into one .tar.gz (a GPU window hands back only a few files).
+policy, here. A suite file (TOML, `file_configs`, docs/plugins.md) lists its own runs, and
+which of them `bench ci --suite FILE` gates. The suite tables live in
+`bench.results.suite_tables`; `write_archive` bundles a suite's files into one .tar.gz (a GPU
+window hands back only a few files).
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
+import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -26,9 +31,9 @@ from .fsutil import writable_dir
 from .models import MODELS, ModelSpec, get_model_spec
 from .progress import SuiteProgress
 from .results.suite_tables import THROUGHPUT_ONLY_SYNTHETIC
-from .runner import recipe_for, run
-from .runspec import RunConfig
-from .suite_list import BUILTIN_SUITES
+from .runner import recipe_for, run, validate
+from .runspec import RunConfig, flag_name, validate_options
+from .suite_list import BUILTIN_SUITES, SUITE_FILE_SUFFIX, suite_label
 
 
 class SuiteStopped(KeyboardInterrupt):
@@ -90,15 +95,25 @@ def _default(on_gpu: bool) -> tuple[list[RunConfig], str]:
                   "throughput only (20/40 steps, no evaluation); about 10 minutes on 2 cores")
 
 
-def _ci(on_gpu: bool) -> tuple[list[RunConfig], str]:
-    """The gate's suite: each member's fast recipe measured for throughput (untimed warm-up,
+def gate_policy(on_gpu: bool) -> dict[str, Any]:
+    """How the gate measures a configuration: its fast recipe for throughput (untimed warm-up,
     then a time budget of timed windows, no evaluation). On a CPU every run uses one thread:
     a 2-thread OpenMP step waits at each barrier for a core that a neighbour may hold (runs
-    35x slower were measured, docs/ci.md), which no statistic can undo; and a model heavy on a
-    CPU runs at batch 16, so that its budget still holds many windows."""
-    cfgs = [RunConfig(model=m.name, dataset=m.default_dataset, recipe="fast",
-                      measure="throughput", evaluate=False, threads=None if on_gpu else 1,
-                      batch_size=CPU_HEAVY_BATCH if m.heavy_on_cpu and not on_gpu else None)
+    35x slower were measured, docs/ci.md), which no statistic can undo."""
+    return {"recipe": "fast", "measure": "throughput", "evaluate": False,
+            "threads": None if on_gpu else 1}
+
+
+def _gate_batch(spec: ModelSpec, on_gpu: bool) -> int | None:
+    """A model heavy on a CPU runs at batch 16 in the gate: its budget still holds many
+    windows. None: its recipe's batch."""
+    return CPU_HEAVY_BATCH if spec.heavy_on_cpu and not on_gpu else None
+
+
+def _ci(on_gpu: bool) -> tuple[list[RunConfig], str]:
+    """The gate's suite: each member measured as `gate_policy` says."""
+    cfgs = [RunConfig(model=m.name, dataset=m.default_dataset, **gate_policy(on_gpu),
+                      batch_size=_gate_batch(m, on_gpu))
             for m in _members("ci")]
     return cfgs, "CI suite: fast recipes, throughput measurement (time budget per run)"
 
@@ -129,7 +144,161 @@ def suite_configs(name: str, on_gpu: bool) -> tuple[list[RunConfig], str]:
         return builders[name](on_gpu)
     if name in suite_names():
         return _short(name)
-    raise BenchError(f"unknown suite {name!r}; choices: {', '.join(suite_names())}")
+    path = suite_file(name)
+    if path is not None:
+        return file_configs(path, on_gpu)
+    raise BenchError(f"unknown suite {name!r}; choices: {', '.join(suite_names())} (or a suite "
+                     "file, NAME.toml)")
+
+
+# ----------------------------------------------------------------------------- suite files
+FILE_KEYS = ("description", "defaults", "run", "ci")  # a suite file's top-level keys
+GATE_KEY = "gate"  # a run's own key: whether `bench ci --suite FILE` gates it (default true)
+# run options the suite's command sets for every run (its flags), never a file
+SET_BY_COMMAND = ("data_dir", "out", "device", "download", "allow_synthetic", "quiet",
+                  "progress")
+_OPTIONS = {f.name: f for f in fields(RunConfig) if f.metadata["flag"]
+            and f.name not in SET_BY_COMMAND}
+
+
+def suite_file(name: str) -> Path | None:
+    """The suite file `name` names (ending in .toml, or an existing file); None for a named
+    suite (a built-in name wins over a file of that name)."""
+    if name in suite_names():
+        return None
+    path = Path(name)
+    return path if name.endswith(SUITE_FILE_SUFFIX) or path.is_file() else None
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10, the project's floor, has no tomllib
+        try:
+            import tomli as tomllib  # type: ignore[no-redef]
+        except ImportError:
+            raise BenchError(f"{path}: reading a suite file needs Python 3.11+ or tomli "
+                             "(pip install tomli)") from None
+    try:
+        with path.open("rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise BenchError(f"{path}: no such suite file") from None
+    except OSError as exc:
+        raise BenchError(f"{path}: {exc.strerror or exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise BenchError(f"{path}: not valid TOML: {str(exc).splitlines()[0]}") from None
+
+
+def _wanted(key: str) -> tuple[type | tuple[type, ...], str]:
+    """The TOML types an option takes (those its flag parses to), and their name."""
+    m = _OPTIONS[key].metadata
+    if m["kind"] != "value":
+        return bool, "true or false"
+    if m["parse"] is int:
+        return int, "an integer"
+    if m["parse"] is float:
+        return (int, float), "a number"
+    if key == "batch_size":
+        return (int, str), "an integer or 'auto'"
+    return str, "a string"
+
+
+def _typed(where: str, key: str, value: Any) -> Any:
+    """A TOML value as the run option holds it; one line naming the key when it cannot."""
+    types, name = _wanted(key)
+    if isinstance(value, bool) != (types is bool) or not isinstance(value, types):
+        raise BenchError(f"{where}: {key}: expected {name}, got {value!r}")
+    parse = _OPTIONS[key].metadata["parse"]
+    if isinstance(value, str) and parse is not None:  # 'auto', a loader's former name
+        try:
+            value = parse(value)
+        except (argparse.ArgumentTypeError, ValueError) as exc:
+            raise BenchError(f"{where}: {key}: {exc}") from None
+    return float(value) if parse is float else value
+
+
+def _options(where: str, table: Any, own: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A table of run options (by RunConfig field name), each checked as its flag would be."""
+    if not isinstance(table, dict):
+        raise BenchError(f"{where}: expected a table of run options, got {table!r}")
+    out: dict[str, Any] = {}
+    for key, value in table.items():
+        if key == GATE_KEY and key in own:
+            if not isinstance(value, bool):
+                raise BenchError(f"{where}: {key}: expected true or false, got {value!r}")
+        elif key in SET_BY_COMMAND:
+            raise BenchError(f"{where}: {key}: set by the command ({flag_name(key)}), not in "
+                             "a suite file")
+        elif key not in _OPTIONS:
+            raise BenchError(f"{where}: unknown key {key!r}; run options: "
+                             f"{', '.join([*_OPTIONS, *own])}")
+        else:
+            value = _typed(where, key, value)
+            try:
+                validate_options(RunConfig(**{"model": None, key: value}))
+            except BenchError as exc:
+                raise BenchError(f"{where}: {key}: {exc}") from None
+        out[key] = value
+    return out
+
+
+def _read_suite_file(path: Path) -> tuple[str | None, dict, dict, list[dict]]:
+    """(description, defaults, ci options, each run's options), every key checked."""
+    doc = _read_toml(path)
+    unknown = [k for k in doc if k not in FILE_KEYS]
+    if unknown:
+        raise BenchError(f"{path}: unknown key {unknown[0]!r}; a suite file has: "
+                         f"{', '.join(FILE_KEYS)}")
+    description = doc.get("description")
+    if description is not None and not isinstance(description, str):
+        raise BenchError(f"{path}: description: expected a string, got {description!r}")
+    runs = doc.get("run")
+    if not isinstance(runs, list) or not runs:
+        raise BenchError(f"{path}: run: expected [[run]] tables (model = \"NAME\" and any run "
+                         "option each)")
+    return (description, _options(f"{path}: defaults", doc.get("defaults", {})),
+            _options(f"{path}: ci", doc.get("ci", {})),
+            [_options(f"{path}: run {i}", r, own=(GATE_KEY,)) for i, r in enumerate(runs, 1)])
+
+
+def _file_run(where: str, opts: dict[str, Any], on_gpu: bool, gate: bool) -> RunConfig:
+    """One run of a suite file, checked as `bench run` would check it, its recipe named."""
+    if opts.get("model") is None:
+        raise BenchError(f"{where}: model: missing (model = \"NAME\")")
+    cfg = RunConfig(**opts)
+    try:
+        spec = get_model_spec(cfg.model, cfg.dataset)
+    except BenchError as exc:
+        raise BenchError(f"{where}: model: {exc}") from None
+    if gate and "batch_size" not in opts:
+        cfg = replace(cfg, batch_size=_gate_batch(spec, on_gpu))
+    cfg = replace(cfg, recipe=cfg.recipe or spec.default_recipe)
+    try:
+        validate(replace(cfg, device="cpu"))  # the device is the command's, checked there
+    except BenchError as exc:
+        raise BenchError(f"{where}: {exc}") from None
+    return cfg
+
+
+def file_configs(path: Path, on_gpu: bool, gate: bool = False) -> tuple[list[RunConfig], str]:
+    """The runs of a suite file (each its `defaults` then its own options) and its line; with
+    `gate`, those `bench ci --suite FILE` gates: the runs not marked `gate = false`, measured
+    as the gate measures (`gate_policy`) unless the file says otherwise, the `[ci]` table's
+    options over all."""
+    description, defaults, ci, runs = _read_suite_file(path)
+    cfgs = []
+    for i, own in enumerate(runs, 1):
+        if gate and not own.get(GATE_KEY, True):
+            continue
+        opts = {k: v for k, v in own.items() if k != GATE_KEY}
+        merged = {**gate_policy(on_gpu), **defaults, **opts, **ci} if gate else {**defaults,
+                                                                                  **opts}
+        cfgs.append(_file_run(f"{path}: run {i}", merged, on_gpu, gate))
+    if not cfgs:
+        raise BenchError(f"{path}: every run has {GATE_KEY} = false: nothing to gate")
+    what = description or f"{len(cfgs)} run(s) from {path}"
+    return cfgs, f"{what} (gated: throughput unless the file says otherwise)" if gate else what
 
 
 def _real_data_available(families: set[str], data_dir: str | None) -> dict[str, bool]:
@@ -195,12 +364,15 @@ def throughput_on_synthetic(name: str, cfgs: Sequence[RunConfig], what: str,
     return out, what
 
 
-def planned_configs(name: str, on_gpu: bool, data_dir: str | None, download: bool = False
-                    ) -> tuple[list[RunConfig], str, dict[str, str | None]]:
+def planned_configs(name: str, on_gpu: bool, data_dir: str | None, download: bool = False,
+                    gate: bool = False) -> tuple[list[RunConfig], str, dict[str, str | None]]:
     """What a suite will run here: its configurations once the data is known, its line, and
-    why each missing dataset family is missing (None: found)."""
-    cfgs, what = suite_configs(name, on_gpu)
-    missing = _missing_data({get_model_spec(c.model).family for c in cfgs}, data_dir, download)
+    why each missing dataset family is missing (None: found). `gate`: a suite file's gated
+    runs (`bench ci --suite FILE`)."""
+    path = suite_file(name) if gate else None
+    cfgs, what = file_configs(path, on_gpu, gate=True) if path else suite_configs(name, on_gpu)
+    missing = _missing_data({get_model_spec(c.model, c.dataset).family for c in cfgs},
+                            data_dir, download)
     cfgs, what = throughput_on_synthetic(name, cfgs, what,
                                          {f: why is None for f, why in missing.items()})
     return cfgs, what, missing
@@ -250,17 +422,19 @@ def _run_one(name: str, c: RunConfig, dev: torch.device, paths: list[Path]) -> s
 
 def run_suite(name: str, *, data_dir: str | None, out_dir: str, device: str = DEVICE,
               repeats: int = 1, overrides: dict | None = None, quiet: bool = False,
-              progress: bool = True, download: bool = False) -> list[Path]:
+              progress: bool = True, download: bool = False, gate: bool = False) -> list[Path]:
     """Run every configuration of a suite `repeats` times (each repeat its own seed).
 
     Repeats are interleaved (A B C A B C, not A A A B B B) so that slow drift of the machine
     (thermal, a neighbour's job) spreads over every configuration instead of landing on one.
     Every run starts isolated from the one before (`bench.device.isolate`) and says so in its
     config (`isolated`). A missing dataset is downloaded only with `download`, once, before
-    the first run; without it the runs use its synthetic twin, for throughput only.
+    the first run; without it the runs use its synthetic twin, for throughput only. `name`
+    may be a suite file (`gate`: the runs `bench ci --suite FILE` gates), named by its stem.
     """
     dev = devmod.resolve_device(device)  # a GPU torch cannot use stops here, in one line
-    cfgs, what, missing = planned_configs(name, dev.type == "cuda", data_dir, download)
+    cfgs, what, missing = planned_configs(name, dev.type == "cuda", data_dir, download, gate)
+    name = suite_label(name)
     cfgs = [replace(c, **(overrides or {})) for c in cfgs]
     _check_toolchain(cfgs, dev)
     print(f"suite {name}: {what}", file=sys.stderr)
@@ -270,6 +444,7 @@ def run_suite(name: str, *, data_dir: str | None, out_dir: str, device: str = DE
             print(f"suite {name}: {why}; using synthetic-{family} ({THROUGHPUT_ONLY_SYNTHETIC})",
                   file=sys.stderr)
     paths: list[Path] = []
+    batch = uuid.uuid4().hex[:12]  # its runs say they belong together (`newest_suite_batch`)
     bar = SuiteProgress(name, len(cfgs) * repeats, enabled=progress and not quiet,
                         lines=not quiet)
     try:
@@ -277,8 +452,9 @@ def run_suite(name: str, *, data_dir: str | None, out_dir: str, device: str = DE
             for cfg in cfgs:
                 # the check above fetched what could be fetched: no run downloads again
                 c = replace(cfg, data_dir=data_dir, out=out_dir, device=device, suite=name,
-                            repeat=r, seed=cfg.seed + r, allow_synthetic=True, quiet=quiet,
-                            progress=progress, download=False, isolated=True)
+                            suite_batch=batch, repeat=r, seed=cfg.seed + r,
+                            allow_synthetic=True, quiet=quiet, progress=progress,
+                            download=False, isolated=True)
                 bar.done(f"{c.model}/{c.dataset}/{c.recipe} r{r}", _run_one(name, c, dev, paths))
     except SuiteStopped:
         raise

@@ -1,6 +1,7 @@
 """Model registry: name -> ModelSpec (see `registry`). Every module in this package registers
 its models when imported; the course's come first, in the order suites run them, and any other
-file dropped here is found by name, so a new model is one file."""
+file dropped here is found by name, so a new model is one file. A model from outside the
+package (an installed plugin, package.module:function, timm:NAME) is found by `external`."""
 
 from __future__ import annotations
 
@@ -18,10 +19,11 @@ from .registry import (
 )
 
 _COURSE_ORDER = ("fc", "cnn", "lenet", "vgg")
+_NOT_MODELS = ("registry", "external")  # the modules of this package that register no model
 
 
 def _import_all() -> None:
-    names = [m.name for m in pkgutil.iter_modules(__path__) if m.name != "registry"]
+    names = [m.name for m in pkgutil.iter_modules(__path__) if m.name not in _NOT_MODELS]
     for name in sorted(names, key=lambda n: (n not in _COURSE_ORDER,
                                              _COURSE_ORDER.index(n) if n in _COURSE_ORDER
                                              else 0, n)):

@@ -22,7 +22,9 @@ class ModelSpec:
     name: str
     build: Callable[[], nn.Module]
     family: str  # dataset family its input fits (a key of bench.datasets.FAMILIES)
-    params: int  # expected parameter count, asserted in tests
+    # expected parameter count, asserted in tests; None or 0 (a model from outside the
+    # package): counted from the built model (bench.models.external)
+    params: int | None
     description: str
     # recipe name -> recipe; "<name>@<device type>" (e.g. "fast@cuda") overrides per device kind
     recipes: Mapping[str, Recipe]
@@ -32,16 +34,31 @@ class ModelSpec:
     datasets: tuple[str, ...] = ()
     suites: frozenset[str] = frozenset()  # named suites it is part of (bench suite NAME)
     heavy_on_cpu: bool = False  # suites run it throughput-only on a CPU (an epoch takes hours)
+    # a model from outside the package: where it came from ("entry point dist:name", "module
+    # path.py", "timm 1.0.9") and its version (the distribution's, timm's, or the module
+    # file's sha256), which keys its results (bench.results.rows.run_key); None: built in
+    source: str | None = None
+    version: str | None = None
 
     @property
     def default_dataset(self) -> str:
         return self.datasets[0] if self.datasets else self.family
 
-    def recipe(self, name: str, device_type: str = "cpu") -> Recipe:
-        """The named recipe for this device kind (the device-specific one where declared)."""
+    @property
+    def default_recipe(self) -> str:
+        """The recipe a run takes when none is named: the course's `seed` where the model has
+        one, else `fast` (a model from outside the package may declare no seed)."""
+        return "seed" if "seed" in self.recipes else "fast"
+
+    def recipe(self, name: str | None, device_type: str = "cpu") -> Recipe:
+        """The named recipe (None: the default one) for this device kind (the device-specific
+        one where declared)."""
+        name = name or self.default_recipe
         found = self.recipes.get(f"{name}@{device_type}") or self.recipes.get(name)
         if found is None:
-            raise BenchError(f"recipe {name!r} has no settings for model {self.name!r}")
+            have = sorted({k.split("@")[0] for k in self.recipes})
+            raise BenchError(f"recipe {name!r} has no settings for model {self.name!r} "
+                             f"(it has: {', '.join(have) or 'none'})")
         return found
 
     def target(self, dataset: str) -> float | None:
@@ -61,11 +78,20 @@ def unregister_model(name: str) -> None:
     MODELS.pop(name, None)
 
 
-def get_model_spec(name: str) -> ModelSpec:
-    try:
-        return MODELS[name]
-    except KeyError:
-        raise BenchError(f"unknown model {name!r}; choices: {', '.join(MODELS)}") from None
+def get_model_spec(name: str, dataset: str | None = None) -> ModelSpec:
+    """A registered model, else one from outside the package (an installed plugin's,
+    package.module:function, timm:NAME: `bench.models.external`); `dataset` fixes the input
+    shape of a model built for it (timm), default its family's first dataset."""
+    spec = MODELS.get(name)
+    if spec is not None:
+        return spec
+    from .external import EXTERNAL_FORMS, resolve
+
+    spec = resolve(name, dataset)
+    if spec is None:
+        raise BenchError(f"unknown model {name!r}; choices: {', '.join(MODELS)} "
+                         f"({EXTERNAL_FORMS})")
+    return spec
 
 
 def build_model(name: str) -> nn.Module:

@@ -50,9 +50,18 @@ def num(v: Any) -> float | None:
     return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
 
 
+def _model_id(row: Mapping[str, Any]) -> Any:
+    """The model as keyed: a model from outside the package with its version
+    (`name@version`: a changed model is never compared with its old self); a built-in one by
+    its name alone, so that every result written before versions matches as it did."""
+    model, version = norm(row.get("model")), norm(row.get("model_version"))
+    return f"{model}@{version}" if model is not None and version is not None else model
+
+
 def run_key(row: Mapping[str, Any]) -> Key:
     """The CONFIG_KEYS values of a flat row (or a doc's config), normalised: equal keys match."""
-    return tuple(_KEY_DEFAULTS.get(k) if norm(row.get(k)) is None
+    return tuple(_model_id(row) if k == "model"
+                 else _KEY_DEFAULTS.get(k) if norm(row.get(k)) is None
                  else norm(row.get(k))
                  for k in CONFIG_KEYS)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import math
+import re
 import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Any, TypedDict
@@ -200,6 +201,7 @@ class ResultDoc(TypedDict, total=False):
     status: str  # one of STATUSES
     message: str | None
     suite: str | None
+    suite_batch: str | None  # one id per `bench suite` invocation (absent in older files)
     repeat: int
     config: RunConfigDoc
     env: dict[str, Any]
@@ -250,6 +252,7 @@ class Result:
     evals: list[EvalRow] = field(default_factory=list)  # every evaluation, with its step
     windows: list[WindowRow] = field(default_factory=list)  # timed windows, warm-up first
     suite: str | None = None
+    suite_batch: str | None = None  # the `bench suite` invocation it ran in
     repeat: int = 0
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:10])
     created: str = field(
@@ -265,7 +268,9 @@ class Result:
         stamp = self.created.replace(":", "").replace("-", "").replace("+0000", "Z")[:15]
         parts = [stamp, c.get("model"), c.get("dataset"), c.get("loader"), c.get("precision"),
                  f"r{self.repeat}", self.run_id]
-        return "-".join(str(p) for p in parts if p is not None) + ".json"
+        name = "-".join(str(p) for p in parts if p is not None)
+        # a model named `timm:resnet18` or `pkg.mod:fn`: no ':' or '/' in a file name
+        return re.sub(r"[^A-Za-z0-9._-]", "_", name) + ".json"
 
 
 def upgrade(doc: dict[str, Any]) -> dict[str, Any]:

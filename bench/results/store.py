@@ -438,16 +438,20 @@ def _created(doc: ResultDoc) -> _dt.datetime:
 
 
 def newest_suite_batch(docs: Sequence[ResultDoc], suite: str) -> list[ResultDoc]:
-    """The newest run of `suite` among `docs`.
+    """The newest run of `suite` among `docs`: every result of the newest one's invocation
+    (`suite_batch`, which `bench suite` gives each invocation's runs: two suites run at once
+    into one folder stay apart).
 
-    Result files carry no batch id, so a batch is rebuilt from the newest result of the suite:
-    walking back in `created` order through results in the same folder from the same host, it
-    takes each (configuration, repeat) once and stops at the first one seen again - that is
-    where the previous invocation of the suite ends.
+    Older files carry no batch id, so their batch is rebuilt from the newest result of the
+    suite: walking back in `created` order through results in the same folder from the same
+    host, it takes each (configuration, repeat) once and stops at the first one seen again -
+    that is where the previous invocation of the suite ends.
     """
     runs = sorted((d for d in docs if d.get("suite") == suite), key=_created, reverse=True)
     if not runs:
         return []
+    if runs[0].get("suite_batch"):
+        return [d for d in runs if d.get("suite_batch") == runs[0]["suite_batch"]]
     folder = Path(str(runs[0].get("_path"))).parent
     host = (runs[0].get("env") or {}).get("host")
     batch: list[ResultDoc] = []

@@ -1,0 +1,1 @@
+"""A small ResNet for CIFAR-10: an example of a model benchmarked from outside bench."""
