@@ -429,3 +429,28 @@ def test_json_dash_is_stdout(monkeypatch, tmp_path, capsys) -> None:
     assert json.loads(captured.out)["checks"][0]["name"] == "fine"
     assert "1 passed, 0 failed, 0 skipped" in captured.err
     assert not (tmp_path / "-").exists()
+
+
+@pytest.mark.parametrize("steps_to_target,ok", [(51, True), (None, False)])
+def test_the_eval_row_must_reach_the_target_on_real_mnist(monkeypatch, tmp_path,
+                                                          steps_to_target, ok) -> None:
+    """On real MNIST the fast recipe with evaluation must stop at its target (the summary marks
+    it with steps_to_accuracy); on synthetic data it is capped and passes without one."""
+    import bench.datasets
+    import bench.runner
+    from bench.doctor_checks import check_eval_to_target
+
+    monkeypatch.setattr(bench.datasets, "load_dataset", lambda *a, **k: None)  # "found"
+    summary = {"images_per_s": 1e5, "steps": 51 if ok else 117, "target_accuracy": 0.88,
+               "steps_to_accuracy": steps_to_target, "best_test_acc": 0.8802}
+    fake = _result(config={"device": "cpu", "dataset": "mnist", "eval_every": 5},
+                   summary=summary)
+    fake.evals = [{"step": 5 * i} for i in range(1, 11)]
+    monkeypatch.setattr(bench.runner, "run", lambda cfg: (fake, None))
+    ctx = _ctx(tmp_path)
+    if ok:
+        line = check_eval_to_target(ctx)
+        assert "mnist" in line and "target 88% at step 51" in line and "10 evaluations" in line
+    else:
+        with pytest.raises(Fail, match="target 0.88 not reached"):
+            check_eval_to_target(ctx)
