@@ -374,4 +374,6 @@ def cmd_first_contact(args: argparse.Namespace) -> int:
         raise BenchError(f"--deadline-s must be a positive number of seconds, got "
                          f"{args.deadline_s}")
     device = str(resolve_device(args.device))  # auto: what the stages will all use
-    return first_contact(Path(args.out), device, args.data_dir, args.deadline_s)
+    # absolute: the stages run in the checkout's folder, not the caller's
+    data_dir = str(Path(args.data_dir).resolve()) if args.data_dir else None
+    return first_contact(Path(args.out).resolve(), device, data_dir, args.deadline_s)

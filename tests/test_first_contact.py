@@ -139,3 +139,20 @@ def test_stages_get_the_device_data_and_cpu_caps(tmp_path) -> None:
     assert "--no-eval" in gpu.argv(by_name["vgg16-fast-synthetic"], 400.0)
     # the stages' estimates fit the deadline with room: docs/doctor.md explains each
     assert sum(s.estimate_s for s in fc.stages()) <= fc.DEADLINE_S
+
+
+def test_relative_paths_are_the_callers(monkeypatch, tmp_path) -> None:
+    """The stages run in the checkout's folder: --out and --data-dir given relative to the
+    caller's folder must still mean the caller's folders."""
+    seen: dict[str, object] = {}
+
+    def fake(out, device, data_dir, deadline_s):
+        seen.update(out=out, data_dir=data_dir)
+        return 0
+
+    monkeypatch.setattr(fc, "first_contact", fake)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data").mkdir()
+    assert main(["doctor", "--first-contact", "--device", "cpu", "--out", "o",
+                 "--data-dir", "data"]) == 0
+    assert seen == {"out": tmp_path / "o", "data_dir": str(tmp_path / "data")}
