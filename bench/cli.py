@@ -266,49 +266,6 @@ class HelpFormatter(argparse.HelpFormatter):
         return "\n\n".join(paras)
 
 
-def _checkout_version() -> str | None:
-    """The version in the checkout's pyproject.toml: a checkout run as `PYTHONPATH=. python -m
-    bench` has no package metadata and must still say what it is. None when unreadable."""
-    from pathlib import Path
-
-    try:
-        import tomllib
-    except ImportError:  # Python 3.10, the project's floor, has no tomllib
-        try:
-            import tomli as tomllib  # type: ignore[no-redef]
-        except ImportError:
-            return None
-    try:
-        with (Path(__file__).resolve().parent.parent / "pyproject.toml").open("rb") as f:
-            project = tomllib.load(f).get("project", {})
-    except (OSError, tomllib.TOMLDecodeError):
-        return None
-    found = project.get("version") if project.get("name") == "bench" else None
-    return str(found) if found else None
-
-
-def version_line() -> str:
-    """`bench --version`: this package (and the commit, when run from a git checkout), torch,
-    and the CUDA (or ROCm) torch was built with: what a result's numbers depend on."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    import torch
-
-    from .envinfo import git_commit  # the commit results record; None outside a checkout
-
-    try:
-        ours = version("bench")
-    except PackageNotFoundError:
-        ours = _checkout_version() or "(not installed)"
-    commit = git_commit()
-    if commit:
-        sha, dirty, _ = commit.partition("-dirty")
-        ours += f" (commit {sha[:10]}{dirty})"
-    cuda, hip = torch.version.cuda, getattr(torch.version, "hip", None)
-    gpu = f"CUDA {cuda}" if cuda else f"ROCm {hip}" if hip else "no CUDA (CPU-only torch)"
-    return f"bench {ours}, torch {torch.__version__}, {gpu}"
-
-
 class _VersionAction(argparse.Action):
     """--version, computed only when asked (it imports torch)."""
 
@@ -318,6 +275,8 @@ class _VersionAction(argparse.Action):
 
     def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
                  values: Any, option_string: str | None = None) -> NoReturn:
+        from .envinfo import version_line  # imports torch: only when asked
+
         print(version_line())
         parser.exit()
 

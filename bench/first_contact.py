@@ -126,7 +126,7 @@ class Plan:
 # ----------------------------------------------------------------------------- versions
 def versions_text(device: str) -> str:
     """Python, torch, CUDA, triton, this checkout, and `nvidia-smi` (when there is one)."""
-    from .cli import version_line
+    from .envinfo import version_line
 
     lines = [f"python {platform.python_version()} ({sys.executable})",
              f"platform {platform.platform()}", version_line()]

@@ -14,7 +14,8 @@ import pytest
 import torch
 
 from bench import suites
-from bench.cli import VERBS, build_parser, main, version_line
+from bench.cli import VERBS, build_parser, main
+from bench.envinfo import version_line
 from bench.suite_list import SUITES
 
 ROOT = Path(__file__).resolve().parent.parent
