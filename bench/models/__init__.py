@@ -8,12 +8,14 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
+import torch.nn as nn
+
+from ..errors import BenchError
+from .external import EXTERNAL_FORMS, resolve
 from .registry import (
     MODELS,
     ModelSpec,
-    build_model,
     count_params,
-    get_model_spec,
     register_model,
     unregister_model,
 )
@@ -31,6 +33,25 @@ def _import_all() -> None:
 
 
 _import_all()
+
+
+def get_model_spec(name: str, dataset: str | None = None) -> ModelSpec:
+    """A registered model, else one from outside the package (an installed plugin's,
+    package.module:function, timm:NAME: `bench.models.external`); `dataset` fixes the input
+    shape of a model built for it (timm), default its family's first dataset."""
+    spec = MODELS.get(name)
+    if spec is not None:
+        return spec
+    spec = resolve(name, dataset)
+    if spec is None:
+        raise BenchError(f"unknown model {name!r}; choices: {', '.join(MODELS)} "
+                         f"({EXTERNAL_FORMS})")
+    return spec
+
+
+def build_model(name: str) -> nn.Module:
+    return get_model_spec(name).build()
+
 
 __all__ = ["MODELS", "ModelSpec", "build_model", "count_params", "get_model_spec",
            "register_model", "unregister_model"]

@@ -78,25 +78,5 @@ def unregister_model(name: str) -> None:
     MODELS.pop(name, None)
 
 
-def get_model_spec(name: str, dataset: str | None = None) -> ModelSpec:
-    """A registered model, else one from outside the package (an installed plugin's,
-    package.module:function, timm:NAME: `bench.models.external`); `dataset` fixes the input
-    shape of a model built for it (timm), default its family's first dataset."""
-    spec = MODELS.get(name)
-    if spec is not None:
-        return spec
-    from .external import EXTERNAL_FORMS, resolve
-
-    spec = resolve(name, dataset)
-    if spec is None:
-        raise BenchError(f"unknown model {name!r}; choices: {', '.join(MODELS)} "
-                         f"({EXTERNAL_FORMS})")
-    return spec
-
-
-def build_model(name: str) -> nn.Module:
-    return get_model_spec(name).build()
-
-
 def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
