@@ -42,6 +42,8 @@ BUDGET_S = 240.0
 HANG_GRACE_S = 30.0  # past its timeout, a check that did not stop has hung: stop the doctor
 ESSENTIAL_FLOOR_S = 5.0  # an essential check past the budget still gets this long
 BUDGET_SKIP = "not started"  # the message prefix of a check the budget left out
+BUDGET_STOP = "stopped at the time budget"  # ... and of one the budget's end cut short
+BUDGET_PREFIXES = (BUDGET_SKIP, BUDGET_STOP)
 
 
 class Skip(Exception):
@@ -183,8 +185,9 @@ def run_check(check: Check, ctx: Context, left_s: float | None = None,
         status, message = "pass", str(line or "ok")
     except CheckTimeout:
         status, message = "fail", f"timed out after {timeout:g}s"
-        if timeout < check.timeout_s:
-            message += f" (the rest of the time budget; its own timeout is {check.timeout_s:g}s)"
+        if timeout < check.timeout_s:  # the budget ran out, not the check: not a failure
+            status, message = "skip", (f"{BUDGET_STOP} after {timeout:.0f}s (its own timeout "
+                                       f"is {check.timeout_s:g}s; --budget-s, or --full)")
     except KeyboardInterrupt:
         raise
     except Skip as exc:
@@ -228,7 +231,7 @@ def skipped_line(rows: list[Row]) -> str | None:
     groups: dict[str, list[str]] = {}
     for r in rows:
         if r.status == "skip":
-            why = "time budget" if r.message.startswith(BUDGET_SKIP) else r.message
+            why = "time budget" if r.message.startswith(BUDGET_PREFIXES) else r.message
             groups.setdefault(why, []).append(r.name)
     if not groups:
         return None
@@ -251,7 +254,7 @@ def format_table(rows: list[Row]) -> str:
 
 def budget_skips(rows: list[Row]) -> list[str]:
     """The checks the time budget left out (the doctor is then incomplete, exit 3)."""
-    return [r.name for r in rows if r.status == "skip" and r.message.startswith(BUDGET_SKIP)]
+    return [r.name for r in rows if r.status == "skip" and r.message.startswith(BUDGET_PREFIXES)]
 
 
 def report(rows: list[Row], ctx: Context, seconds: float) -> dict[str, Any]:

@@ -37,8 +37,8 @@ DDP_TIMEOUT_S = 180.0
 CORE_MODELS = ("fc", "vgg11")
 # Typical seconds per check on one H100/H200-class GPU (docs/doctor.md: the reasoning). A
 # budgeted check starts only when its estimate fits what is left of the budget.
-ESTIMATE_S = {"eager": 5.0, "compiled": 20.0, "compiled-heavy": 45.0, "loader": 10.0,
-              "ffcv": 30.0, "ddp": 40.0, "eval": 40.0}
+ESTIMATE_S = {"eager": 5.0, "compiled": 15.0, "compiled-heavy": 30.0, "loader": 10.0,
+              "ffcv": 30.0, "ddp": 40.0, "eval": 20.0}
 
 
 # ----------------------------------------------------------------------------- machine
@@ -464,9 +464,18 @@ def _gpu_order(models: list[str]) -> list[Check]:
 
 
 def core_matrix() -> list[Check]:
-    """Every compile mode x precision on the small and the conv-heavy model, model by model:
+    """Every compile mode x precision on the small and the conv-heavy model, model by model,
+    with the fast recipe's evaluation row after the small one (it reuses its compilation):
     what the first minutes on a GPU must show works."""
-    return [c for m in CORE_MODELS for c in _gpu_order([m])]
+    small, heavy = CORE_MODELS
+    return [*_gpu_order([small]), eval_check(), *_gpu_order([heavy])]
+
+
+def _rest_of_matrix() -> list[Check]:
+    """On a GPU, every model outside the core matrix, eager first."""
+    from .models import MODELS
+
+    return _gpu_order([m for m in sorted(MODELS) if m not in CORE_MODELS])
 
 
 def model_matrix(gpu: bool, full: bool) -> list[Check]:
@@ -478,7 +487,8 @@ def model_matrix(gpu: bool, full: bool) -> list[Check]:
 
     models = sorted(MODELS)
     if gpu:
-        return core_matrix() + _gpu_order([m for m in models if m not in CORE_MODELS])
+        return _gpu_order(list(CORE_MODELS)[:1]) + _gpu_order(list(CORE_MODELS)[1:]) + \
+            _rest_of_matrix()
     if full:
         return [replace(c, needs_cuda=False) for c in _gpu_order(models)]
     return ([_model_check(m, "none", "fp32", False) for m in models]
@@ -512,9 +522,9 @@ def eval_check() -> Check:
 
 
 def first_contact_checks() -> list[Check]:
-    """The GPU-first subset `--first-contact` runs: the machine, the core matrix, a fast
-    recipe with evaluation."""
-    return [*machine_checks(), *core_matrix(), eval_check()]
+    """The GPU-first subset `--first-contact` runs: the machine, the core matrix (with a fast
+    recipe's evaluation row)."""
+    return [*machine_checks(), *core_matrix()]
 
 
 def checks(ctx: Context) -> list[Check]:
@@ -523,12 +533,11 @@ def checks(ctx: Context) -> list[Check]:
     from .loaders import LOADERS
 
     gpu = _wants_gpu(ctx)
-    matrix = model_matrix(gpu, ctx.full)
-    core = len(core_matrix()) if gpu else 0
+    first = core_matrix() if gpu else [eval_check()]  # the core matrix holds the eval row
+    rest = _rest_of_matrix() if gpu else model_matrix(False, ctx.full)
     return [
         *machine_checks(),
-        *matrix[:core],
-        eval_check(),
+        *first,
         Check("cuda:N", check_cuda_n, COMPILE_TIMEOUT_S, needs_cuda=True,
               estimate_s=ESTIMATE_S["compiled"]),
         *(Check(f"loader:{name}", partial(check_loader, name), EAGER_TIMEOUT_S,
@@ -537,7 +546,7 @@ def checks(ctx: Context) -> list[Check]:
         Check("batch-size-auto", check_autobatch, EAGER_TIMEOUT_S,
               estimate_s=ESTIMATE_S["loader"]),
         Check("ddp", check_ddp, DDP_TIMEOUT_S, estimate_s=ESTIMATE_S["ddp"]),
-        *matrix[core:],
+        *rest,
     ]
 
 

@@ -50,7 +50,7 @@ STATUS_OK, STATUS_INCOMPLETE = "ok", "incomplete"
 EXIT_INCOMPLETE = 3  # nothing failed, but the deadline left stages out
 ROOT = Path(__file__).resolve().parent.parent  # the checkout: stages run as `python -m bench`
 THROUGHPUT_STEPS = 200  # synthetic CIFAR-10: enough steady windows on a GPU after compiling
-DOCTOR_BUDGET_S = 240.0
+DOCTOR_BUDGET_S = 250.0  # the doctor stage: its budget; its start-up and table make it ~265 s
 
 
 @dataclass(frozen=True)
@@ -83,7 +83,7 @@ def stages() -> list[Stage]:
     """The stages in order of value: a deadline cuts the end."""
     tiny = ("--max-steps", "4", "--batch-size", "8")
     return [
-        Stage("doctor", ("doctor", "--checks", "first-contact", "--quiet"), 270.0, 330.0),
+        Stage("doctor", ("doctor", "--checks", "first-contact", "--quiet"), 265.0, 330.0),
         Stage("fc-fast-mnist", _run("fc", "mnist", "fast"), 20.0, 120.0, ("--max-steps", "20")),
         Stage("cnn-fast-mnist", _run("cnn", "mnist", "fast"), 35.0, 150.0,
               ("--max-steps", "20")),
