@@ -320,7 +320,7 @@ def test_only_the_seed_recipes_keep_torch_defaults(name: str) -> None:
 
 # ----------------------------------------------------------------------------- 10: GPU recipes
 # The CPU-tuned fast recipes as they were tuned (docs/perf.md): (batch, lr, epochs, precision)
-CPU_FAST = {"fc": (256, 0.04, 0.6, "fp32"), "cnn": (256, 0.02, 0.5, "bf16"),
+CPU_FAST = {"fc": (32, 0.03, 0.2495, "fp32"), "cnn": (32, 0.03, 0.2495, "bf16"),
             "lenet": (128, 0.005, 5, "bf16"), "vgg11": (128, 0.1, 10, "bf16"),
             "vgg16": (128, 0.1, 10, "bf16")}
 
@@ -332,7 +332,10 @@ def test_cuda_fast_recipes_compile_in_bf16(name: str) -> None:
     assert gpu.name == "fast" and gpu.compile != "none" and gpu.precision == "bf16"
     assert gpu.loader == "device" and gpu.channels_last == (name != "fc")
     assert gpu.compile == ("default" if name.startswith("vgg") else "reduce-overhead")
-    assert gpu.batch_size >= 256 and gpu.batch_size > cpu.batch_size and gpu.stop_at_target
+    if spec.family == "mnist":  # the CPU recipe's batch: no larger one reached the target
+        assert gpu.batch_size == cpu.batch_size and gpu.stop_at_target  # in 4x fewer images
+    else:
+        assert gpu.batch_size >= 256 and gpu.batch_size > cpu.batch_size and gpu.stop_at_target
     assert cpu.compile == "none" and cpu == spec.recipes["fast"]
     assert (cpu.batch_size, cpu.lr, cpu.epochs, cpu.precision) == CPU_FAST[name]
 
