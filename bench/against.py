@@ -20,18 +20,16 @@ it running. The temporary folder holds the owner's pid; the next `--against` rem
 from __future__ import annotations
 
 import argparse
-import ctypes
-import ctypes.util
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
+from . import children
 from .compare import Comparison, compare_frames
 from .errors import BenchError
 from .results import docs_frame, load_docs, provenance
@@ -39,10 +37,8 @@ from .throughput import SLOWDOWN_ENV
 
 ROUND_TIMEOUT_S = 30 * 60  # one side's round of the suite; a hung round fails the gate
 GIT_TIMEOUT_S = 120
-STOP_GRACE_S = 10.0  # a stopped round gets its signal, then SIGKILL this much later
 TMP_PREFIX = "bench-against-"  # the temporary folders, under tempfile.gettempdir()
 PID_FILE = "owner.pid"  # in each: the pid of the `bench ci` that made it
-_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 def _git(repo: Path, *args: str) -> str:
@@ -93,60 +89,9 @@ def _side_command(args: argparse.Namespace, out: Path) -> list[str]:
     return cmd
 
 
-def _prctl() -> Callable[..., int] | None:
-    """libc's prctl on Linux, else None. Looked up here, in the parent: a forked child of a
-    threaded process must not load libraries."""
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-
-
-def _die_with_parent(parent: int) -> Callable[[], None] | None:
-    """A preexec_fn: the child gets SIGTERM from the kernel when `parent` dies (None where
-    there is no prctl). A child whose parent died before the request took exits at once."""
-    prctl = _prctl()
-    if prctl is None:
-        return None
-
-    def request() -> None:
-        prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
-        if os.getppid() != parent:  # orphaned already: the signal will never come
-            os._exit(143)
-    return request
-
-
 def start_child(cmd: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Popen[str]:
     """Start a round's process in its own process group, tied to this process's life."""
-    return subprocess.Popen(cmd, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True, preexec_fn=_die_with_parent(os.getpid()))
-
-
-def stop_child(proc: subprocess.Popen[str], sig: int = signal.SIGTERM) -> None:
-    """`sig` to the child's whole group (its own children too), SIGKILL if it stays."""
-    for s in (sig, signal.SIGKILL):
-        try:
-            os.killpg(proc.pid, s)
-        except ProcessLookupError:  # the group is gone; the child may still need reaping
-            pass
-        except PermissionError:
-            proc.send_signal(s)
-        try:
-            proc.wait(timeout=STOP_GRACE_S)
-            return
-        except subprocess.TimeoutExpired:
-            continue  # past SIGKILL too: a process stuck in the kernel; not waited on for ever
-
-
-def _forwarded(exc: BaseException) -> int:
-    """The signal to pass on for what stopped us: the same one (Ctrl-C is SIGINT)."""
-    signum = getattr(exc, "signum", None)
-    if isinstance(signum, int):
-        return signum
-    return signal.SIGINT if isinstance(exc, KeyboardInterrupt) else signal.SIGTERM
+    return children.start_child(cmd, cwd, env)
 
 
 def run_child(cmd: list[str], cwd: Path, env: dict[str, str], timeout: float
@@ -157,10 +102,10 @@ def run_child(cmd: list[str], cwd: Path, env: dict[str, str], timeout: float
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        stop_child(proc)
+        children.stop_child(proc)
         raise
     except BaseException as exc:
-        stop_child(proc, _forwarded(exc))
+        children.stop_child(proc, children.forwarded(exc))
         raise
     return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
@@ -316,4 +261,4 @@ def _remove_worktree(repo: Path, tree: Path) -> None:
 
 
 __all__: Sequence[str] = ["clean_stale", "gate_against", "require_clean", "resolve_ref",
-                          "round_order", "run_child", "start_child", "stop_child"]
+                          "round_order", "run_child", "start_child"]

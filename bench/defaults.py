@@ -27,6 +27,7 @@ THROUGHPUT_BUDGET_S = {"cpu": 2.0, "cuda": 5.0}
 EXIT_CODES = {"ok": 0, "error": 1, "nan": 3, "oom": 4, "interrupted": 130}
 EXIT_BAD_INPUT = 2
 EXIT_UNGATED = 3  # bench compare / ci: a configuration could not be gated (too noisy)
+EXIT_INCOMPLETE = 3  # bench doctor / first contact: nothing failed, a time bound left some out
 
 
 def data_dir_default() -> str | None:

@@ -31,9 +31,8 @@ from pathlib import Path
 from typing import Any
 
 from . import interrupts
+from .defaults import EXIT_INCOMPLETE
 from .errors import BenchError
-
-EXIT_INCOMPLETE = 3  # no check failed, but the time budget left some out
 
 STATUSES = ("pass", "fail", "skip")
 # The doctor's wall-time bound: every check runs under what is left of it, and a budgeted check

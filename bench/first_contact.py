@@ -25,7 +25,6 @@ import os
 import platform
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -34,11 +33,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from .children import forwarded, start_child, stop_child
+from .defaults import EXIT_INCOMPLETE
 from .errors import BenchError
 from .results.format import fmt_mfu, fmt_num, fmt_percent, markdown_table
 
 DEADLINE_S = 480.0  # 8 minutes: a 10-minute command limit with room for start-up and copying
-STOP_GRACE_S = 10.0  # a stage past its time gets SIGTERM, then SIGKILL this much later
 SMI_TIMEOUT_S = 20.0
 MAX_FILES = 8  # what a lent window returns
 ARCHIVE = "first-contact.tar.gz"
@@ -47,7 +47,6 @@ SUMMARY = "summary.md"
 DOCTOR_JSON = "doctor.json"
 OUTPUTS = (SUMMARY, DOCTOR_JSON, LOG, ARCHIVE)
 STATUS_OK, STATUS_INCOMPLETE = "ok", "incomplete"
-EXIT_INCOMPLETE = 3  # nothing failed, but the deadline left stages out
 ROOT = Path(__file__).resolve().parent.parent  # the checkout: stages run as `python -m bench`
 THROUGHPUT_STEPS = 200  # synthetic CIFAR-10: enough steady windows on a GPU after compiling
 DOCTOR_BUDGET_S = 250.0  # the doctor stage: its budget; its start-up and table make it ~265 s
@@ -154,20 +153,6 @@ def _nvidia_smi() -> str:
 
 
 # ----------------------------------------------------------------------------- stages
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM to the stage's process group (torchrun, loader workers), SIGKILL if it stays."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(timeout=STOP_GRACE_S)
-            return
-        except subprocess.TimeoutExpired:
-            continue
-
-
 COUNTS_LINE = re.compile(r"^\d+ passed, \d+ failed, \d+ skipped$")  # the doctor's tally
 
 
@@ -201,10 +186,10 @@ def _wait(proc: subprocess.Popen[bytes], stage: Stage, timeout: float) -> str:
     try:
         return _stage_status(stage, proc.wait(timeout=timeout))
     except subprocess.TimeoutExpired:
-        _stop(proc)
+        stop_child(proc)
         return f"timed out after {timeout:.0f}s"
-    except BaseException:  # Ctrl-C / SIGTERM of this command: stop the stage, then go on up
-        _stop(proc)
+    except BaseException as exc:  # Ctrl-C / SIGTERM of this command: stop the stage, go on up
+        stop_child(proc, forwarded(exc))
         raise
 
 
@@ -227,9 +212,8 @@ def run_stage(stage: Stage, plan: Plan, log: IO[str]) -> StageRow:
     start, status = time.monotonic(), "interrupted"
     try:
         with open(stage_log, "wb") as sink:
-            proc = subprocess.Popen(argv, stdout=sink, stderr=subprocess.STDOUT, cwd=ROOT,
-                                    env=_child_env(), start_new_session=True,
-                                    stdin=subprocess.DEVNULL)
+            proc = start_child(argv, ROOT, _child_env(), stdout=sink,
+                               stderr=subprocess.STDOUT, text=False)
             status = _wait(proc, stage, min(stage.cap_s, left))
     finally:
         seconds = time.monotonic() - start

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import against
+from bench import against, children
 
 ROOT = Path(__file__).resolve().parent.parent
 SLEEPER = [sys.executable, "-c", "import time; time.sleep(60)"]
@@ -82,7 +82,7 @@ def test_a_round_dies_when_its_parent_is_killed() -> None:
 def test_a_round_past_its_time_is_stopped_with_its_own_children(tmp_path: Path,
                                                                  monkeypatch) -> None:
     """The timeout (and likewise Ctrl-C) stops the child's whole process group."""
-    monkeypatch.setattr(against, "STOP_GRACE_S", 2.0)
+    monkeypatch.setattr(children, "STOP_GRACE_S", 2.0)
     note = tmp_path / "grandchild.pid"
     code = ("import subprocess, sys, time, pathlib; "
             "p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); "
