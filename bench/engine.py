@@ -309,16 +309,21 @@ def make_scaler(device: torch.device, precision: str) -> torch.amp.GradScaler:
     return torch.amp.GradScaler(device.type, enabled=precision_spec(precision).grad_scaler)
 
 
+def _cudagraph_step_marker(device: torch.device, cudagraphs: bool) -> Callable[[], None] | None:
+    """Under CUDA graphs (--compile reduce-overhead), what tells cudagraph trees a new
+    iteration starts, so the previous call's outputs may be overwritten by the replay; None
+    otherwise."""
+    return (torch.compiler.cudagraph_mark_step_begin
+            if device.type == "cuda" and cudagraphs else None)
+
+
 def make_train_step(model: nn.Module, opt: torch.optim.Optimizer, scheduler: Any,
                     device: torch.device, precision: str, label_smoothing: float,
                     cudagraphs: bool = False, scaler: torch.amp.GradScaler | None = None
                     ) -> StepFn:
     """One optimiser step; returns the detached loss on the device (no host sync)."""
     scaler = scaler if scaler is not None else make_scaler(device, precision)
-    # CUDA graphs (--compile reduce-overhead): tell cudagraph trees a new iteration starts, so
-    # the previous step's outputs may be overwritten by the replay.
-    mark_step = (torch.compiler.cudagraph_mark_step_begin
-                 if device.type == "cuda" and cudagraphs else None)
+    mark_step = _cudagraph_step_marker(device, cudagraphs)
 
     def step(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         if mark_step is not None:
@@ -347,8 +352,7 @@ def evaluate(model: nn.Module, loader: Any, device: torch.device, precision: str
     """Mean test loss and accuracy over the whole test loader; one host read at the end.
     Under CUDA graphs every batch is a new iteration for cudagraph trees (inference has no
     backward to mark the end of one), as between training steps."""
-    mark_step = (torch.compiler.cudagraph_mark_step_begin
-                 if device.type == "cuda" and cudagraphs else None)
+    mark_step = _cudagraph_step_marker(device, cudagraphs)
     model.eval()
     loss_sum = torch.zeros((), device=device, dtype=torch.float64)
     correct = torch.zeros((), device=device, dtype=torch.int64)

@@ -331,29 +331,30 @@ def execute(built: Built, dist: DistContext | None = None) -> TrainState:
 
 
 # ----------------------------------------------------------------------------- run
-def _flops(model: str, batch: int, precision_name: str) -> tuple[float | None, float | None]:
-    """FLOPs per image and the roofline's intensity, each None when it cannot be counted (a
-    failing intensity, e.g. a model from outside the package, leaves the FLOPs and MFU)."""
-    try:
-        from .flops import arithmetic_intensity, train_flops_per_image
+def _flops(model: str, batch: int, precision_name: str
+           ) -> tuple[float | None, dict[str, float] | None, float | None]:
+    """FLOPs per image, their split by kind (conv, matmul: which peaks bound the run) and the
+    roofline's intensity, each None when it cannot be counted (a failing intensity, e.g. a
+    model from outside the package, leaves the FLOPs and MFU). FLOP counting is informative
+    only: it never fails a run, and under BENCH_DEBUG says why it could not count."""
+    from .flops import arithmetic_intensity, train_flop_split, train_flops_per_image
 
-        flops = train_flops_per_image(model)
-    except Exception:  # FLOP counting is informative only; never fail a run for it
-        return None, None
     try:
-        return flops, arithmetic_intensity(model, batch, precision_name)
+        flops, split = train_flops_per_image(model), train_flop_split(model)
     except Exception:
-        return flops, None
-
-
-def _flop_split(model: str) -> dict[str, float] | None:
-    """Training FLOPs per image by kind (conv, matmul): which peaks bound the run."""
+        _debug_trace("FLOP counting")
+        return None, None, None
     try:
-        from .flops import train_flop_split
+        return flops, split, arithmetic_intensity(model, batch, precision_name)
+    except Exception:
+        _debug_trace("arithmetic intensity")
+        return flops, split, None
 
-        return train_flop_split(model)
-    except Exception:  # informative only, like _flops
-        return None
+
+def _debug_trace(what: str) -> None:
+    """Under BENCH_DEBUG, the traceback of a figure the run goes on without."""
+    if os.environ.get("BENCH_DEBUG"):
+        print(f"bench: debug: {what} failed:\n{traceback.format_exc()}", file=sys.stderr)
 
 
 def _write(result: Result, out: str) -> Path:
@@ -384,8 +385,8 @@ def run(cfg: RunConfig, dist: DistContext | None = None) -> tuple[Result, Path |
         built = build(plan, dist)
         state = execute(built, dist)
         result = built.result
-        flops, intensity = _flops(cfg.model, built.engine.batch_size, built.recipe.precision)
-        split = _flop_split(cfg.model)
+        flops, split, intensity = _flops(cfg.model, built.engine.batch_size,
+                                         built.recipe.precision)
         result.epochs, result.evals = state.epochs, state.evals
         result.windows = [dataclasses.asdict(w) for w in state.windows]
         result.summary = summarise(state, built.train_loader.num_samples, flops,
