@@ -303,6 +303,15 @@ def test_history_store_that_is_a_fifo_does_not_block(tmp_path) -> None:
     assert len(proc.stderr.splitlines()) == 1 and "not a regular file" in proc.stderr
 
 
+def _store_with_a_bad_line(tmp_path: Path, line: bytes) -> Path:
+    """A history store of one good record, then `line` appended to its file."""
+    store = tmp_path / "h"
+    append_docs(store, [r.to_dict() for r in runs()], "append")
+    path = history_path(store, A100)
+    path.write_bytes(path.read_bytes() + line + b"\n")
+    return store
+
+
 @pytest.mark.parametrize("line, needle", [
     (DEEP, "nested 100,000 levels deep"),
     (b'{"kind": "bench-history", "images_per_s": NaN}', "images_per_s is NaN"),
@@ -313,10 +322,7 @@ def test_history_store_that_is_a_fifo_does_not_block(tmp_path) -> None:
 ])
 def test_a_hostile_history_line_is_skipped_and_append_goes_on(line, needle, tmp_path, capsys,
                                                              bench_cli) -> None:
-    store = tmp_path / "h"
-    append_docs(store, [r.to_dict() for r in runs()], "append")
-    path = history_path(store, A100)
-    path.write_bytes(path.read_bytes() + line + b"\n")
+    store = _store_with_a_bad_line(tmp_path, line)
     assert len(read_history(store)) == 1
     (warning,) = capsys.readouterr().err.splitlines()
     assert "skipped 1 line(s)" in warning and needle in warning
@@ -328,10 +334,7 @@ def test_a_hostile_history_line_is_skipped_and_append_goes_on(line, needle, tmp_
 
 
 def test_history_reader_warns_once_per_file_with_the_reason(tmp_path, capsys) -> None:
-    store = tmp_path / "h"
-    append_docs(store, [r.to_dict() for r in runs()], "append")
-    path = history_path(store, A100)
-    path.write_bytes(path.read_bytes() + DEEP + b"\n")
+    store = _store_with_a_bad_line(tmp_path, DEEP)
     assert len(read_history(store)) == 1
     (line,) = capsys.readouterr().err.splitlines()
     assert "skipped 1 line(s)" in line and "line 2: " in line and "nested 100,000" in line
