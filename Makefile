@@ -57,7 +57,7 @@ test-all: $(STAMP)
 # The GPU box's twin: its Python stack (3.12, torch 2.11.0+cu130, no ffcv, no plotly, bench not
 # installed) on this CPU, to catch version drift before a GPU window is spent on it. Neither
 # `make test` nor .ci/run uses it (the wheels are ~5 GB); docs/development.md describes it.
-TWIN ?= /tmp/twin
+TWIN ?= .twin
 TWIN_PKGS := torch==2.11.0 torchvision==0.26.0 pandas matplotlib numba nvidia-ml-py pytest \
   pytest-benchmark scipy tqdm timm
 

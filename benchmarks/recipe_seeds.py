@@ -1,6 +1,6 @@
 """Images to target of a recipe over several seeds, one `bench run` at a time: a markdown table.
 
-    python benchmarks/recipe_seeds.py --data-dir /work/shared/data
+    python benchmarks/recipe_seeds.py --data-dir ../shared/data
     python benchmarks/recipe_seeds.py --models fc --datasets mnist --seeds 1,2,3,4,5
     python benchmarks/recipe_seeds.py --variant cuda      # fast@cuda's settings, on the CPU
 

@@ -1,7 +1,7 @@
 """`bench ci --against`: its round processes die with it, and what a killed run left is cleaned.
 
 A `kill -9` of `bench ci --against REF` used to leave its `bench suite ci` child running, and the
-worktree and `/tmp/bench-against-*` folder behind. The rounds start through
+worktree and its `bench-against-*` temporary folder behind. The rounds start through
 `against.start_child`, tested here with a sleeping stand-in.
 """
 
