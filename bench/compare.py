@@ -32,6 +32,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import hostload
 from .defaults import EXIT_BAD_INPUT, EXIT_UNGATED
 from .errors import BenchError
 from .results import (
@@ -79,6 +80,7 @@ class SideStats:
     epoch_time_s: float | None
     acc: list[float]
     devices: list[str]
+    noisy: int = 0  # runs that ran beside foreign work (bench/hostload.py: noisy_run)
 
 
 @dataclass
@@ -157,8 +159,9 @@ def _side_stats(rows: list[RunRow]) -> SideStats:
     times = [v for v in (_finite(r.get("epoch_time_s")) for r in rows) if v is not None]
     acc = [v for v in (_finite(r.get("final_test_acc")) for r in rows) if v is not None]
     devices = sorted({str(r.get("device_label")) for r in rows})
+    noisy = sum(hostload.noisy_run(r.get("host_load")) for r in rows)
     return SideStats(len(ips), med, ips[0], ips[-1], spread,
-                     statistics.median(times) if times else None, acc, devices)
+                     statistics.median(times) if times else None, acc, devices, noisy)
 
 
 def _acc_delta(b: list[float], c: list[float]) -> tuple[float | None, float | None]:
@@ -370,6 +373,8 @@ def _summary_line(cmp: Comparison) -> str:
         parts.append(f"{len(cmp.ungated)} could not be gated")
     if not cmp.rows:
         parts.append("nothing to gate: no configuration is on both sides")
+    if noisy := noisy_rows(cmp):
+        parts.append(f"{len(noisy)} verdict{'s' if len(noisy) != 1 else ''} from noisy runs")
     return "; ".join(parts)
 
 
@@ -378,11 +383,24 @@ METRIC_NOTES = {"images_per_probe": "images/s divided by the machine's speed at 
                 "the images/s columns are raw"}
 
 
+NOISY_HEADING = (f"Verdicts from noisy runs (other processes or steal took >= "
+                 f"{hostload.FOREIGN_SHARE_LIMIT:.0%} of the CPUs in >= "
+                 f"{hostload.NOISY_RUN_SHARE:.0%} of a run's timed windows)")
+
+
+def noisy_rows(cmp: Comparison) -> list[str]:
+    """One line per configuration whose verdict rests on runs taken beside foreign work."""
+    return [f"{r.label}: {r.verdict}; noisy runs: baseline {r.base.noisy} of {r.base.n}, "
+            f"candidate {r.cand.noisy} of {r.cand.n}"
+            for r in cmp.rows if r.base.noisy or r.cand.noisy]
+
+
 def _extras(cmp: Comparison) -> list[tuple[str, list[str]]]:
     """Everything not in the table, so that nothing is dropped silently."""
     return [
         ("Ratios and verdicts are on", [METRIC_NOTES.get(cmp.metric, cmp.metric)]
          if cmp.metric != "images_per_s" else []),
+        (NOISY_HEADING, noisy_rows(cmp)),
         ("Failed in candidate (ok in baseline)", cmp.failed),
         ("Only in baseline", cmp.only_base),
         ("Only in candidate", cmp.only_cand),

@@ -112,6 +112,7 @@ class Window:
     images: int
     seconds: float
     warmup: bool
+    host: dict[str, Any] | None = None  # bench.hostload.between: what else ran meanwhile
 
     @property
     def images_per_s(self) -> float:

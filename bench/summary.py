@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from . import device as devmod
+from . import hostload
 from .engine import (
     TrainState,
     effective_peak,
@@ -133,6 +134,9 @@ def _comparison_estimate(state: TrainState, s: Summary) -> None:
         s["estimator"] = ESTIMATOR
         s["window_estimates"] = estimates
         s["images_per_s_source"] = f"{ESTIMATOR} of {len(rates)} timed windows {window_rule()}"
+    hosts = [w.host for w in state.windows if not w.warmup and w.host is not None]
+    if hosts:  # what else ran on the host meanwhile (bench/hostload.py)
+        s["host_load"] = hostload.summarise(hosts)
     if state.probe_rates and s.get("images_per_s"):  # the machine's speed meanwhile
         probe = window_estimates(state.probe_rates)[ESTIMATOR]  # (bench/machine_probe.py)
         s["probe_rate"], s["probe_version"] = probe, PROBE_VERSION

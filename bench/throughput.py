@@ -35,6 +35,7 @@ from typing import Any
 
 import torch
 
+from . import hostload
 from .device import now, synchronize
 from .engine import MIN_WINDOW_S, MIN_WINDOW_STEPS, StepFn, TrainState, Window, endless
 from .errors import BenchError
@@ -143,13 +144,15 @@ def measure_throughput(step: StepFn, loader: Any, device: torch.device,
     timed_steps = 0
     while state.train_time_s < cfg.budget_s and timed_steps < cap:
         n = int(min(window_steps, cap - timed_steps))
+        host_start = hostload.sample()  # before the clock starts: not inside the window
         win_start = mark = now(device)
         for _ in range(n):
             step(*next(batches))
             if pad is not None:
                 mark = pad(mark)
         seconds = now(device) - win_start
-        state.windows.append(Window(0, n, n * cfg.batch_size, seconds, False))
+        host = hostload.between(host_start, hostload.sample())
+        state.windows.append(Window(0, n, n * cfg.batch_size, seconds, False, host))
         state.train_time_s += seconds
         timed_steps += n
         progress.window(min(state.train_time_s, cfg.budget_s), n * cfg.batch_size, seconds)

@@ -3,6 +3,7 @@ real slowdowns caught, for the stored-baseline mode and for `--against REF`.
 
     python benchmarks/gate_campaign.py stored  --pairs 20 --out results/gate-stored
     python benchmarks/gate_campaign.py against --pairs 20 --out results/gate-against
+    python benchmarks/gate_campaign.py stored --neighbour periodic --regression code ...
     python benchmarks/gate_campaign.py estimators results/gate-stored  # which window estimator
     python benchmarks/gate_campaign.py summary results/gate-stored     # re-print the tables
 
@@ -11,6 +12,11 @@ then `pairs` times an A/A `bench ci` (same code) and a `bench ci` with `BENCH_TE
 (every timed iteration made 10% longer with busy work), alternately, against that baseline.
 `against`: the same pairs with `bench ci --against HEAD --baseline <calibration>` (the checkout
 must be clean). Each job is also gated on raw images/s from its own result files (no probe).
+`--regression code` slows the candidate with a real code change instead of the knob: a git
+worktree of HEAD whose training step also runs the model forward on a third of its batch
+(`REGRESSION_ANCHOR` in bench/engine.py; committed there, so `--against` sees a clean tree).
+`--neighbour PROFILE` runs benchmarks/neighbour.py (steady, periodic, random) for the whole
+campaign, calibration included, as a CI owner's runner would have it.
 A false alarm is an A/A job that exits 1; a catch is a slowed job that exits 1. Exit 3 (could
 not gate) is counted apart. Nothing else may run on the machine meanwhile: the figures are this
 machine's noise.
@@ -28,20 +34,28 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 SLOWDOWN = "0.10"
 JOB_TIMEOUT_S = 40 * 60
+# The real regression: the training step also runs the model forward on a third of its batch.
+REGRESSION_FILE = "bench/engine.py"
+REGRESSION_ANCHOR = "            out = model(x)\n"
+REGRESSION_LINES = ("            with torch.no_grad():  # gate campaign: a real regression\n"
+                    "                model(x[: max(1, x.shape[0] // 3)])\n")
 
 
-def _bench(*args: str, slowdown: str | None = None) -> tuple[int, float]:
+def _bench(*args: str, slowdown: str | None = None, cwd: Path = ROOT) -> tuple[int, float]:
     env = {k: v for k, v in os.environ.items() if k != "BENCH_TEST_SLOWDOWN"}
     if slowdown:
         env["BENCH_TEST_SLOWDOWN"] = slowdown
     t = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "bench", *args], cwd=ROOT, env=env,
+    proc = subprocess.run([sys.executable, "-m", "bench", *args], cwd=cwd, env=env,
                           timeout=JOB_TIMEOUT_S, capture_output=True, text=True)
     if proc.returncode not in (0, 1, 3):
         sys.exit(f"bench {' '.join(args)} failed ({proc.returncode}): {proc.stderr[-2000:]}")
@@ -69,14 +83,57 @@ def _raw_gate(out: Path, baseline: Path, against: bool) -> int:
     return cmp.exit_code
 
 
+@contextmanager
+def regressed_tree() -> Iterator[Path]:
+    """A worktree of HEAD with the real regression committed in it; removed afterwards."""
+    tmp = Path(tempfile.mkdtemp(prefix="gate-regression-"))
+    tree = tmp / "tree"
+    git = ["git", "-C", str(ROOT)]
+    subprocess.run([*git, "worktree", "add", "--detach", str(tree), "HEAD"], check=True,
+                   capture_output=True)
+    try:
+        target = tree / REGRESSION_FILE
+        text = target.read_text()
+        if text.count(REGRESSION_ANCHOR) != 1:
+            sys.exit(f"gate_campaign: {REGRESSION_FILE} no longer has one {REGRESSION_ANCHOR!r}"
+                     " line: update REGRESSION_ANCHOR")
+        target.write_text(text.replace(REGRESSION_ANCHOR, REGRESSION_ANCHOR + REGRESSION_LINES))
+        subprocess.run(["git", "-C", str(tree), "-c", "user.name=gate-campaign", "-c",
+                        "user.email=gate-campaign@localhost", "commit", "-qam",
+                        "gate campaign: a real regression"], check=True, capture_output=True)
+        yield tree
+    finally:
+        subprocess.run([*git, "worktree", "remove", "--force", str(tree)], capture_output=True)
+        subprocess.run(["rm", "-rf", str(tmp)], check=False)
+
+
+@contextmanager
+def neighbour(profile: str | None) -> Iterator[None]:
+    """benchmarks/neighbour.py PROFILE for the duration (nothing when profile is None)."""
+    if profile is None:
+        yield
+        return
+    proc = subprocess.Popen([sys.executable, str(ROOT / "benchmarks" / "neighbour.py"), profile])
+    try:
+        yield
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
 def _job(args: argparse.Namespace, kind: str, i: int, extra: list[str]) -> dict:
     out = Path(args.out) / f"{kind}-{i:02d}"
+    code_slow = kind == "slow" and args.tree is not None
+    if code_slow and "--against" in extra:  # the regressed tree, against the code it came from
+        extra = [*extra[:-1], args.head]
     code, seconds = _bench("ci", "--out", str(out), "--json", str(out / "gate.json"), *extra,
-                           *args.bench_args, slowdown=SLOWDOWN if kind == "slow" else None)
+                           *args.bench_args, cwd=args.tree if code_slow else ROOT,
+                           slowdown=SLOWDOWN if kind == "slow" and not code_slow else None)
     gate = json.loads((out / "gate.json").read_text()) if (out / "gate.json").exists() else {}
     rows = [{"config": r["label"], "ratio": r["ips_ratio"], "verdict": r["verdict"],
              "raw_ratio": r["cand"]["images_per_s"] / r["base"]["images_per_s"],
              "detectable": r["gate"]["detectable"],
+             "noisy": (r["base"].get("noisy", 0), r["cand"].get("noisy", 0)),
              "n": (r["gate"]["n_base"], r["gate"]["n_cand"])} for r in gate.get("rows", [])]
     raw_exit = _raw_gate(out, Path(args.out) / "baseline.json", "--against" in extra)
     print(f"{kind} {i:2d}: exit {code} (raw images/s: {raw_exit}) in {seconds:.0f}s  "
@@ -87,7 +144,21 @@ def _job(args: argparse.Namespace, kind: str, i: int, extra: list[str]) -> dict:
 
 
 def campaign(args: argparse.Namespace) -> None:
+    args.out = str(Path(args.out).resolve())  # jobs of the regressed tree run from its folder
     Path(args.out).mkdir(parents=True, exist_ok=True)
+    args.head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], check=True,
+                               capture_output=True, text=True).stdout.strip()
+    with neighbour(args.neighbour):
+        if args.regression == "code":
+            with regressed_tree() as tree:
+                args.tree = tree
+                _campaign(args)
+        else:
+            args.tree = None
+            _campaign(args)
+
+
+def _campaign(args: argparse.Namespace) -> None:
     baseline = str(Path(args.out) / "baseline.json")  # the runner's calibration, both modes
     code, seconds = _bench("ci", "--calibrate", "--rounds", str(args.rounds), "--baseline",
                            baseline, "--out", str(Path(args.out) / "calibration"),
@@ -194,6 +265,10 @@ def main() -> None:
     p.add_argument("--pairs", type=int, default=20)
     p.add_argument("--rounds", type=int, default=8, help="calibration rounds")
     p.add_argument("--out", default="results/gate-campaign")
+    p.add_argument("--regression", choices=("knob", "code"), default="knob",
+                   help="knob: BENCH_TEST_SLOWDOWN=0.10; code: a real change in a worktree")
+    p.add_argument("--neighbour", choices=("steady", "periodic", "random"), default=None,
+                   help="a CPU-bound neighbour for the whole campaign (benchmarks/neighbour.py)")
     argv = sys.argv[1:]
     cut = argv.index("--") if "--" in argv else len(argv)
     args = p.parse_args(argv[:cut])

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from bench import against, suites, throughput
 from bench.errors import BenchError
@@ -110,22 +111,31 @@ def test_throughput_mode_windows_and_estimate(tiny_data, tmp_path: Path) -> None
     assert result.config["measure"] == "throughput" and result.config["budget_s"] == 0.3
 
 
-def test_slowdown_knob_makes_steps_longer(tiny_data, tmp_path: Path, monkeypatch) -> None:
-    """BENCH_TEST_SLOWDOWN pads every timed iteration by that fraction with busy work."""
+def test_slowdown_knob_pads_each_step_by_its_fraction(monkeypatch) -> None:
+    """pad(start) spins for `fraction` of the time since `start` (a fake clock: no timing)."""
+    clock = iter(x / 1000 for x in range(1000, 10_000))  # 1.000 s, 1.001 s, ...
+    monkeypatch.setattr(throughput.time, "perf_counter", lambda: next(clock))
+    pad = throughput._busy_pad(0.5, torch.device("cpu"))
+    assert pad(0.0) == pytest.approx(1.501)  # 1 s since start: spun until 1.5 s
+
+
+def test_slowdown_knob_pads_every_timed_step(tiny_data, monkeypatch) -> None:
+    """BENCH_TEST_SLOWDOWN pads every timed iteration with busy work, and only those."""
     from bench.runner import run
 
-    def measure(env: str | None) -> float:
-        if env:
-            monkeypatch.setenv(throughput.SLOWDOWN_ENV, env)
-        else:
-            monkeypatch.delenv(throughput.SLOWDOWN_ENV, raising=False)
-        result, _ = run(RunConfig(model="fc", device="cpu", data_dir=str(tiny_data[0]),
-                                  batch_size=16, measure="throughput", budget_s=0.4,
-                                  write=False, quiet=True))
-        return result.summary["window_estimates"]["max"]
+    padded = []
 
-    fast, slow = measure(None), measure("1.0")  # doubled: far beyond this machine's noise
-    assert slow < fast * 0.75
+    def counting_pad(fraction: float, device: torch.device):
+        padded.append(fraction)
+        return lambda start: (padded.append("step"), start)[1]
+
+    monkeypatch.setattr(throughput, "_busy_pad", counting_pad)
+    monkeypatch.setenv(throughput.SLOWDOWN_ENV, "1.0")
+    result, _ = run(RunConfig(model="fc", device="cpu", data_dir=str(tiny_data[0]),
+                              batch_size=16, measure="throughput", budget_s=0.2,
+                              write=False, quiet=True))
+    timed_steps = sum(w["steps"] for w in result.windows if not w["warmup"])
+    assert padded[0] == 1.0 and padded.count("step") == timed_steps > 0
     monkeypatch.setenv(throughput.SLOWDOWN_ENV, "fast")
     with pytest.raises(BenchError, match="BENCH_TEST_SLOWDOWN"):
         throughput.slowdown_from_env()

@@ -112,6 +112,7 @@ class Summary(TypedDict, total=False):
     # figure is images_per_probe = images_per_s / probe_rate (same estimator)
     probe_rate: float  # reference-workload iterations/s
     probe_version: int
+    host_load: dict[str, Any]
     images_per_probe: float
     # accuracy
     final_test_acc: float | None

@@ -1,0 +1,59 @@
+"""The gate campaign's tools: the neighbour's profiles and the real regression's worktree."""
+
+from __future__ import annotations
+
+import itertools
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import gate_campaign  # noqa: E402
+import neighbour  # noqa: E402
+
+
+def test_periodic_spells_alternate_busy_and_idle() -> None:
+    first = list(itertools.islice(neighbour.spells("periodic", 2.0, 0, 0), 4))
+    assert first == [(True, 2.0), (False, 2.0), (True, 2.0), (False, 2.0)]
+
+
+def test_random_spells_are_seeded_and_alternate() -> None:
+    a = list(itertools.islice(neighbour.spells("random", 0, 3.0, 7), 6))
+    b = list(itertools.islice(neighbour.spells("random", 0, 3.0, 7), 6))
+    assert a == b and [busy for busy, _ in a] == [True, False] * 3
+    assert all(s > 0 for _, s in a)
+
+
+def test_the_neighbour_stops_by_itself() -> None:
+    t = time.monotonic()
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "neighbour.py"),
+                           "periodic", "--period", "0.2", "--procs", "1", "--max-s", "0.6"],
+                          timeout=60)
+    assert proc.returncode == 0 and time.monotonic() - t < 30
+
+
+def test_the_regressed_tree_runs_an_extra_forward_in_every_step() -> None:
+    if subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"],
+                      capture_output=True).returncode != 0:
+        pytest.skip("not a git checkout")
+    with gate_campaign.regressed_tree() as tree:
+        text = (tree / gate_campaign.REGRESSION_FILE).read_text()
+        assert gate_campaign.REGRESSION_LINES in text
+        status = subprocess.run(["git", "-C", str(tree), "status", "--porcelain"],
+                                capture_output=True, text=True).stdout
+        assert status == ""  # committed: `bench ci --against` requires a clean tree
+        code = ("import torch; from bench.engine import make_train_step; "
+                "m = torch.nn.Linear(4, 2); calls = []; "
+                "m.register_forward_hook(lambda *a: calls.append(a[1][0].shape[0])); "
+                "opt = torch.optim.SGD(m.parameters(), 0.1); "
+                "step = make_train_step(m, opt, None, torch.device('cpu'), 'fp32', 0.0); "
+                "step(torch.randn(9, 4), torch.zeros(9, dtype=torch.long)); print(calls)")
+        out = subprocess.run([sys.executable, "-c", code], cwd=tree, capture_output=True,
+                             text=True, timeout=120)
+        assert out.stdout.strip() == "[9, 3]", out.stderr
+    assert not tree.exists()
