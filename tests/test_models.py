@@ -81,3 +81,30 @@ def test_device_specific_recipe_wins() -> None:
     assert special.recipe("fast", "cpu") == spec.recipe("fast")
     with pytest.raises(BenchError, match="no settings"):
         special.recipe("slow")
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+@pytest.mark.parametrize("device_type", ["cpu", "cuda"])
+def test_every_recipe_evaluates_plainly(name: str, device_type: str, monkeypatch) -> None:
+    """Whatever a recipe changes in training, its evaluation is the course's: the whole test
+    set, in order, without augmentation, so its accuracy compares with the course's figure."""
+    import types
+
+    import numpy as np
+
+    from bench import runner
+
+    configs = []
+    monkeypatch.setattr(runner, "make_loader",
+                        lambda kind, data, cfg: configs.append(cfg) or [(None, None)])
+    plan = types.SimpleNamespace(device=torch.device("cpu"), cfg=types.SimpleNamespace(seed=0),
+                                 rank=0, world=1)
+    data = types.SimpleNamespace(train_y=np.zeros(10_000), test_y=np.zeros(10_000))
+    spec = get_model_spec(name)
+    for recipe_name in RECIPE_NAMES:
+        recipe = spec.recipe(recipe_name, device_type)
+        configs.clear()
+        runner._loaders(plan, recipe, data, recipe.batch_size)
+        test = next(c for c in configs if c.split == "test")
+        assert (test.augment, test.shuffle, test.drop_last) == (False, False, False)
+        assert test.world_size == 1  # never a shard: every rank evaluates the whole set
