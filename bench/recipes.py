@@ -30,6 +30,7 @@ class Recipe:
     compile: str = "none"
     loader: str = "torch"
     augment: bool = False
+    augment_pad: int = 4  # augment: random translation of up to this many pixels (0: flip only)
     norm: str = "mnist"  # key into bench.datasets.NORMS
     label_smoothing: float = 0.0
     eval_every: int = 0  # evaluate every N steps (0: at the end of every epoch)

@@ -169,7 +169,8 @@ def _loaders(plan: Plan, recipe: Recipe, data: DatasetArrays, per_rank_batch: in
                   channels_last=recipe.channels_last, norm=recipe.norm, seed=plan.cfg.seed,
                   workers=recipe.workers)
     train_loader = make_loader(recipe.loader, data, LoaderConfig(
-        split="train", batch_size=per_rank_batch, augment=recipe.augment, shuffle=True,
+        split="train", batch_size=per_rank_batch, augment=recipe.augment,
+        pad=recipe.augment_pad, shuffle=True,
         drop_last=True, rank=plan.rank, world_size=plan.world, **common))
     # Evaluation always covers the full test set on every rank (never a shard).
     test_loader = make_loader(recipe.loader, data, LoaderConfig(

@@ -87,3 +87,24 @@ def test_unknown_loader_lists_choices() -> None:
 
     with pytest.raises(BenchError, match="choices: torch, device, ffcv"):
         make_loader("dali", _ids_dataset(), LoaderConfig(split="train", batch_size=8, device=CPU))
+
+
+@pytest.mark.parametrize("loader", ["torch", "device"])
+@pytest.mark.parametrize("pad", [0, 2])
+def test_augmentation_translates_at_most_pad_pixels(loader: str, pad: int) -> None:
+    """augment with pad P: each image is its own crop shifted by at most P pixels (zero-filled),
+    maybe mirrored; pad 0 is flips only. Checked on the uint8 pixels, label = sample id."""
+    from bench.loaders.base import augment_name
+
+    data = _ids_dataset(n_train=64)
+    cfg = LoaderConfig(split="train", batch_size=64, device=CPU, augment=True, pad=pad,
+                       norm="half", shuffle=True, drop_last=True, seed=1)
+    x, y = next(iter(make_loader(loader, data, cfg)))
+    pixels = torch.round((x * 0.5 + 0.5) * 255).to(torch.uint8)  # back through norm 'half'
+    for img, i in zip(pixels, y.tolist(), strict=True):
+        src = torch.from_numpy(data.train_x[i]).permute(2, 0, 1)
+        padded = torch.nn.functional.pad(src, (pad,) * 4)
+        shifts = [(dy, dx) for dy in range(2 * pad + 1) for dx in range(2 * pad + 1)]
+        crops = [padded[:, dy:dy + 32, dx:dx + 32] for dy, dx in shifts]
+        assert any(torch.equal(img, c) or torch.equal(img, c.flip(2)) for c in crops)
+    assert augment_name(cfg) == ("hflip" if pad == 0 else "crop32 pad2 + hflip")

@@ -23,7 +23,8 @@ class LoaderConfig:
     device: torch.device
     dtype: torch.dtype = torch.float32  # dtype of the images handed to the model
     channels_last: bool = False
-    augment: bool = False  # CIFAR: random crop 32 pad 4 + horizontal flip (train only)
+    augment: bool = False  # CIFAR: random crop 32 pad `pad` + horizontal flip (train only)
+    pad: int = 4  # augment: translation of up to this many pixels, zero-filled (0: flip only)
     norm: str = "mnist"  # key into NORMS
     shuffle: bool = False
     drop_last: bool = False
@@ -60,3 +61,10 @@ def shard_indices(n: int, rank: int, world_size: int) -> slice:
 def to_model_input(x: torch.Tensor, dtype: torch.dtype, channels_last: bool) -> torch.Tensor:
     x = x.to(dtype)
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x.contiguous()
+
+
+def augment_name(cfg: LoaderConfig) -> str | None:
+    """The training augmentation as a result records it (None: none)."""
+    if not cfg.augment:
+        return None
+    return f"crop32 pad{cfg.pad} + hflip" if cfg.pad else "hflip"

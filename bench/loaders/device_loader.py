@@ -18,9 +18,7 @@ import torch
 from kernels import normalisation_table, prepare_batch
 
 from ..datasets import DatasetArrays
-from .base import LoaderConfig, shard_indices
-
-PAD = 4
+from .base import LoaderConfig, augment_name, shard_indices
 
 
 class DeviceLoader:
@@ -60,12 +58,12 @@ class DeviceLoader:
         b = cfg.batch_size
         n = len(order)
         if cfg.augment:
-            offsets = torch.randint(0, 2 * PAD + 1, (n, 2), generator=gen).to(cfg.device)
+            offsets = torch.randint(0, 2 * cfg.pad + 1, (n, 2), generator=gen).to(cfg.device)
             flips = (torch.rand(n, generator=gen) < 0.5).to(cfg.device)
         for i in range(len(self)):
             idx = order[i * b:(i + 1) * b]
             aug = dict(crop_offsets=offsets[i * b:(i + 1) * b], flips=flips[i * b:(i + 1) * b],
-                       pad=PAD) if cfg.augment else {}
+                       pad=cfg.pad) if cfg.augment else {}
             x = prepare_batch(self.images, idx, **aug, table=self.table,
                               out_dtype=cfg.dtype, backend=self.backend)
             if not cfg.channels_last:
@@ -75,7 +73,7 @@ class DeviceLoader:
     def describe(self) -> dict[str, Any]:
         return {"name": "device", "batch_size": self.cfg.batch_size,
                 "resident": str(self.cfg.device),
-                "augment": "crop32 pad4 + hflip" if self.cfg.augment else None,
+                "augment": augment_name(self.cfg),
                 "backend": self.backend, "drop_last": self.cfg.drop_last,
                 "shuffle": self.cfg.shuffle, "dataset_bytes": self.images.numel()}
 

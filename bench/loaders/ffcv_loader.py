@@ -168,8 +168,11 @@ class FfcvLoader:
         image_ops: list[Any] = [decoder]
         self.augment_ops: list[str] = []
         if cfg.augment:
-            image_ops += [RandomHorizontalFlip(), RandomTranslate(padding=4, fill=(0,) * channels)]
-            self.augment_ops = ["RandomHorizontalFlip(0.5)", "RandomTranslate(padding=4, fill=0)"]
+            image_ops += [RandomHorizontalFlip()]
+            self.augment_ops = ["RandomHorizontalFlip(0.5)"]
+        if cfg.augment and cfg.pad:
+            image_ops += [RandomTranslate(padding=cfg.pad, fill=(0,) * channels)]
+            self.augment_ops += [f"RandomTranslate(padding={cfg.pad}, fill=0)"]
         image_ops += [ToTensor(), ToDevice(dev, non_blocking=True),
                       ToTorchImage(channels_last=True)]  # a view: NCHW shape, NHWC memory
         label_ops = [IntDecoder(), ToTensor(), Squeeze(1), ToDevice(dev, non_blocking=True)]

@@ -46,7 +46,8 @@ def course_transforms(cfg: LoaderConfig, size: int) -> T.Compose:
     mean, std = cfg.mean_std
     steps: list[Any] = []
     if cfg.augment:
-        steps += [T.RandomCrop(size, padding=4), T.RandomHorizontalFlip()]
+        steps += [T.RandomCrop(size, padding=cfg.pad)] if cfg.pad else []
+        steps += [T.RandomHorizontalFlip()]
     steps += [T.ToTensor(), T.Normalize(mean, std)]
     return T.Compose(steps)
 
