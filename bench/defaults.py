@@ -18,6 +18,9 @@ CACHE_DIR_ENV = "BENCH_CACHE_DIR"  # harness-owned cache (unpacked archives, .be
 DEVICE = "auto"  # CUDA when torch can use it, else the CPU
 WARMUP_STEPS = 5  # the untimed warm-up pass: compilation, autotuning, loader JIT
 WINDOW_STEPS = 50  # steps between two clock reads (device syncs) in steady state
+# CIFAR training augmentation: random translation of up to this many pixels (zero-filled, the
+# course's RandomCrop(32, padding=4)) and a horizontal flip; a recipe may choose less
+AUGMENT_PAD = 4
 COMPILE_MODES = ("none", "default", "max-autotune", "reduce-overhead")
 MEASURES = ("train", "throughput")  # a recipe's training run, or images/s for comparison
 # --measure throughput: seconds of timed steps per run, by device type (docs/ci.md: why)

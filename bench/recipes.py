@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from .defaults import AUGMENT_PAD
+
 RECIPE_NAMES = ("seed", "fast")
 
 
@@ -30,7 +32,7 @@ class Recipe:
     compile: str = "none"
     loader: str = "torch"
     augment: bool = False
-    augment_pad: int = 4  # augment: random translation of up to this many pixels (0: flip only)
+    augment_pad: int = AUGMENT_PAD  # augment: translate up to this many pixels (0: flips only)
     norm: str = "mnist"  # key into bench.datasets.NORMS
     label_smoothing: float = 0.0
     eval_every: int = 0  # evaluate every N steps (0: at the end of every epoch)

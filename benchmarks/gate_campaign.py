@@ -31,6 +31,7 @@ import argparse
 import json
 import math
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -104,7 +105,7 @@ def regressed_tree() -> Iterator[Path]:
         yield tree
     finally:
         subprocess.run([*git, "worktree", "remove", "--force", str(tree)], capture_output=True)
-        subprocess.run(["rm", "-rf", str(tmp)], check=False)
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 @contextmanager
@@ -123,9 +124,7 @@ def neighbour(profile: str | None) -> Iterator[None]:
 
 def _job(args: argparse.Namespace, kind: str, i: int, extra: list[str]) -> dict:
     out = Path(args.out) / f"{kind}-{i:02d}"
-    code_slow = kind == "slow" and args.tree is not None
-    if code_slow and "--against" in extra:  # the regressed tree, against the code it came from
-        extra = [*extra[:-1], args.head]
+    code_slow = kind == "slow" and args.tree is not None  # the regressed tree's own checkout
     code, seconds = _bench("ci", "--out", str(out), "--json", str(out / "gate.json"), *extra,
                            *args.bench_args, cwd=args.tree if code_slow else ROOT,
                            slowdown=SLOWDOWN if kind == "slow" and not code_slow else None)
@@ -164,7 +163,9 @@ def _campaign(args: argparse.Namespace) -> None:
                            baseline, "--out", str(Path(args.out) / "calibration"),
                            *args.bench_args)
     print(f"calibration: exit {code} in {seconds:.0f}s", flush=True)
-    extra = ["--baseline", baseline] + (["--against", "HEAD"] if args.mode == "against" else [])
+    # --against the commit the campaign started from: HEAD here, the regressed tree's parent there
+    extra = ["--baseline", baseline] + (["--against", args.head] if args.mode == "against"
+                                        else [])
     jobs = []
     for i in range(args.pairs):
         for kind in ("aa", "slow") if i % 2 == 0 else ("slow", "aa"):

@@ -12,6 +12,7 @@ from typing import Any, Protocol
 import torch
 
 from ..datasets import NORMS
+from ..defaults import AUGMENT_PAD
 
 
 @dataclass(frozen=True)
@@ -24,7 +25,7 @@ class LoaderConfig:
     dtype: torch.dtype = torch.float32  # dtype of the images handed to the model
     channels_last: bool = False
     augment: bool = False  # CIFAR: random crop 32 pad `pad` + horizontal flip (train only)
-    pad: int = 4  # augment: translation of up to this many pixels, zero-filled (0: flip only)
+    pad: int = AUGMENT_PAD  # augment: translate up to this many pixels (0: flip only)
     norm: str = "mnist"  # key into NORMS
     shuffle: bool = False
     drop_last: bool = False
