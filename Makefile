@@ -78,7 +78,7 @@ bench-baseline: $(STAMP)
 	$(VENV)/bin/bench ci --calibrate $(if $(DATA_DIR),--data-dir $(DATA_DIR))
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check bench kernels datasets_ffcv tests benchmarks
+	$(VENV)/bin/ruff check bench kernels tests benchmarks
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -12,9 +12,9 @@ from typing import Any
 
 # public name -> the module that defines it (its home may move; this table keeps the API)
 _PUBLIC = {
-    "ModelSpec": "bench.models.registry",
-    "Recipe": "bench.recipes",
-    "register_model": "bench.models.registry",
+    "ModelSpec": "bench.spec.models.registry",
+    "Recipe": "bench.spec.recipes",
+    "register_model": "bench.spec.models.registry",
     "BenchError": "bench.errors",
 }
 

@@ -1,3 +1,3 @@
-from .cli import entry
+from bench.cli import entry
 
 entry()

@@ -25,41 +25,36 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any, NoReturn
 
-from . import interrupts
-from .defaults import COMPILE_MODES, EXIT_BAD_INPUT, EXIT_CODES
-from .errors import BenchError
-from .runspec import RunConfig, add_run_flags
+from bench.defaults import COMPILE_MODES, EXIT_BAD_INPUT, EXIT_CODES, MAX_REPEATS
+from bench.errors import BenchError
+from bench.host import interrupts
+from bench.spec.runspec import RunConfig, add_run_flags
 
 # verb -> (module:function that adds its parser, one-line help for `bench --help`)
 VERBS: dict[str, tuple[str, str]] = {
     "run": ("bench.cli:register_run", "train one configuration and write its result"),
     "suite": ("bench.cli:register_suite", "run a named suite and print its table"),
     "env": ("bench.cli:register_env", "print the environment fingerprint"),
-    "compare": ("bench.compare:register", "compare two result sets (e.g. two GPUs, or a run "
+    "compare": ("bench.gate.compare:register", "compare two result sets (e.g. two GPUs, or a run "
                 "against a baseline)"),
     "report": ("bench.report:register", "figures and report.md across devices"),
-    "export": ("bench.export:register", "write results to CSV or parquet"),
-    "samples": ("bench.samples:register", "draw a grid of training images with class names"),
-    "ci": ("bench.ci:register", "run the ci suite and compare it with this device's baseline"),
-    "convert": ("datasets_ffcv.convert:register", "write ffcv .beton copies of datasets (train "
+    "export": ("bench.results.export:register", "write results to CSV or parquet"),
+    "samples": ("bench.data.samples:register", "draw a grid of training images with class names"),
+    "ci": ("bench.ci.job:register", "run the ci suite and compare it with this device's baseline"),
+    "convert": ("bench.data.ffcv.convert:register", "write ffcv .beton copies of datasets (train "
                 "and test)"),
-    "loaders": ("bench.loader_bench:register", "time the data loaders alone (no model), side "
+    "loaders": ("bench.data.loader_bench:register", "time the data loaders alone (no model), side "
                 "by side"),
-    "peak": ("bench.peak:register", "measure this device's FLOP/s and copy GB/s (cached)"),
-    "sweep": ("bench.sweep:register", "images/s against batch size for one model (table + PNG)"),
+    "peak": ("bench.measure.peak:register", "measure this device's FLOP/s and copy GB/s (cached)"),
+    "sweep": ("bench.measure.sweep:register",
+              "images/s against batch size for one model (table + PNG)"),
     "history": ("bench.history.verb:register", "images/s and time-to-accuracy over commits as a "
                 "static HTML page; or append results to the history store"),
-    "doctor": ("bench.doctor:register", "self-check of this machine: every path, a pass/fail "
+    "doctor": ("bench.doctor.verb:register", "self-check of this machine: every path, a pass/fail "
                "table (and JSON)"),
 }
 
 
-# The most runs one invocation may ask for (--repeats of `run`, `suite` and `ci`, `ci
-# --rounds`), checked before any work: a 1% slowdown at the noisiest raw images/s docs/ci.md
-# measured (sd 3.7%) needs 253 runs a side (stats.repeats_needed, alpha 5% over the ci suite's
-# 4 configurations), and 1,000 rounds of the ci suite take about 5 hours on the CPU (69 s per
-# 4 rounds); a larger count is a typo that would run for months before anyone noticed.
-MAX_REPEATS = 1000
 # The most data-parallel processes `run --nproc` launches: torchrun --standalone is one node,
 # one process per GPU (8 on the largest nodes); on a CPU more processes than cores only
 # oversubscribe it. Beyond this is a typo, not a job (each process loads the data and model).
@@ -76,8 +71,8 @@ def check_count(flag: str, value: int, maximum: int) -> None:
 
 # ----------------------------------------------------------------------------- run
 def _run_line(result: Any, path: Any) -> str:
-    """The one line a finished run prints (`bench.summary.run_line`); hints go to stderr."""
-    from .summary import hints, run_line
+    """The one line a finished run prints (`bench.measure.summary.run_line`); hints go to stderr."""
+    from bench.measure.summary import hints, run_line
 
     for hint in hints(result):
         print(f"bench: hint: {hint}", file=sys.stderr)
@@ -85,8 +80,8 @@ def _run_line(result: Any, path: Any) -> str:
 
 
 def _throttle_note(summary: Any) -> str:
-    """The GPU-throttled warning (bench.nvml), on the same line; empty when it did not."""
-    from .nvml import throttle_warning
+    """The GPU-throttled warning (bench.host.nvml), on the same line; empty when it did not."""
+    from bench.host.nvml import throttle_warning
 
     warning = throttle_warning(summary)
     return f"; {warning}" if warning else ""
@@ -98,9 +93,9 @@ def _status_code(status: str) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .device import resolve_device
-    from .distributed import DistContext, launch, launched_by_torchrun
-    from .runner import run, validate
+    from bench.host.device import resolve_device
+    from bench.measure.distributed import DistContext, launch, launched_by_torchrun
+    from bench.measure.runner import run, validate
 
     check_count("--repeats", args.repeats, MAX_REPEATS)
     check_count("--nproc", args.nproc, MAX_NPROC)
@@ -142,11 +137,11 @@ def register_run(sub: Any) -> None:
 def cmd_suite(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from .history.hooks import record_suite
-    from .results import atomic_write_text, read_result
-    from .results.suite_tables import suite_table
-    from .suite_list import suite_label
-    from .suites import SuiteStopped, check_archive, run_suite, write_archive
+    from bench.history.hooks import record_suite
+    from bench.results import atomic_write_text, read_result
+    from bench.results.suite_tables import suite_table
+    from bench.suites.catalogue import suite_label
+    from bench.suites.policy import SuiteStopped, check_archive, run_suite, write_archive
 
     check_count("--repeats", args.repeats, MAX_REPEATS)
     archive = check_archive(args.archive) if args.archive else None
@@ -185,7 +180,7 @@ def cmd_suite(args: argparse.Namespace) -> int:
 
 def _suite_description() -> str:
     """What `bench suite` does and the suites, one line each (an indented block: kept as is)."""
-    from .suite_list import MODEL_SUITES, SUITES
+    from bench.suites.catalogue import MODEL_SUITES, SUITES
 
     width = max(map(len, SUITES))
     rows = "\n".join(f"  {name:<{width}}  {what}" for name, what in SUITES.items())
@@ -196,7 +191,7 @@ def _suite_description() -> str:
 
 
 def register_suite(sub: Any) -> None:
-    from .history.hooks import add_history_flag
+    from bench.history.hooks import add_history_flag
 
     p = sub.add_parser("suite", help=VERBS["suite"][1], description=_suite_description())
     p.add_argument("name", nargs="?", default="default",
@@ -220,7 +215,7 @@ def register_suite(sub: Any) -> None:
 
 # ----------------------------------------------------------------------------- env
 def cmd_env(args: argparse.Namespace) -> int:
-    from .envinfo import fingerprint
+    from bench.host.envinfo import fingerprint
 
     print(json.dumps(fingerprint(), indent=1))
     return 0
@@ -275,7 +270,7 @@ class _VersionAction(argparse.Action):
 
     def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
                  values: Any, option_string: str | None = None) -> NoReturn:
-        from .envinfo import version_line  # imports torch: only when asked
+        from bench.host.envinfo import version_line  # imports torch: only when asked
 
         print(version_line())
         parser.exit()
@@ -359,7 +354,7 @@ def _error_line(exc: Exception) -> str | None:
     dependency that cannot be imported, a warning raised as an error (PYTHONWARNINGS=error),
     an OS error (an output that cannot be written). None: a bug, for its traceback."""
     if isinstance(exc, BenchError):  # may quote a string from a file: no terminal controls
-        from .results.escape import term
+        from bench.results.escape import term
 
         return f"bench: error: {term(str(exc))}"
     first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]

@@ -9,12 +9,25 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 RESULTS_DIR = "results"  # where result files go and where suite names are looked up
 BASELINES_SUBDIR = "baselines"  # results/baselines/<device-slug>.json (bench ci)
 DATA_DIR_ENV = "BENCH_DATA_DIR"  # folder holding the datasets in their official layouts
+# The folder holding the bench package: a checkout's root when run from one (pyproject.toml,
+# git), or site-packages when installed.
+PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 CACHE_DIR_ENV = "BENCH_CACHE_DIR"  # harness-owned cache (unpacked archives, .beton files)
+CACHE_HINT = f"set ${CACHE_DIR_ENV} to a writable folder"
+
+
+def cache_dir() -> Path:
+    """Harness-owned cache (unpacked archives, downloads, .beton files, the measured peak)."""
+    base = os.environ.get(CACHE_DIR_ENV) or os.path.join(
+        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "bench")
+    return Path(base)
+
 DEVICE = "auto"  # CUDA when torch can use it, else the CPU
 WARMUP_STEPS = 5  # the untimed warm-up pass: compilation, autotuning, loader JIT
 WINDOW_STEPS = 50  # steps between two clock reads (device syncs) in steady state
@@ -74,3 +87,21 @@ PRECISIONS = tuple(PRECISION_TABLE)
 def precision(name: str) -> Precision:
     """The table entry; unknown names are rejected by the run options before they get here."""
     return PRECISION_TABLE[name]
+
+# The most runs one invocation may ask for (--repeats of `run`, `suite` and `ci`, `ci
+# --rounds`), checked before any work: a 1% slowdown at the noisiest raw images/s docs/ci.md
+# measured (sd 3.7%) needs 253 runs a side (stats.repeats_needed, alpha 5% over the ci suite's
+# 4 configurations), and 1,000 rounds of the ci suite take about 5 hours on the CPU (69 s per
+# 4 rounds); a larger count is a typo that would run for months before anyone noticed.
+MAX_REPEATS = 1000
+
+# The loaders, by name (each is bench/data/loaders/<name>_loader.py), and their former names,
+# still accepted on the command line and read in old result files as the new name: the
+# device-resident loader was called `gpu`, though it runs on a CPU too.
+LOADERS = ("torch", "device", "ffcv")
+LOADER_ALIASES: dict[str, str] = {"gpu": "device"}
+
+
+def canonical_loader(name: str) -> str:
+    """The loader's current name for `name` (an alias or a name; unknown names unchanged)."""
+    return LOADER_ALIASES.get(name, name)

@@ -11,7 +11,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .errors import BenchError
+from bench.errors import BenchError
 
 
 def os_reason(exc: OSError) -> str:

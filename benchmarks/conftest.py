@@ -40,6 +40,6 @@ def pytest_benchmark_update_machine_info(config: pytest.Config,
     """Store bench's environment fingerprint and the pinned thread count with the saved run."""
     import torch
 
-    from bench.envinfo import fingerprint
+    from bench.host.envinfo import fingerprint
 
     machine_info["bench"] = {"env": fingerprint(), "torch_threads": torch.get_num_threads()}

@@ -14,7 +14,7 @@ then `pairs` times an A/A `bench ci` (same code) and a `bench ci` with `BENCH_TE
 must be clean). Each job is also gated on raw images/s from its own result files (no probe).
 `--regression code` slows the candidate with a real code change instead of the knob: a git
 worktree of HEAD whose training step also runs the model forward on a third of its batch
-(`REGRESSION_ANCHOR` in bench/engine.py; committed there, so `--against` sees a clean tree).
+(`REGRESSION_ANCHOR` in bench/measure/engine.py; committed there, so `--against` sees a clean tree).
 `--neighbour PROFILE` runs benchmarks/neighbour.py (steady, periodic, random) for the whole
 campaign, calibration included, as a CI owner's runner would have it.
 A false alarm is an A/A job that exits 1; a catch is a slowed job that exits 1. Exit 3 (could
@@ -22,7 +22,8 @@ not gate) is counted apart. Nothing else may run on the machine meanwhile: the f
 machine's noise.
 
 `estimators`: from the A/A runs' stored windows, the run-to-run spread (sd of log images/s) of
-each candidate estimator per configuration: the evidence behind `bench.throughput.ESTIMATOR`.
+each candidate estimator per configuration: the evidence behind
+`bench.measure.throughput.ESTIMATOR`.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SLOWDOWN = "0.10"
 JOB_TIMEOUT_S = 40 * 60
 # The real regression: the training step also runs the model forward on a third of its batch.
-REGRESSION_FILE = "bench/engine.py"
+REGRESSION_FILE = "bench/measure/engine.py"
 REGRESSION_ANCHOR = "            out = model(x)\n"
 REGRESSION_LINES = ("            with torch.no_grad():  # gate campaign: a real regression\n"
                     "                model(x[: max(1, x.shape[0] // 3)])\n")
@@ -66,8 +67,8 @@ def _bench(*args: str, slowdown: str | None = None, cwd: Path = ROOT) -> tuple[i
 def _raw_gate(out: Path, baseline: Path, against: bool) -> int:
     """The exit status the same job would have had gated on raw images/s (no machine probe),
     from the same result files and calibration: the probe's effect on the same data."""
-    from bench.ci import noise_table
-    from bench.compare import compare_frames
+    from bench.ci.metric import noise_table
+    from bench.gate.compare import compare_frames
     from bench.results import docs_frame, expand_paths, read_baseline, read_result
 
     def docs(folder: Path) -> list[dict]:
@@ -202,7 +203,7 @@ def per_config(jobs: list[dict], baseline: Path, mode: str) -> str:
     """Per configuration: verdicts, and the A/A jobs' spread of the gate's ratio next to the
     spread the calibration in `baseline` predicts for it (its sd of one run x sqrt(1/n_base +
     1/n_cand); n_base is the calibration's runs in stored mode, the rounds with --against)."""
-    from bench.ci import noise_table
+    from bench.ci.metric import noise_table
     from bench.results import config_label, read_baseline
 
     _, cal = read_baseline(baseline)
@@ -235,8 +236,8 @@ def per_config(jobs: list[dict], baseline: Path, mode: str) -> str:
 
 def estimators(folder: str) -> None:
     """Run-to-run sd of log images/s per estimator and configuration, over A/A runs."""
+    from bench.measure.throughput import window_estimates
     from bench.results import config_label, expand_paths, read_result, run_key
-    from bench.throughput import window_estimates
 
     per: dict[tuple[str, str], list[float]] = {}
     paths = [p for p in expand_paths([folder]) if p.name[:1].isdigit()]  # not gate/jobs.json

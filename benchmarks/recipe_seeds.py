@@ -33,10 +33,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench.datasets import FAMILIES
-from bench.models import get_model_spec
-from bench.recipes import Recipe
-from bench.runspec import RunConfig, flag_name
+from bench.spec.datasets import FAMILIES
+from bench.spec.models import get_model_spec
+from bench.spec.recipes import Recipe
+from bench.spec.runspec import RunConfig, flag_name
 
 # recipe fields that change the speed of a run, not what it computes
 SPEED_ONLY = {"compile", "threads", "workers", "fused_optimizer"}

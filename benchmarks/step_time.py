@@ -17,9 +17,9 @@ import time
 import torch
 
 from bench.defaults import precision as precision_spec
-from bench.engine import build_optimizer, make_train_step
-from bench.flops import input_shape, train_flops_per_image
-from bench.models import build_model, get_model_spec
+from bench.measure.engine import build_optimizer, make_train_step
+from bench.measure.flops import input_shape, train_flops_per_image
+from bench.spec.models import build_model, get_model_spec
 
 
 def make_step(name: str, precision: str, channels_last: bool, batch: int, compiled: bool):

@@ -20,10 +20,10 @@ import os
 import pytest
 import torch
 
-from bench.datasets import load_dataset
-from bench.device import synchronize
-from bench.loaders import LOADERS, LoaderConfig, make_loader
-from datasets_ffcv import INSTALL_HINT
+from bench.data.ffcv import INSTALL_HINT
+from bench.data.loaders import LOADERS, LoaderConfig, make_loader
+from bench.host.device import synchronize
+from bench.spec.datasets import load_dataset
 
 
 def _cores() -> int:

@@ -12,7 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from bench.models import build_model
+from bench.spec.models import build_model
 
 # model -> (channels, side, batch size)
 CASES = {

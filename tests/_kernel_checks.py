@@ -409,8 +409,8 @@ def dispatcher_backend_triton_with_table() -> None:
 
 def _device_loader_batches(backend: str, dtype: torch.dtype) -> list[tuple[Any, Any]]:
     """All batches of epoch 1 of a small augmented CIFAR-shaped `device` loader on CPU."""
-    from bench.datasets import DatasetArrays
-    from bench.loaders import LoaderConfig, make_loader
+    from bench.data.loaders import LoaderConfig, make_loader
+    from bench.spec.datasets import DatasetArrays
 
     rng = np.random.default_rng(18)
     x = rng.integers(0, 256, (N_IMAGES, 32, 32, 3), dtype=np.uint8)

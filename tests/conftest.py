@@ -89,8 +89,7 @@ def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytes
     """Each test gets its own harness cache; the user's ~/.cache is never touched."""
     monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
     monkeypatch.delenv("BENCH_DATA_DIR", raising=False)
-    from bench import datasets
-
+    from bench.spec import datasets
     datasets._load_real.cache_clear()
 
 
@@ -100,8 +99,7 @@ def _no_nvidia_driver(tmp_path_factory: pytest.TempPathFactory,
     """`--device auto` stops when a GPU shows but torch cannot use it; tests that rely on auto
     picking the CPU must pass on such a machine too, so the probe sees no driver unless a test
     points it at a fake one (tests/test_gpu_first_contact.py)."""
-    from bench import device
-
+    from bench.host import device
     monkeypatch.setattr(device, "NVIDIA_SMI", "nvidia-smi-hidden-by-the-tests")
     monkeypatch.setattr(device, "NVIDIA_PROC_VERSION",
                         tmp_path_factory.getbasetemp() / "no-nvidia-driver" / "version")

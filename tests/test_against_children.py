@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from bench import against, children
+from bench.ci import against
+from bench.host import children
 
 ROOT = Path(__file__).resolve().parent.parent
 SLEEPER = [sys.executable, "-c", "import time; time.sleep(60)"]
@@ -50,7 +51,7 @@ def _dies(pid: int) -> bool:
 _PARENT = r"""
 import sys, time
 from pathlib import Path
-from bench.against import start_child
+from bench.ci.against import start_child
 proc = start_child(sys.argv[1:], Path.cwd(), {"PATH": "/usr/bin:/bin"})
 print(proc.pid, flush=True)
 time.sleep(60)

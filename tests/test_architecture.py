@@ -14,12 +14,12 @@ import pytest
 import torch
 import torch.nn as nn
 
-from bench import suites
 from bench.cli import main
-from bench.models import ModelSpec, register_model, unregister_model
-from bench.recipes import Recipe
-from bench.runner import total_steps
-from bench.runspec import RunConfig, add_run_flags, recipe_overrides, recorded_options
+from bench.measure.runner import total_steps
+from bench.spec.models import ModelSpec, register_model, unregister_model
+from bench.spec.recipes import Recipe
+from bench.spec.runspec import RunConfig, add_run_flags, recipe_overrides, recorded_options
+from bench.suites import policy as suites
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -110,7 +110,7 @@ def test_total_steps_is_epochs_capped_by_max_steps() -> None:
 
 
 def test_warmup_and_window_options_shape_the_windows(tiny_data, tmp_path: Path) -> None:
-    from bench.runner import run
+    from bench.measure.runner import run
 
     result, _ = run(RunConfig(model="fc", device="cpu", data_dir=str(tiny_data[0]),
                               batch_size=16, max_steps=13, evaluate=False, warmup_steps=2,
@@ -145,6 +145,6 @@ def test_no_function_is_too_complex() -> None:
     if not Path(ruff).exists():
         pytest.skip("ruff is not installed (pip install -e '.[dev]')")
     proc = subprocess.run([ruff, "check", "--select", "C901", "bench", "kernels",
-                           "datasets_ffcv"], capture_output=True, text=True, cwd=ROOT,
+                           "bench.data.ffcv"], capture_output=True, text=True, cwd=ROOT,
                           timeout=120)
     assert proc.returncode == 0, proc.stdout[-3000:]

@@ -19,7 +19,7 @@ import pytest
 from bench import cli
 from bench.cli import IMPORT_HINT, MAX_NPROC, MAX_REPEATS, MISSING_HINT, main
 from bench.defaults import EXIT_BAD_INPUT
-from bench.sweep import MAX_SIZES, MAX_STEPS
+from bench.measure.sweep import MAX_SIZES, MAX_STEPS
 
 ROOT = Path(__file__).resolve().parent.parent
 # Address space for the child: Python starts in it, torch cannot (its shared libraries map
@@ -179,8 +179,8 @@ def _no_work(*args, **kwargs):
      f"--batch-sizes: at most {MAX_SIZES} sizes, got 1,000"),
 ])
 def test_counts_that_multiply_work_are_bounded(argv, needle, monkeypatch, capsys) -> None:
-    from bench import runner, suites
-
+    from bench.measure import runner
+    from bench.suites import policy as suites
     monkeypatch.setattr(suites, "run_suite", _no_work)
     monkeypatch.setattr(runner, "run", _no_work)
     assert main(argv) == EXIT_BAD_INPUT
@@ -190,8 +190,7 @@ def test_counts_that_multiply_work_are_bounded(argv, needle, monkeypatch, capsys
 
 def test_the_bound_itself_is_accepted(monkeypatch) -> None:
     """--repeats 1000 passes the check (and reaches the suite, stubbed here)."""
-    from bench import suites
-
+    from bench.suites import policy as suites
     seen = {}
 
     def fake(name, **kwargs):

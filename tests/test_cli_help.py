@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench import suites
 from bench.cli import VERBS, build_parser, main
-from bench.envinfo import version_line
-from bench.suite_list import SUITES
+from bench.host.envinfo import version_line
+from bench.suites import policy as suites
+from bench.suites.catalogue import SUITES
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -11,9 +11,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from bench import ci, compare
-from bench.compare import compare_frames, parse_threshold
+from bench.ci import job as ci
 from bench.errors import BenchError
+from bench.gate import compare
+from bench.gate.compare import compare_frames, parse_threshold
 from bench.results import (
     SCHEMA_VERSION,
     Result,
@@ -203,7 +204,7 @@ def _bad_inputs(tmp_path: Path) -> dict[str, Path]:
     ("future", "newer than this tool"), ("empty", "no result files")])
 def test_bad_input_exits_2_with_one_line(tmp_path, which, needle):
     paths = _bad_inputs(tmp_path)
-    proc = subprocess.run([sys.executable, "-m", "bench.compare", str(paths["good"]),
+    proc = subprocess.run([sys.executable, "-m", "bench.gate.compare", str(paths["good"]),
                            str(paths[which])], capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
@@ -244,7 +245,7 @@ def test_baseline_list_file_is_a_side(tmp_path, capsys):
 
 @pytest.fixture
 def fake_suite(monkeypatch, tmp_path):
-    """A stand-in bench.suites whose run_suite writes `repeats` copies of `state['results']`
+    """A stand-in bench.suites.policy whose run_suite writes `repeats` copies of `state['results']`
     (each repeat 0.5% apart, as an interleaved suite would)."""
     state: dict = {"results": [make_result(ips=1000), make_result("fc", ips=5000)], "calls": []}
 
@@ -259,7 +260,8 @@ def fake_suite(monkeypatch, tmp_path):
                                                      if k != "run_id"}, "repeat": r}), out_dir))
         return out
 
-    monkeypatch.setitem(sys.modules, "bench.suites", types.SimpleNamespace(run_suite=run_suite))
+    monkeypatch.setitem(sys.modules, "bench.suites.policy",
+                        types.SimpleNamespace(run_suite=run_suite))
     monkeypatch.chdir(tmp_path)
     summary = tmp_path / "step_summary.md"
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))

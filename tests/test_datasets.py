@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from conftest import make_cifar, make_mnist
 
-from bench.datasets import load_dataset, pixel_permutation, read_idx
 from bench.errors import BenchError
+from bench.spec.datasets import load_dataset, pixel_permutation, read_idx
 
 
 def test_idx_reader_gz_and_plain(tiny_data) -> None:
@@ -86,8 +86,7 @@ def _fake_download(monkeypatch: pytest.MonkeyPatch, family: str, action) -> list
     import socket
     from dataclasses import replace
 
-    from bench import datasets
-
+    from bench.spec import datasets
     calls: list[object] = []
 
     def fake(root: Path) -> None:
@@ -102,7 +101,7 @@ def _fake_download(monkeypatch: pytest.MonkeyPatch, family: str, action) -> list
 def test_nothing_is_downloaded_by_default(tmp_path: Path, monkeypatch) -> None:
     """load_dataset(download=False), as every run and suite now calls it: no network attempt,
     and the line says how to get the data."""
-    from bench.datasets import FETCH_HINT
+    from bench.spec.datasets import FETCH_HINT
 
     calls = _fake_download(monkeypatch, "mnist", lambda root: pytest.fail("downloaded"))
     with pytest.raises(BenchError) as err:
@@ -113,7 +112,7 @@ def test_nothing_is_downloaded_by_default(tmp_path: Path, monkeypatch) -> None:
 def test_a_download_runs_under_a_timeout_that_is_put_back(tmp_path: Path, monkeypatch) -> None:
     import socket
 
-    from bench.datasets import DOWNLOAD_TIMEOUT_S
+    from bench.spec.datasets import DOWNLOAD_TIMEOUT_S
 
     calls = _fake_download(monkeypatch, "mnist", make_mnist)
     before = socket.getdefaulttimeout()

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
+from bench.data.loaders import LOADERS, canonical_loader, get_loader_factory
 from bench.errors import BenchError
-from bench.loaders import LOADERS, canonical_loader, get_loader_factory
 from bench.results.rows import config_label, run_key
-from bench.runspec import RunConfig, add_run_flags
+from bench.spec.runspec import RunConfig, add_run_flags
 
 
 def test_the_registry_names_device_and_keeps_gpu_as_an_alias() -> None:
@@ -40,8 +40,8 @@ def test_old_results_with_loader_gpu_key_and_label_as_device() -> None:
 
 
 def test_the_loader_describes_itself_as_device() -> None:
-    from bench.datasets import DatasetArrays
-    from bench.loaders import LoaderConfig, make_loader
+    from bench.data.loaders import LoaderConfig, make_loader
+    from bench.spec.datasets import DatasetArrays
 
     data = DatasetArrays("ids", "mnist", np.zeros((8, 28, 28, 1), np.uint8), np.arange(8),
                          np.zeros((4, 28, 28, 1), np.uint8), np.arange(4),

@@ -15,11 +15,11 @@ import pytest
 import torch
 
 from bench.cli import main
-from bench.datasets import load_dataset
-from bench.distributed import _merge, _peer_loss, torchrun_command, wrap_ddp
-from bench.loaders import LoaderConfig, make_loader
+from bench.data.loaders import LoaderConfig, make_loader
+from bench.measure.distributed import _merge, _peer_loss, torchrun_command, wrap_ddp
+from bench.measure.runner import RunConfig, run
 from bench.results import Result, read_result
-from bench.runner import RunConfig, run
+from bench.spec.datasets import load_dataset
 
 ROOT = Path(__file__).resolve().parent.parent
 RUN_FLAGS = ["--model", "fc", "--dataset", "mnist", "--device", "cpu", "--max-steps", "8",

@@ -14,12 +14,12 @@ from typing import Any
 import pytest
 import torch
 
-from bench import device as devmod
-from bench import doctor
 from bench.cli import main
-from bench.doctor import Check, Context, Fail, Skip, run_check, run_checks
-from bench.doctor_checks import check_nvml, check_peak, check_result, checks, model_matrix
-from bench.models import MODELS
+from bench.doctor import verb as doctor
+from bench.doctor.checks import check_nvml, check_peak, check_result, checks, model_matrix
+from bench.doctor.verb import Check, Context, Fail, Skip, run_check, run_checks
+from bench.host import device as devmod
+from bench.spec.models import MODELS
 
 
 def _ctx(tmp_path: Path, device: str = "cpu") -> Context:
@@ -276,12 +276,12 @@ def test_an_mfu_above_100_percent_is_explained_not_failed(tmp_path) -> None:
 def test_the_measured_peak_must_lie_near_the_vendor_figure(monkeypatch, tmp_path, scale, ok,
                                                            bad) -> None:
     """Every tensor-core precision has a band: tf32 and fp16 as well as bf16."""
-    import bench.peak
+    import bench.measure.peak
 
     good = {"fp32": 50e12, "tf32": 350e12, "bf16": 700e12, "fp16": 700e12}
     probes = {p: {"matmul": v * scale.get(p, 1.0), "conv1x1": v * scale.get(p, 1.0) / 2}
               for p, v in good.items()}
-    monkeypatch.setattr(bench.peak, "measure_peak", lambda dev, quick: {"probes": probes})
+    monkeypatch.setattr(bench.measure.peak, "measure_peak", lambda dev, quick: {"probes": probes})
     monkeypatch.setattr(devmod, "gpu_name", lambda dev: "NVIDIA H100 80GB HBM3")
     ctx = _ctx(tmp_path, "cuda")
     if ok:
@@ -294,10 +294,10 @@ def test_the_measured_peak_must_lie_near_the_vendor_figure(monkeypatch, tmp_path
 
 
 def test_the_nvml_check_fails_with_the_reason(monkeypatch, tmp_path) -> None:
-    import bench.nvml
+    import bench.host.nvml
 
-    monkeypatch.setattr(bench.nvml, "open_telemetry",
-                        lambda dev: bench.nvml.Telemetry(reason="pynvml not installed"))
+    monkeypatch.setattr(bench.host.nvml, "open_telemetry",
+                        lambda dev: bench.host.nvml.Telemetry(reason="pynvml not installed"))
     with pytest.raises(Fail, match="no NVML telemetry: pynvml not installed"):
         check_nvml(_ctx(tmp_path, "cuda"))
 
@@ -346,7 +346,7 @@ def test_an_interruption_still_writes_the_table(monkeypatch, tmp_path, capsys) -
 
 HUNG_SCRIPT = """
 import sys, time
-from bench import doctor
+from bench.doctor import verb as doctor
 from bench.cli import main
 
 def stubborn(ctx):
@@ -382,17 +382,18 @@ def test_a_hung_check_ends_the_doctor_with_the_table(tmp_path) -> None:
 
 SIGNAL_SCRIPT = """
 import os, signal, sys
-from bench import doctor, doctor_checks
+from bench.doctor import verb as doctor
+from bench.doctor import checks as doctor_checks
 from bench.cli import main
 
-import bench.engine
-start_training = bench.engine._Trainer.run
+import bench.measure.engine
+start_training = bench.measure.engine._Trainer.run
 
 def signalled_run(self):
     os.kill(os.getpid(), signal.SIGTERM)  # arrives inside the training loop, which records it
     return start_training(self)
 
-bench.engine._Trainer.run = signalled_run
+bench.measure.engine._Trainer.run = signalled_run
 
 def train_then_signal(ctx):
     return doctor_checks.train_run(ctx, "fc", max_steps=100000, warmup_steps=1,
@@ -442,17 +443,17 @@ def test_the_eval_row_must_reach_the_target_on_real_mnist(monkeypatch, tmp_path,
                                                           steps_to_target, ok) -> None:
     """On real MNIST the fast recipe with evaluation must stop at its target (the summary marks
     it with steps_to_accuracy); on synthetic data it is capped and passes without one."""
-    import bench.datasets
-    import bench.runner
-    from bench.doctor_checks import check_eval_to_target
+    import bench.measure.runner
+    import bench.spec.datasets
+    from bench.doctor.checks import check_eval_to_target
 
-    monkeypatch.setattr(bench.datasets, "load_dataset", lambda *a, **k: None)  # "found"
+    monkeypatch.setattr(bench.spec.datasets, "load_dataset", lambda *a, **k: None)  # "found"
     summary = {"images_per_s": 1e5, "steps": 51 if ok else 117, "target_accuracy": 0.88,
                "steps_to_accuracy": steps_to_target, "best_test_acc": 0.8802}
     fake = _result(config={"device": "cpu", "dataset": "mnist", "eval_every": 5},
                    summary=summary)
     fake.evals = [{"step": 5 * i} for i in range(1, 11)]
-    monkeypatch.setattr(bench.runner, "run", lambda cfg: (fake, None))
+    monkeypatch.setattr(bench.measure.runner, "run", lambda cfg: (fake, None))
     ctx = _ctx(tmp_path)
     if ok:
         line = check_eval_to_target(ctx)

@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 import torch.nn as nn
 
-from bench import suites
 from bench.cli import main
-from bench.models import count_params, external, get_model_spec
 from bench.results import run_key
-from bench.runspec import RunConfig, validate_options
+from bench.spec.models import count_params, external, get_model_spec
+from bench.spec.runspec import RunConfig, validate_options
+from bench.suites import policy as suites
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "tinyresnet"
@@ -31,8 +31,6 @@ PLUGIN = '''
 import torch.nn as nn
 
 from bench import ModelSpec, register_model
-
-
 class Tiny(nn.Module):
     def __init__(self, classes=10):
         super().__init__()
@@ -119,7 +117,7 @@ def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     yield folder
     for name in ("toyplug", "tinyresnet", "tinyresnet.model"):
         sys.modules.pop(name, None)
-    from bench.models import unregister_model
+    from bench.spec.models import unregister_model
 
     unregister_model("toy-registers")
 
@@ -141,9 +139,9 @@ def test_public_api_imports_from_bench_without_torch() -> None:
 
     import bench
     from bench import ModelSpec, Recipe, register_model
-    from bench.models.registry import ModelSpec as InnerSpec
-    from bench.models.registry import register_model as inner_register
-    from bench.recipes import Recipe as InnerRecipe
+    from bench.spec.models.registry import ModelSpec as InnerSpec
+    from bench.spec.models.registry import register_model as inner_register
+    from bench.spec.recipes import Recipe as InnerRecipe
 
     assert (ModelSpec, Recipe, register_model) == (InnerSpec, InnerRecipe, inner_register)
     with pytest.raises(AttributeError):
@@ -171,7 +169,7 @@ def test_entry_point_model_runs_with_the_generic_recipe(site, tmp_path: Path, ca
 def test_a_spec_the_function_registers_runs_as_checked(site, tmp_path: Path) -> None:
     assert main(["run", "--model", "toy-registers", *TINY, "--max-steps", "2", "--out",
                  str(tmp_path)]) == 0
-    from bench.models import MODELS
+    from bench.spec.models import MODELS
 
     assert MODELS["toy-registers"].source == "entry point toyplug:toy-registers"
     assert MODELS["toy-registers"].params == count_params(sys.modules["toyplug"].Tiny())

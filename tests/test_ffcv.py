@@ -26,11 +26,11 @@ import pytest
 import torch
 from test_interrupts import signals_as_at_a_terminal
 
-from bench.datasets import DatasetArrays, apply_permutation, pixel_permutation
+from bench.data.ffcv import INSTALL_HINT
+from bench.data.ffcv.verify import read_header, sidecar_path, verify_beton
+from bench.data.loaders.base import NORMS, LoaderConfig
 from bench.errors import BenchError
-from bench.loaders.base import NORMS, LoaderConfig
-from datasets_ffcv import INSTALL_HINT
-from datasets_ffcv.verify import read_header, sidecar_path, verify_beton
+from bench.spec.datasets import DatasetArrays, apply_permutation, pixel_permutation
 
 HAVE_FFCV = importlib.util.find_spec("ffcv") is not None
 ROOT = Path(__file__).resolve().parents[1]
@@ -101,14 +101,14 @@ def cifar() -> DatasetArrays:
 
 @pytest.fixture(scope="module")
 def cifar_test_loader(cifar, beton_dir):
-    from bench.loaders.ffcv_loader import build
+    from bench.data.loaders.ffcv_loader import build
 
     return build(cifar, cfg_for("test", beton_dir, "cifar10", channels_last=True))
 
 
 @pytest.fixture(scope="module")
 def cifar_train_loader(cifar, beton_dir):
-    from bench.loaders.ffcv_loader import build
+    from bench.data.loaders.ffcv_loader import build
 
     return build(cifar, cfg_for("train", beton_dir, "cifar10", batch_size=64, shuffle=True,
                                 drop_last=True, augment=True, channels_last=True, seed=5))
@@ -120,8 +120,8 @@ def cifar_train_loader(cifar, beton_dir):
 def test_mnist_perm_round_trip_exact(mnist_perm, beton_dir):
     """Sequential test split: every sample once, in order, pixel-exact after the torch
     permutation; the tail batch is kept; the file stores un-permuted MNIST (shared)."""
-    from bench.loaders.ffcv_loader import build
-    from datasets_ffcv.convert import base_arrays, fingerprint_arrays
+    from bench.data.ffcv.convert import base_arrays, fingerprint_arrays
+    from bench.data.loaders.ffcv_loader import build
 
     loader = build(mnist_perm, cfg_for("test", beton_dir, "mnist", channels_last=False))
     assert len(loader) == 3 and loader.num_samples == 70
@@ -242,7 +242,7 @@ def test_pipeline_exception_is_bencherror_not_hang(cifar_test_loader, monkeypatc
 @pytest.mark.ffcv
 @pytest.mark.skipif(not HAVE_FFCV, reason=f"ffcv not installed; {INSTALL_HINT}")
 def test_distributed_needs_initialised_process_group(cifar, cifar_test_loader, beton_dir):
-    from bench.loaders.ffcv_loader import build
+    from bench.data.loaders.ffcv_loader import build
 
     with pytest.raises(BenchError, match="torch.distributed"):
         build(cifar, cfg_for("test", beton_dir, "cifar10", world_size=2, rank=0))
@@ -252,7 +252,7 @@ def test_distributed_needs_initialised_process_group(cifar, cifar_test_loader, b
 @pytest.mark.ffcv
 @pytest.mark.skipif(not HAVE_FFCV, reason=f"ffcv not installed; {INSTALL_HINT}")
 def test_conversion_skipped_when_current_redone_when_source_changes(tmp_path):
-    from datasets_ffcv.convert import ensure_betons
+    from bench.data.ffcv.convert import ensure_betons
 
     data = make_data("tiny", "mnist", 30, 20, seed=3)
     logs: list[str] = []
@@ -277,7 +277,7 @@ def test_conversion_skipped_when_current_redone_when_source_changes(tmp_path):
 @pytest.mark.ffcv
 @pytest.mark.skipif(not HAVE_FFCV, reason=f"ffcv not installed; {INSTALL_HINT}")
 def test_interrupted_conversion_leaves_no_final_file(tmp_path, monkeypatch):
-    import datasets_ffcv.convert as conv
+    import bench.data.ffcv.convert as conv
 
     data = make_data("tiny", "mnist", 30, 20, seed=4)
     path = tmp_path / "tiny-train.beton"
@@ -346,7 +346,7 @@ KINDS = ["truncated-1000", "truncated-half", "empty", "random", "flip-data", "fl
 def good_beton(tmp_path_factory) -> Path:
     if not HAVE_FFCV:
         pytest.skip(f"ffcv not installed; {INSTALL_HINT}")
-    from datasets_ffcv.convert import ensure_betons
+    from bench.data.ffcv.convert import ensure_betons
 
     out = tmp_path_factory.mktemp("good")
     data = make_data("gen-cifar-small", "cifar10", 40, 20, seed=6)
@@ -383,7 +383,7 @@ _SUBPROCESS = textwrap.dedent("""
     import torch
     from test_ffcv import make_data, cfg_for
     from bench.errors import BenchError
-    from bench.loaders.ffcv_loader import build
+    from bench.data.loaders.ffcv_loader import build
     data = make_data("gen-cifar-small", "cifar10", 40, 20, seed=6)
     try:
         build(data, cfg_for("test", {out!r}, "cifar10"))
@@ -411,8 +411,8 @@ def test_build_on_damaged_file_fails_cleanly_in_subprocess(kind, good_beton, tmp
 
 # ----------------------------------------------------------------------------- no ffcv
 def test_missing_ffcv_is_one_line_bencherror(monkeypatch, tmp_path):
-    from bench.loaders.ffcv_loader import build
-    from datasets_ffcv import require_ffcv
+    from bench.data.ffcv import require_ffcv
+    from bench.data.loaders.ffcv_loader import build
 
     monkeypatch.setitem(sys.modules, "ffcv", None)
     with pytest.raises(BenchError) as info:
@@ -453,7 +453,7 @@ class _FakeLoader:
 def test_loader_bench_table_with_fake_loaders():
     """The table's shape and the figures' consistency, never which loader was faster: two
     sleeps timed on a shared machine may come out in either order."""
-    from bench.loader_bench import bench_loaders, format_table
+    from bench.data.loader_bench import bench_loaders, format_table
 
     made: dict[str, _FakeLoader] = {}
 
@@ -490,8 +490,8 @@ def test_loader_bench_table_with_fake_loaders():
 def test_verbs_register_and_validate():
     import argparse
 
-    from bench import loader_bench
-    from datasets_ffcv import convert
+    from bench.data import loader_bench
+    from bench.data.ffcv import convert
 
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers(dest="cmd")
@@ -513,7 +513,7 @@ def test_verbs_register_and_validate():
 _CONVERT = textwrap.dedent("""
     import errno, os, sys, time
     sys.path[:0] = [{root!r}]
-    import datasets_ffcv.convert as conv
+    import bench.data.ffcv.convert as conv
     mode, marker = {mode!r}, {marker!r}
     if mode == "slow":
         original = conv._ArrayDataset.__getitem__
@@ -606,7 +606,7 @@ def test_signal_during_convert_stops_cleanly(tmp_path, sig, to_group, code):
 def test_killed_convert_orphans_nothing_and_the_next_one_cleans_up(tmp_path):
     """kill -9 cannot be handled: the writer child dies with its parent (PDEATHSIG), the lock
     is free, and the next conversion removes the stale .tmp in one line."""
-    from datasets_ffcv.convert import ensure_betons
+    from bench.data.ffcv.convert import ensure_betons
 
     proc, out, marker = _start_convert(tmp_path, "slow")
     child = _wait_for(marker, proc)
@@ -641,7 +641,7 @@ def test_failing_writer_is_one_line_and_no_hang(tmp_path):
 @pytest.mark.skipif(not HAVE_FFCV, reason=f"ffcv not installed; {INSTALL_HINT}")
 def test_conversion_creates_its_folder_and_leaves_no_lock(tmp_path, monkeypatch):
     """What `run --loader ffcv` does on a fresh cache: the folder does not exist yet."""
-    from datasets_ffcv.convert import ensure_betons
+    from bench.data.ffcv.convert import ensure_betons
 
     monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path / "fresh" / "cache"))
     data = make_data("tiny", "mnist", 30, 20, seed=11)
@@ -656,8 +656,8 @@ def test_conversion_creates_its_folder_and_leaves_no_lock(tmp_path, monkeypatch)
 def test_disk_full_in_the_parent_is_one_line(tmp_path, monkeypatch):
     import errno
 
-    from datasets_ffcv import _writer
-    from datasets_ffcv.convert import ensure_betons
+    from bench.data.ffcv import _writer
+    from bench.data.ffcv.convert import ensure_betons
 
     def full(self):
         raise OSError(errno.ENOSPC, "No space left on device")
@@ -675,8 +675,8 @@ def test_disk_full_in_the_parent_is_one_line(tmp_path, monkeypatch):
 @pytest.mark.skipif(not HAVE_FFCV, reason=f"ffcv not installed; {INSTALL_HINT}")
 def test_stalled_writer_is_stopped_by_the_watchdog(tmp_path, monkeypatch):
     """A worker that neither progresses nor dies: the watchdog gives up with one line."""
-    from datasets_ffcv import _writer
-    from datasets_ffcv.convert import ensure_betons
+    from bench.data.ffcv import _writer
+    from bench.data.ffcv.convert import ensure_betons
 
     original = _writer.GuardedWriter.__init__
 
@@ -684,7 +684,7 @@ def test_stalled_writer_is_stopped_by_the_watchdog(tmp_path, monkeypatch):
         original(self, *a, **{**k, "stall_s": 1.0})
 
     monkeypatch.setattr(_writer.GuardedWriter, "__init__", short_stall)
-    monkeypatch.setattr("datasets_ffcv.convert._ArrayDataset.__getitem__",
+    monkeypatch.setattr("bench.data.ffcv.convert._ArrayDataset.__getitem__",
                         lambda self, i: time.sleep(3600))
     data = make_data("tiny", "mnist", 30, 20, seed=10)
     t0 = time.monotonic()

@@ -1,5 +1,5 @@
 """The ffcv loader's host-to-device copies never read a pinned buffer that ffcv already reuses
-(libffcv/ffcv#37; the race and the fix are in bench/loaders/ffcv_loader.py's docstring).
+(libffcv/ffcv#37; the race and the fix are in bench/data/loaders/ffcv_loader.py's docstring).
 
 The mechanism runs here on a CPU against a fake of ffcv's EpochIterator: a ring of host buffer
 slots, a pipeline that decodes each batch into its slot in place and enqueues an asynchronous
@@ -17,7 +17,7 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-from bench.loaders.ffcv_loader import SlotFences, _guarded_iterator_class
+from bench.data.loaders.ffcv_loader import SlotFences, _guarded_iterator_class
 
 HAVE_FFCV = importlib.util.find_spec("ffcv") is not None
 SLOTS, BATCHES, PIXELS = 3, 8, 4

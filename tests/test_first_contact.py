@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from bench import first_contact as fc
 from bench.cli import main
+from bench.doctor import first_contact as fc
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from bench import peak
-from bench.flops import flop_counts
-from bench.models.vgg import VGG11_CFG, VGG16_CFG
+from bench.measure import peak
+from bench.measure.flops import flop_counts
+from bench.spec.models.vgg import VGG11_CFG, VGG16_CFG
 
 
 def _vgg_macs(cfg) -> tuple[int, int]:
@@ -72,7 +72,7 @@ def test_peak_probe_shape_and_cache(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_arithmetic_intensity_orders_the_models() -> None:
-    from bench.flops import arithmetic_intensity, train_bytes_per_image
+    from bench.measure.flops import arithmetic_intensity, train_bytes_per_image
 
     # fc moves more bytes than it computes on; VGG16 reuses every byte many times
     ai = {m: arithmetic_intensity(m, 128, "bf16") for m in ("fc", "cnn", "lenet", "vgg16")}

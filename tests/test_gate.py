@@ -12,12 +12,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench import against, suites, throughput
+from bench.ci import against
 from bench.errors import BenchError
+from bench.gate.stats import gate, log_sigma, per_config_alpha, repeats_needed
+from bench.measure import throughput
+from bench.measure.throughput import window_estimates
 from bench.results import run_key
-from bench.runspec import RunConfig
-from bench.stats import gate, log_sigma, per_config_alpha, repeats_needed
-from bench.throughput import window_estimates
+from bench.spec.runspec import RunConfig
+from bench.suites import policy as suites
 
 # --------------------------------------------------------------------------- statistics
 
@@ -95,7 +97,7 @@ def test_heavy_one_sided_noise_upper_quantile_is_robust() -> None:
 
 
 def test_throughput_mode_windows_and_estimate(tiny_data, tmp_path: Path) -> None:
-    from bench.runner import run
+    from bench.measure.runner import run
 
     result, path = run(RunConfig(model="fc", device="cpu", data_dir=str(tiny_data[0]),
                                  recipe="fast", measure="throughput", budget_s=0.3,
@@ -121,7 +123,7 @@ def test_slowdown_knob_pads_each_step_by_its_fraction(monkeypatch) -> None:
 
 def test_slowdown_knob_pads_every_timed_step(tiny_data, monkeypatch) -> None:
     """BENCH_TEST_SLOWDOWN pads every timed iteration with busy work, and only those."""
-    from bench.runner import run
+    from bench.measure.runner import run
 
     padded = []
 

@@ -47,7 +47,7 @@ def test_the_regressed_tree_runs_an_extra_forward_in_every_step() -> None:
         status = subprocess.run(["git", "-C", str(tree), "status", "--porcelain"],
                                 capture_output=True, text=True).stdout
         assert status == ""  # committed: `bench ci --against` requires a clean tree
-        code = ("import torch; from bench.engine import make_train_step; "
+        code = ("import torch; from bench.measure.engine import make_train_step; "
                 "m = torch.nn.Linear(4, 2); calls = []; "
                 "m.register_forward_hook(lambda *a: calls.append(a[1][0].shape[0])); "
                 "opt = torch.optim.SGD(m.parameters(), 0.1); "

@@ -16,12 +16,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench import device as devmod
-from bench import engine, runner, suites, summary, toolchain
 from bench.errors import BenchError
-from bench.models import get_model_spec
-from bench.runspec import RunConfig
-from bench.vendor_peaks import VENDOR_PEAKS, match_gpu, vendor_peak_tflops
+from bench.host import device as devmod
+from bench.host import toolchain
+from bench.host.vendor_peaks import VENDOR_PEAKS, match_gpu, vendor_peak_tflops
+from bench.measure import engine, runner, summary
+from bench.spec.models import get_model_spec
+from bench.spec.runspec import RunConfig
+from bench.suites import policy as suites
 
 DRIVER = "535.104.05"
 COURSE_MODELS = ("fc", "cnn", "lenet", "vgg11", "vgg16")
@@ -294,8 +296,7 @@ def test_tf32_flags_read_a_state_set_through_the_new_api_only(tf32_flags) -> Non
 def test_bench_peak_switches_tf32_through_the_engine(tf32_flags, monkeypatch) -> None:
     """peak.py's per-precision probes toggle TF32 with the engine's helpers and give the
     process back what it had (a run in the same suite keeps its settings)."""
-    from bench import peak
-
+    from bench.measure import peak
     engine.set_tf32(matmul=False, cudnn=True)
     during: list[tuple[str, tuple[bool, bool]]] = []
     monkeypatch.setattr(peak, "matmul_flops",

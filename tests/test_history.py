@@ -14,9 +14,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from bench import ci
+from bench.ci import job as ci
 from bench.cli import main
-from bench.compare import compare_frames, run_verb
+from bench.gate.compare import compare_frames, run_verb
 from bench.history.records import RECORD_FIELDS, build_records
 from bench.history.series import build_series, find_regressions, short_commit
 from bench.history.store import (
@@ -262,7 +262,7 @@ def test_without_plotly_the_page_is_one_line_and_append_still_works(monkeypatch,
 
 @pytest.fixture
 def fake_suite(monkeypatch, tmp_path):
-    """A stand-in bench.suites whose run_suite writes `repeats` runs of `state['ips']`."""
+    """A stand-in bench.suites.policy whose run_suite writes `repeats` runs of `state['ips']`."""
     state = {"ips": {"cnn": 1000.0, "fc": 5000.0}, "commit": "a" * 40}
 
     def run_suite(name, *, data_dir, out_dir, device="auto", repeats=1, overrides=None,
@@ -276,7 +276,7 @@ def fake_suite(monkeypatch, tmp_path):
     fake = types.SimpleNamespace(run_suite=run_suite, SuiteStopped=KeyboardInterrupt,
                                  check_archive=lambda path: path,
                                  write_archive=lambda *args, **kwargs: None)
-    monkeypatch.setitem(sys.modules, "bench.suites", fake)
+    monkeypatch.setitem(sys.modules, "bench.suites.policy", fake)
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
     return state

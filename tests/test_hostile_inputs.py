@@ -375,8 +375,7 @@ def test_a_complete_stale_tmp_is_still_recovered(tmp_path) -> None:
 def test_a_hostile_peak_cache_is_ignored_with_one_line(kind, capsys) -> None:
     import torch
 
-    from bench import peak
-
+    from bench.measure import peak
     cpu = torch.device("cpu")
     path = peak._cache_path(cpu)
     path.parent.mkdir(parents=True, exist_ok=True)

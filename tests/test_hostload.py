@@ -1,4 +1,4 @@
-"""The host-load readings (bench/hostload.py) from faked /proc/stat contents."""
+"""The host-load readings (bench/host/load.py) from faked /proc/stat contents."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from bench import hostload
-from bench.hostload import CpuTimes, HostSample
+from bench.host import load as hostload
+from bench.host.load import CpuTimes, HostSample
 
 # user nice system idle iowait irq softirq steal guest guest_nice, in ticks of 1/100 s
 STAT = """cpu  1000 0 500 8000 100 0 0 400 0 0
@@ -88,8 +88,8 @@ def test_this_host_can_be_read() -> None:
 
 
 def test_throughput_run_records_the_host_load_of_every_timed_window(tiny_data) -> None:
-    from bench.runner import run
-    from bench.runspec import RunConfig
+    from bench.measure.runner import run
+    from bench.spec.runspec import RunConfig
 
     result, _ = run(RunConfig(model="fc", device="cpu", data_dir=str(tiny_data[0]),
                               recipe="fast", measure="throughput", budget_s=0.3,
@@ -117,7 +117,7 @@ def test_noisy_run_needs_a_quarter_of_its_windows_beside_foreign_work() -> None:
 
 
 def test_the_gate_table_says_which_verdicts_came_from_noisy_runs() -> None:
-    from bench import compare
+    from bench.gate import compare
     from tests.test_compare import frame, runs
 
     base = runs("cnn", 1000.0) + runs("fc", 1000.0)

@@ -124,8 +124,8 @@ def test_stale_temp_results_are_recovered_or_removed(tmp_path) -> None:
 
 
 def test_suite_exits_nonzero_when_a_run_failed(tiny_data, tmp_path, monkeypatch) -> None:
-    from bench import suites
-    from bench.runspec import RunConfig
+    from bench.spec.runspec import RunConfig
+    from bench.suites import policy as suites
 
     cfgs = [RunConfig(model="fc", max_steps=2), RunConfig(model="fc", max_steps=2, lr=1e30)]
     monkeypatch.setattr(suites, "suite_configs", lambda name, on_gpu: (cfgs, "test"))

@@ -209,8 +209,8 @@ def test_device_loader_builds_table_once(monkeypatch: pytest.MonkeyPatch) -> Non
     import numpy as np
 
     import kernels.reference as ref_mod
-    from bench.datasets import DatasetArrays
-    from bench.loaders import LoaderConfig, make_loader
+    from bench.data.loaders import LoaderConfig, make_loader
+    from bench.spec.datasets import DatasetArrays
 
     x = np.random.default_rng(3).integers(0, 256, (12, 32, 32, 3), dtype=np.uint8)
     data = DatasetArrays("t", "cifar10", x, np.arange(12), x[:2], np.arange(2),

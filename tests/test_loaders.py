@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from bench.datasets import DatasetArrays
-from bench.loaders import LoaderConfig, make_loader
+from bench.data.loaders import LoaderConfig, make_loader
+from bench.spec.datasets import DatasetArrays
 
 CPU = torch.device("cpu")
 
@@ -94,7 +94,7 @@ def test_unknown_loader_lists_choices() -> None:
 def test_augmentation_translates_at_most_pad_pixels(loader: str, pad: int) -> None:
     """augment with pad P: each image is its own crop shifted by at most P pixels (zero-filled),
     maybe mirrored; pad 0 is flips only. Checked on the uint8 pixels, label = sample id."""
-    from bench.loaders.base import augment_name
+    from bench.data.loaders.base import augment_name
 
     data = _ids_dataset(n_train=64)
     cfg = LoaderConfig(split="train", batch_size=64, device=CPU, augment=True, pad=pad,

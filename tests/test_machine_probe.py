@@ -11,11 +11,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench import ci, compare
-from bench.machine_probe import PROBE_VERSION, ReferenceProbe
+from bench.ci import job as ci
+from bench.gate import compare
+from bench.gate.stats import gate
+from bench.measure.probe import PROBE_VERSION, ReferenceProbe
 from bench.results import Result, write_result
-from bench.runspec import RunConfig
-from bench.stats import gate
+from bench.spec.runspec import RunConfig
 
 
 def test_probe_sizes_its_window_and_reports_a_rate() -> None:
@@ -27,7 +28,7 @@ def test_probe_sizes_its_window_and_reports_a_rate() -> None:
 
 
 def test_throughput_run_records_the_probe(tiny_data, tmp_path: Path) -> None:
-    from bench.runner import run
+    from bench.measure.runner import run
 
     result, _ = run(RunConfig(model="fc", device="cpu", data_dir=str(tiny_data[0]),
                               recipe="fast", measure="throughput", budget_s=0.3,
@@ -41,7 +42,7 @@ def test_slowdown_knob_leaves_the_probe_alone(tiny_data, monkeypatch) -> None:
     """The knob pads training steps only, so images/probe falls with images/s. One thread, as
     ci runs on a CPU: with an OpenMP pool, the busy pad lets the workers fall asleep and the
     probe then pays their wake-up (seen: a 40% slower probe on 2 threads)."""
-    from bench.runner import run
+    from bench.measure.runner import run
 
     def measure() -> dict:
         result, _ = run(RunConfig(model="fc", device="cpu", data_dir=str(tiny_data[0]),
@@ -94,7 +95,8 @@ def machine(monkeypatch, tmp_path):
                 out.append(write_result(res, out_dir))
         return out
 
-    monkeypatch.setitem(sys.modules, "bench.suites", types.SimpleNamespace(run_suite=run_suite))
+    monkeypatch.setitem(sys.modules, "bench.suites.policy",
+                        types.SimpleNamespace(run_suite=run_suite))
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
     return state

@@ -12,11 +12,12 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from bench import device as devmod
-from bench import engine, export, peak, report, summary
-from bench.engine import TrainState, Window
-from bench.flops import flop_counts, train_flop_split
-from bench.results import Result, docs_frame, flatten, load_docs, write_result
+from bench import report
+from bench.host import device as devmod
+from bench.measure import engine, peak, summary
+from bench.measure.engine import TrainState, Window
+from bench.measure.flops import flop_counts, train_flop_split
+from bench.results import Result, docs_frame, export, flatten, load_docs, write_result
 from bench.results.format import MFU_NA, checked_mfus, fmt_mfu
 from bench.results.suite_tables import experiments_table, runs_table
 

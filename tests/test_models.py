@@ -1,11 +1,11 @@
 import pytest
 import torch
 
-from bench.datasets import DATASETS, FAMILIES
-from bench.engine import autocast_context, build_optimizer, make_train_step
 from bench.errors import BenchError
-from bench.models import MODELS, build_model, count_params, get_model_spec
-from bench.recipes import RECIPE_NAMES
+from bench.measure.engine import autocast_context, build_optimizer, make_train_step
+from bench.spec.datasets import DATASETS, FAMILIES
+from bench.spec.models import MODELS, build_model, count_params, get_model_spec
+from bench.spec.recipes import RECIPE_NAMES
 
 
 @pytest.mark.parametrize("name,expected", [("fc", 6442), ("cnn", 6422), ("lenet", 62006),
@@ -92,8 +92,7 @@ def test_every_recipe_evaluates_plainly(name: str, device_type: str, monkeypatch
 
     import numpy as np
 
-    from bench import runner
-
+    from bench.measure import runner
     configs = []
     monkeypatch.setattr(runner, "make_loader",
                         lambda kind, data, cfg: configs.append(cfg) or [(None, None)])

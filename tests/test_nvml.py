@@ -1,4 +1,4 @@
-"""bench.nvml with a fake NVML: UUID matching (CUDA_VISIBLE_DEVICES reorders indices), the
+"""bench.host.nvml with a fake NVML: UUID matching (CUDA_VISIBLE_DEVICES reorders indices), the
 per-run statistics, throttle-reason decoding and the summary-line warning."""
 
 from __future__ import annotations
@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 import torch
 
-from bench import nvml
 from bench.cli import _run_line
-from bench.engine import TrainState, Window
+from bench.host import nvml
+from bench.measure.engine import TrainState, Window
+from bench.measure.summary import summarise
 from bench.results import Result
-from bench.summary import summarise
 
 UUIDS = ["GPU-aaaaaaaa-0000-0000-0000-000000000000", "GPU-bbbbbbbb-1111-1111-1111-111111111111",
          "GPU-cccccccc-2222-2222-2222-222222222222"]
@@ -173,9 +173,9 @@ def test_the_run_line_warns_when_the_gpu_throttled(throttled, warned) -> None:
 
 @pytest.mark.parametrize("measure", ["train", "throughput"])
 def test_the_engine_samples_at_window_edges(tiny_data, tmp_path, monkeypatch, measure) -> None:
-    import bench.engine
-    import bench.throughput
-    from bench.runner import RunConfig, run
+    import bench.measure.engine
+    import bench.measure.throughput
+    from bench.measure.runner import RunConfig, run
 
     made: list[_FixedTelemetry] = []
 
@@ -183,8 +183,8 @@ def test_the_engine_samples_at_window_edges(tiny_data, tmp_path, monkeypatch, me
         made.append(_FixedTelemetry(["hw_slowdown"]))
         return made[-1]
 
-    monkeypatch.setattr(bench.engine, "open_telemetry", fake_open)
-    monkeypatch.setattr(bench.throughput, "open_telemetry", fake_open)
+    monkeypatch.setattr(bench.measure.engine, "open_telemetry", fake_open)
+    monkeypatch.setattr(bench.measure.throughput, "open_telemetry", fake_open)
     result, _ = run(RunConfig(model="fc", dataset="mnist", device="cpu", max_steps=6,
                               batch_size=32, data_dir=str(tiny_data[0]), window_steps=2,
                               warmup_steps=2, out=str(tmp_path), quiet=True, write=False,
@@ -196,7 +196,7 @@ def test_the_engine_samples_at_window_edges(tiny_data, tmp_path, monkeypatch, me
 
 
 def test_on_a_cpu_the_telemetry_says_why_it_is_empty(tiny_data, tmp_path) -> None:
-    from bench.runner import RunConfig, run
+    from bench.measure.runner import RunConfig, run
 
     result, _ = run(RunConfig(model="fc", dataset="mnist", device="cpu", max_steps=2,
                               batch_size=32, data_dir=str(tiny_data[0]), out=str(tmp_path),

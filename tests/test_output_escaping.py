@@ -21,10 +21,10 @@ import pandas as pd
 import pytest
 from test_compare import make_result, write_all
 
-from bench import compare, export
-from bench.compare import compare_frames, format_json, format_text
+from bench.gate import compare
+from bench.gate.compare import compare_frames, format_json, format_text
 from bench.report import document, stats
-from bench.results import flatten
+from bench.results import export, flatten
 from bench.results.escape import CSV_FORMULA_START, Markup, csv_cell, md, term
 from bench.results.format import markdown_table, text_table, wrap_lines
 
@@ -380,8 +380,7 @@ def test_compare_help_lists_every_exit_code():
 def test_run_line_is_one_terminal_safe_line():
     from types import SimpleNamespace
 
-    from bench import summary
-
+    from bench.measure import summary
     doc = make_result(HOSTILE["esc"] + "\nfake: line").to_dict()
     line = summary.run_line(SimpleNamespace(status="ok", config=doc["config"],
                                             summary=doc["summary"]), "p\x1b[2J")

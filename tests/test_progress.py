@@ -10,12 +10,12 @@ from types import SimpleNamespace
 import torch
 from test_time_to_accuracy import _loader, _setup
 
-from bench import progress as progmod
 from bench.cli import main
-from bench.engine import EngineConfig, TrainState, train
-from bench.progress import RunProgress, SuiteProgress
-from bench.runner import _progress
-from bench.runspec import RunConfig, add_run_flags
+from bench.measure import progress as progmod
+from bench.measure.engine import EngineConfig, TrainState, train
+from bench.measure.progress import RunProgress, SuiteProgress
+from bench.measure.runner import _progress
+from bench.spec.runspec import RunConfig, add_run_flags
 
 
 class _Terminal(io.StringIO):

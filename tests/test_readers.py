@@ -11,12 +11,14 @@ import pandas as pd
 import pytest
 from test_compare import make_result, runs, write_all
 
-from bench import compare, export, report
-from bench.compare import compare_frames, format_text
+from bench import report
 from bench.errors import BenchError
+from bench.gate import compare
+from bench.gate.compare import compare_frames, format_text
 from bench.results import (
     Result,
     docs_frame,
+    export,
     load_docs,
     load_results,
     parse_labels,

@@ -27,8 +27,8 @@ import pytest
 from conftest import _cifar_batch, make_cifar, make_mnist
 from test_datasets import _fake_download
 
-from bench.datasets import cifar10, load_dataset, read_idx
 from bench.errors import BenchError
+from bench.spec.datasets import cifar10, load_dataset, read_idx
 
 
 def one_line(exc: pytest.ExceptionInfo[BenchError]) -> str:
@@ -144,8 +144,7 @@ def test_a_stalled_download_is_one_line(tmp_path: Path, bench_cli, monkeypatch) 
     import socket
     import urllib.request
 
-    from bench import datasets
-
+    from bench.spec import datasets
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
     server.listen(1)  # connections wait in the backlog: no reply ever comes
@@ -202,7 +201,7 @@ def test_cifar_pickle_payload_is_refused_and_never_runs(tmp_path: Path, bench_cl
 def test_restricted_unpickler_reads_numpy_1_and_2_batches(tmp_path: Path) -> None:
     """The official files name numpy.core.multiarray._reconstruct (numpy 1.x, Python 2);
     numpy 2 pickles name numpy._core...; both load."""
-    from bench.datasets.cifar10 import _read_cifar_batch
+    from bench.spec.datasets.cifar10 import _read_cifar_batch
 
     x = np.random.default_rng(0).integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
     path = tmp_path / "b"
@@ -281,8 +280,7 @@ def test_read_only_cache_dir(tmp_path: Path, monkeypatch) -> None:
 
 def test_cache_entry_missing_its_test_batch_heals_itself(tmp_path: Path, capsys) -> None:
     """Before: blamed the data dir ("not found in ...") and never recovered."""
-    from bench import datasets
-
+    from bench.spec import datasets
     ref = make_cifar(tmp_path, as_tar=True)
     load_dataset("cifar10", tmp_path, download=False)
     (entry,) = (datasets.cache_dir() / "cifar10").iterdir()
@@ -297,8 +295,8 @@ def test_cache_entry_missing_its_test_batch_heals_itself(tmp_path: Path, capsys)
 
 def test_cache_entry_that_cannot_be_rebuilt_names_the_folder(tmp_path: Path,
                                                              monkeypatch) -> None:
-    from bench import datasets
-    from bench.datasets import cifar10
+    from bench.spec import datasets
+    from bench.spec.datasets import cifar10
 
     make_cifar(tmp_path, as_tar=True)
     load_dataset("cifar10", tmp_path, download=False)
@@ -338,8 +336,7 @@ def _member(name: str, data: bytes = b"", size: int | None = None,
 
 def _cache_files() -> list[Path]:
     """Every file (and unpack folder) the CIFAR-10 cache holds."""
-    from bench import datasets
-
+    from bench.spec import datasets
     root = datasets.cache_dir() / "cifar10"
     return [p for p in root.rglob("*") if p.is_file() or p.name.startswith(".unpack-")]
 
@@ -354,8 +351,7 @@ def _official_members(tmp_path: Path) -> list[tuple[tarfile.TarInfo, bytes]]:
 
 def _refused(tmp_path: Path, members: list[tuple[tarfile.TarInfo, bytes]]) -> str:
     """Load a data folder holding this archive: the one-line refusal, nothing left cached."""
-    from bench import datasets
-
+    from bench.spec import datasets
     data = tmp_path / "data"
     data.mkdir(exist_ok=True)
     _tar_gz(data / "cifar-10-python.tar.gz", members)
@@ -487,7 +483,7 @@ def test_mnist_header_declaring_more_than_mnist_is_refused_unread(tmp_path: Path
 def test_samples_bounds_and_output(tmp_path: Path, argv, words, bench_cli,
                                    monkeypatch) -> None:
     """Before: --n 100000000 ran until killed; --out x.txt was accepted silently."""
-    import bench.datasets as ds
+    import bench.spec.datasets as ds
 
     (tmp_path / "file").write_text("x")
     monkeypatch.setattr(ds, "load_dataset", lambda *a, **k: pytest.fail("data loaded"))
@@ -498,7 +494,7 @@ def test_samples_bounds_and_output(tmp_path: Path, argv, words, bench_cli,
 
 
 def test_samples_write_failure_is_one_line(tmp_path: Path, bench_cli, monkeypatch) -> None:
-    import bench.samples as samples
+    import bench.data.samples as samples
 
     def full(*_a, **_k):
         raise OSError(errno.ENOSPC, "No space left on device")
@@ -530,7 +526,7 @@ def test_loaders_batch_larger_than_the_dataset(tiny_data, bench_cli) -> None:
 ])
 def test_loaders_bounds_before_any_work(tmp_path: Path, argv, words, bench_cli,
                                         monkeypatch) -> None:
-    import bench.loader_bench as lb
+    import bench.data.loader_bench as lb
 
     (tmp_path / "file").write_text("x")
     monkeypatch.setattr(lb, "load_dataset", lambda *a, **k: pytest.fail("data loaded"))
@@ -561,7 +557,7 @@ def _hold(lock: Path, owner_pid: str) -> subprocess.Popen:
 
 
 def _acquire_in_thread(path: Path, logs: list[str], hold_s: float = 0.0) -> threading.Thread:
-    from datasets_ffcv._lock import beton_lock
+    from bench.data.ffcv._lock import beton_lock
 
     def take() -> None:
         with beton_lock(path, logs.append):
@@ -581,7 +577,7 @@ def _dead_pid() -> int:
 
 def test_lock_held_for_a_dead_owner_is_taken_over(tmp_path: Path) -> None:
     """Before: every later convert or `run --loader ffcv` of the file waited for ever."""
-    from datasets_ffcv._lock import lock_path
+    from bench.data.ffcv._lock import lock_path
 
     path = tmp_path / "x-train.beton"
     holder = _hold(lock_path(path), str(_dead_pid()))
@@ -599,7 +595,7 @@ def test_lock_held_for_a_dead_owner_is_taken_over(tmp_path: Path) -> None:
 
 
 def test_lock_waits_for_a_live_owner_then_is_removed(tmp_path: Path) -> None:
-    from datasets_ffcv._lock import lock_path
+    from bench.data.ffcv._lock import lock_path
 
     path = tmp_path / "x-train.beton"
     lock = lock_path(path)

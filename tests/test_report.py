@@ -12,10 +12,11 @@ import pandas as pd
 import pytest
 from matplotlib.image import imread
 
-from bench import compare, export, report
+from bench import report
 from bench.errors import BenchError
+from bench.gate import compare
 from bench.report import curves, devices, roofline, stats, throughput, tta
-from bench.results import EpochRow, Result, docs_frame, load_docs, write_result
+from bench.results import EpochRow, Result, docs_frame, export, load_docs, write_result
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 A100, H100 = "NVIDIA A100", "NVIDIA H100"

@@ -171,6 +171,7 @@ def test_suite_table_from_files(tmp_path: Path) -> None:
 
 def test_readers_do_not_import_torch() -> None:
     """compare/report/export/ci stay quick to start: the library and they import no torch."""
-    code = ("import sys, bench.compare, bench.report, bench.export, bench.ci, bench.results;"
+    code = ("import sys, bench.gate.compare, bench.report, bench.results.export, bench.ci.job,"
+            " bench.results;"
             " sys.exit('torch' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code], cwd=ROOT).returncode == 0

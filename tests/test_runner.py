@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench import runner
 from bench.cli import main
+from bench.measure import runner
+from bench.measure.runner import RunConfig, run
 from bench.results import read_result
 from bench.results.suite_tables import suite_table
-from bench.runner import RunConfig, run
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -98,8 +98,7 @@ def test_other_errors_are_recorded(tiny_data, tmp_path, monkeypatch) -> None:
 
 
 def test_suite_goes_on_after_oom(tiny_data, tmp_path, monkeypatch) -> None:
-    from bench import suites
-
+    from bench.suites import policy as suites
     cfgs = [RunConfig(model="fc", dataset="mnist", max_steps=2),
             RunConfig(model="cnn", dataset="mnist", max_steps=2)]
     monkeypatch.setattr(suites, "suite_configs", lambda name, on_gpu: (cfgs, "test"))
@@ -123,8 +122,7 @@ def test_suite_goes_on_after_oom(tiny_data, tmp_path, monkeypatch) -> None:
 
 
 def test_batch_size_auto_backs_off(tiny_data, tmp_path, monkeypatch) -> None:
-    from bench import autobatch
-
+    from bench.measure import autobatch
     real = autobatch.probe_step
 
     def probe(*a, **k):
@@ -217,8 +215,8 @@ def test_frequent_evaluation_keeps_warmup_out_of_steady_state(tiny_data, tmp_pat
 # ----------------------------------------------------------------------------- issue 25
 def test_seed_recipes_use_the_course_loader_workers() -> None:
     """The course's CIFAR-10 loaders use num_workers=2, its MNIST ones 0; --workers wins."""
-    from bench.models import get_model_spec
-    from bench.recipes import COURSE_CIFAR10_WORKERS
+    from bench.spec.models import get_model_spec
+    from bench.spec.recipes import COURSE_CIFAR10_WORKERS
 
     workers = {m: get_model_spec(m).recipe("seed", dev).workers
                for m in ("fc", "cnn", "lenet", "vgg11", "vgg16") for dev in ("cpu", "cuda")}
@@ -231,7 +229,7 @@ def test_seed_recipes_use_the_course_loader_workers() -> None:
 def test_cifar_seed_run_loads_with_two_workers(tiny_data, tmp_path, monkeypatch) -> None:
     """The torch loader hands the recipe's workers to its DataLoaders, and the result's
     config records them."""
-    from bench.loaders import torch_loader
+    from bench.data.loaders import torch_loader
 
     seen: list[int] = []
     real = torch_loader.DataLoader
@@ -256,8 +254,7 @@ def _suite_pairs(cfgs) -> list[tuple[str, str, str]]:
 def test_default_suite_runs_every_course_experiment() -> None:
     """Experiment 3 (vgg11, the course's "VGG16") beside the real vgg16: 7 experiments, seed
     then fast each; on a CPU both VGGs are throughput only."""
-    from bench import suites
-
+    from bench.suites import policy as suites
     gpu, _ = suites.suite_configs("default", on_gpu=True)
     cpu, _ = suites.suite_configs("default", on_gpu=False)
     experiments = [("fc", "mnist"), ("cnn", "mnist"), ("fc", "mnist-perm"),
@@ -281,8 +278,8 @@ def _mnist_only(tmp_path: Path) -> Path:
 def test_default_suite_on_synthetic_cifar_is_throughput_only(tmp_path) -> None:
     """No CIFAR-10 in the data folder (a GPU box): lenet and both VGGs fall back to
     synthetic-cifar10 and are capped, unevaluated; MNIST is real and runs as the course did."""
-    from bench import suites
     from bench.results.suite_tables import THROUGHPUT_ONLY_SYNTHETIC
+    from bench.suites import policy as suites
 
     data = str(_mnist_only(tmp_path))
     cfgs, what, missing = suites.planned_configs("default", True, data)
@@ -302,8 +299,7 @@ def test_default_suite_on_synthetic_cifar_is_throughput_only(tmp_path) -> None:
 
 
 def test_synthetic_mnist_and_named_synthetic_datasets_are_capped_too() -> None:
-    from bench import suites
-
+    from bench.suites import policy as suites
     cfgs, _ = suites.suite_configs("default", True)
     none_real, _ = suites.throughput_on_synthetic("default", cfgs, "",
                                                   {"mnist": False, "cifar10": False})
@@ -322,8 +318,7 @@ def test_suite_never_downloads_unasked(tmp_path, monkeypatch, capsys) -> None:
     runs."""
     from test_datasets import _fake_download
 
-    from bench import suites
-
+    from bench.suites import policy as suites
     calls = _fake_download(monkeypatch, "cifar10", lambda root: None)
     ran: list[RunConfig] = []
     monkeypatch.setattr(suites, "_run_one", lambda name, c, dev, paths: ran.append(c) or "ok")
@@ -366,8 +361,7 @@ def test_suite_table_marks_throughput_only_synthetic_rows() -> None:
 
 
 def _two_run_suite(monkeypatch, cfgs: list[RunConfig]) -> None:
-    from bench import suites
-
+    from bench.suites import policy as suites
     monkeypatch.setattr(suites, "suite_configs", lambda name, on_gpu: (cfgs, "test"))
     monkeypatch.setattr(suites, "_ensure_peak", lambda device: None)
 
@@ -382,8 +376,7 @@ def _archive_members(path: Path) -> dict[str, bytes]:
 def test_smoke_suite_archive_holds_every_result(tiny_data, tmp_path, monkeypatch) -> None:
     """`bench suite smoke --archive`: the archive opens and holds each result JSON and the
     table, byte for byte; the out folder holds nothing the archive lacks."""
-    from bench import suites
-
+    from bench.suites import policy as suites
     monkeypatch.setattr(suites, "_ensure_peak", lambda device: None)
     out, archive = tmp_path / "out", tmp_path / "smoke.tar.gz"
     code = main(["suite", "smoke", "--device", "cpu", "--data-dir", str(tiny_data[0]),
@@ -418,8 +411,7 @@ def test_suite_archive_bundles_every_file_it_wrote(tiny_data, tmp_path, monkeypa
 
 def test_stopped_suite_still_writes_its_archive(tiny_data, tmp_path, monkeypatch) -> None:
     """Ctrl-C after the first run: the archive holds that run and the table."""
-    from bench import suites
-
+    from bench.suites import policy as suites
     _two_run_suite(monkeypatch, [RunConfig(model="fc", max_steps=2),
                                  RunConfig(model="cnn", max_steps=2)])
     real, calls = suites.devmod.isolate, []
@@ -444,8 +436,7 @@ def test_stopped_suite_still_writes_its_archive(tiny_data, tmp_path, monkeypatch
                                          ("file/x.tar.gz", "is a file, not a folder")])
 def test_bad_archive_is_one_line_before_any_run(tmp_path, monkeypatch, capsys, name,
                                                 words) -> None:
-    from bench import suites
-
+    from bench.suites import policy as suites
     (tmp_path / "file").write_text("x")
     monkeypatch.setattr(suites, "run_suite", lambda *a, **k: pytest.fail("suite ran"))
     code = main(["suite", "smoke", "--device", "cpu", "--archive", str(tmp_path / name)])
@@ -454,8 +445,7 @@ def test_bad_archive_is_one_line_before_any_run(tmp_path, monkeypatch, capsys, n
 
 
 def test_archive_names_a_file_from_elsewhere_relatively(tmp_path) -> None:
-    from bench import suites
-
+    from bench.suites import policy as suites
     (tmp_path / "out").mkdir()
     inside, outside = tmp_path / "out" / "a.json", tmp_path / "b.json"
     inside.write_text("1")

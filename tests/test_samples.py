@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 from matplotlib.image import imread
 
-from bench import compare, samples
+from bench.data import samples
 from bench.errors import BenchError
+from bench.gate import compare
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -116,7 +117,7 @@ def test_samples_cli_uses_load_dataset_and_defaults_to_20(tmp_path, monkeypatch,
         drawn.append(n)
         return real_figure(data, n, seed, title)
 
-    monkeypatch.setitem(sys.modules, "bench.datasets",
+    monkeypatch.setitem(sys.modules, "bench.spec.datasets",
                         types.SimpleNamespace(load_dataset=load_dataset))
     monkeypatch.setattr(samples, "samples_figure", spy)
     out = tmp_path / "perm.png"

@@ -13,10 +13,10 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from bench import engine, summary
 from bench.cli import main
-from bench.distributed import _merge
-from bench.engine import (
+from bench.measure import engine, summary
+from bench.measure.distributed import _merge
+from bench.measure.engine import (
     MIN_WINDOW_S,
     STALL_FACTOR,
     STALL_MIN_WINDOWS,

@@ -13,9 +13,9 @@ import pytest
 import torch
 import torch.nn as nn
 
-from bench import summary
-from bench.datasets import DatasetArrays
-from bench.engine import (
+from bench.data.loaders import LoaderConfig, make_loader
+from bench.measure import summary
+from bench.measure.engine import (
     TIMED_WINDOW,
     EngineConfig,
     TrainState,
@@ -27,11 +27,11 @@ from bench.engine import (
     snapshot,
     train,
 )
-from bench.loaders import LoaderConfig, make_loader
-from bench.progress import quiet_progress
-from bench.recipes import Recipe
+from bench.measure.progress import quiet_progress
 from bench.results import read_result
 from bench.results.schema import SCHEMA_VERSION, upgrade
+from bench.spec.datasets import DatasetArrays
+from bench.spec.recipes import Recipe
 
 CPU = torch.device("cpu")
 ROOT = Path(__file__).resolve().parent.parent

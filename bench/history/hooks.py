@@ -9,8 +9,8 @@ import sys
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from ..errors import BenchError
-from ..results import ResultDoc, read_docs
+from bench.errors import BenchError
+from bench.results import ResultDoc, read_docs
 
 
 def add_history_flag(parser: Any) -> None:
@@ -21,7 +21,7 @@ def add_history_flag(parser: Any) -> None:
 
 
 def _append(folder: str, docs: Sequence[ResultDoc], source: str, comparison: Any) -> None:
-    from .store import append_docs
+    from bench.history.store import append_docs
 
     try:
         written = append_docs(folder, docs, source, comparison)
@@ -40,7 +40,7 @@ def record_suite(folder: str | None, paths: Iterable[str | os.PathLike[str]]) ->
 
 def record_ci(folder: str | None, docs: Sequence[ResultDoc], comparison: Any = None) -> None:
     """`bench ci --history DIR`: append the gated runs with the gate's figures per
-    configuration (`comparison`: the `bench.compare.Comparison`; no-op without the flag)."""
+    configuration (`comparison`: the `bench.gate.compare.Comparison`; no-op without the flag)."""
     if folder:
         _append(folder, docs, "ci", comparison)
 

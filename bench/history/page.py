@@ -14,10 +14,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..errors import BenchError
-from ..results import atomic_write_text, num
-from .records import Record
-from .series import Series, short_commit
+from bench.errors import BenchError
+from bench.history.records import Record
+from bench.history.series import Series, short_commit
+from bench.results import atomic_write_text, num
 
 METRICS = (("images_per_s", "images/s", ",.1f"), ("time_to_accuracy_s", "time to accuracy (s)",
                                                    ",.2f"))

@@ -13,9 +13,9 @@ import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from ..errors import BenchError
-from ..results import CONFIG_KEYS, Key, ResultDoc, config_label, flatten, num, run_key
-from ..results.guarded import date_problem, number_problem, version_problem
+from bench.errors import BenchError
+from bench.results import CONFIG_KEYS, Key, ResultDoc, config_label, flatten, num, run_key
+from bench.results.guarded import date_problem, number_problem, version_problem
 
 RECORD_KIND = "bench-history"
 RECORD_VERSION = 1
@@ -61,7 +61,7 @@ def _column(rows: Sequence[Mapping[str, Any]], name: str) -> list[float]:
 
 
 def _gate_fields(key: Key, label: str, comparison: Any) -> dict[str, Any] | None:
-    """The gate's figures for one configuration of a `bench.compare.Comparison` (duck-typed:
+    """The gate's figures for one configuration of a `bench.gate.compare.Comparison` (duck-typed:
     this module stays free of the comparison's imports)."""
     if comparison is None:
         return None

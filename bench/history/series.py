@@ -2,9 +2,9 @@
 regressions to mark on them.
 
 A point is a regression when the `bench ci` gate said so when it was recorded (against the
-stored baseline), or else when `bench.stats.gate` finds it slower than the previous point of its
-series beyond the threshold at the false-alarm rate (this needs 2+ runs on each side, as every
-gate does; single runs are never marked). Pure: the page draws what this returns.
+stored baseline), or else when `bench.gate.stats.gate` finds it slower than the previous point
+of its series beyond the threshold at the false-alarm rate (this needs 2+ runs on each side, as
+every gate does; single runs are never marked). Pure: the page draws what this returns.
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from ..results import num
-from ..stats import gate
-from .records import Record
+from bench.gate.stats import gate
+from bench.history.records import Record
+from bench.results import num
 
 SeriesKey = tuple[str, str]  # configuration label, device label
 

@@ -28,11 +28,12 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..defaults import RESULTS_DIR
-from ..errors import BenchError
-from ..fsutil import os_reason, warn, writable_dir
-from ..results import ResultDoc, device_slug
-from ..results.guarded import (
+from bench.defaults import RESULTS_DIR
+from bench.errors import BenchError
+from bench.fsutil import os_reason, warn, writable_dir
+from bench.history.records import RECORD_KIND, Record, build_records, device_of, record_problem
+from bench.results import ResultDoc, device_slug
+from bench.results.guarded import (
     MAX_HISTORY_BYTES,
     MAX_LINE_BYTES,
     Refused,
@@ -40,7 +41,6 @@ from ..results.guarded import (
     loads,
     open_regular,
 )
-from .records import RECORD_KIND, Record, build_records, device_of, record_problem
 
 DEFAULT_HISTORY_DIR = Path(RESULTS_DIR) / "history"
 SUFFIX = ".jsonl"

@@ -12,11 +12,11 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ..compare import add_gate_flags
-from ..errors import BenchError
-from ..fsutil import writable_dir
-from ..results import load_docs
-from .store import DEFAULT_HISTORY_DIR, append_docs, read_history
+from bench.errors import BenchError
+from bench.fsutil import writable_dir
+from bench.gate.compare import add_gate_flags
+from bench.history.store import DEFAULT_HISTORY_DIR, append_docs, read_history
+from bench.results import load_docs
 
 APPEND = "append"
 
@@ -34,8 +34,8 @@ def _append(args: argparse.Namespace, items: list[str]) -> int:
 
 
 def _render(args: argparse.Namespace, items: list[str]) -> int:
-    from ..compare import parse_alpha, parse_threshold
-    from .series import build_series
+    from bench.gate.compare import parse_alpha, parse_threshold
+    from bench.history.series import build_series
 
     if len(items) > 1:
         raise BenchError(f"history: one history folder at most, got {len(items)} "
@@ -50,7 +50,7 @@ def _render(args: argparse.Namespace, items: list[str]) -> int:
     series = build_series(records, threshold, alpha)
     if not series:
         raise BenchError(f"history {source}: no record has a figure to plot (every run failed)")
-    from .page import require_plotly, write_page
+    from bench.history.page import require_plotly, write_page
 
     out = writable_dir(args.out, "--out folder")  # a bad --out is reported before no plotly
     require_plotly()

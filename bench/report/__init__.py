@@ -11,10 +11,10 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ..defaults import RESULTS_DIR
-from ..results import add_label_option
-from .document import FIGURES, write_report
-from .stats import summarize
+from bench.defaults import RESULTS_DIR
+from bench.report.document import FIGURES, write_report
+from bench.report.stats import summarize
+from bench.results import add_label_option
 
 __all__ = ["FIGURES", "register", "summarize", "write_report"]
 

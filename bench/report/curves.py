@@ -6,9 +6,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, TypedDict
 
-from ..results import ResultDoc, flatten
-from . import draw
-from .stats import RECIPE_ORDER, clean, experiment_of
+from bench.report import draw
+from bench.report.stats import RECIPE_ORDER, clean, experiment_of
+from bench.results import ResultDoc, flatten
 
 
 class Curve(TypedDict):

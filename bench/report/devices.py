@@ -6,10 +6,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from ..results import fmt_num, markdown_table
-from ..results.escape import Markup
-from . import draw
-from .stats import INTERVAL_NOTE, Ratio, geomean
+from bench.report import draw
+from bench.report.stats import INTERVAL_NOTE, Ratio, geomean
+from bench.results import fmt_num, markdown_table
+from bench.results.escape import Markup
 
 WHAT = {"throughput": "Throughput: how many times more images/s",
         "time_to_accuracy": "Time to accuracy: how many times sooner the target is reached"}

@@ -9,8 +9,18 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..errors import BenchError
-from ..results import (
+from bench.errors import BenchError
+from bench.report import curves, devices, roofline, throughput, tta
+from bench.report.stats import (
+    INTERVAL_NOTE,
+    ConfigStats,
+    choose_baseline_device,
+    cold_tta,
+    device_ratios,
+    geomean,
+    summarize,
+)
+from bench.results import (
     ResultDoc,
     atomic_write_text,
     config_label,
@@ -23,18 +33,8 @@ from ..results import (
     run_key,
     save_figure,
 )
-from ..results.escape import md, term
-from ..results.format import fmt_mfu
-from . import curves, devices, roofline, throughput, tta
-from .stats import (
-    INTERVAL_NOTE,
-    ConfigStats,
-    choose_baseline_device,
-    cold_tta,
-    device_ratios,
-    geomean,
-    summarize,
-)
+from bench.results.escape import md, term
+from bench.results.format import fmt_mfu
 
 FIGURES = {
     "throughput": "throughput.png",

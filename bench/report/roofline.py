@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from ..results import RunRow
-from . import draw
-from .stats import clean
+from bench.report import draw
+from bench.report.stats import clean
+from bench.results import RunRow
 
 NEED = ("arithmetic_intensity", "achieved_tflops", "peak_tflops", "peak_copy_gbs")
 
@@ -116,7 +116,8 @@ def plot_roofline(points: Sequence[dict[str, Any]]) -> Any:
     ax.scatter([x for x, _ in xy], [y for _, y in xy], s=16, c=colors, zorder=3)
     ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.set_xlabel("arithmetic intensity, training FLOP per byte (traffic model: bench/flops.py)")
+    ax.set_xlabel("arithmetic intensity, training FLOP per byte "
+                  "(traffic model: bench/measure/flops.py)")
     ax.set_ylabel("achieved GFLOP/s")
     ax.set_title("Roofline: each run under its device's roof (peak of the run's precision)")
     ax.grid(alpha=0.3, which="both")

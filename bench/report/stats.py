@@ -13,9 +13,9 @@ from collections.abc import Sequence
 from functools import partial
 from typing import Any, TypedDict
 
-from ..errors import BenchError
-from ..results import RunRow, config_label, run_key
-from ..results.escape import term
+from bench.errors import BenchError
+from bench.results import RunRow, config_label, run_key
+from bench.results.escape import term
 
 
 class ConfigStats(TypedDict):

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from . import draw
-from .stats import ConfigStats, config_order
+from bench.report import draw
+from bench.report.stats import ConfigStats, config_order
 
 
 def plot_throughput(summary: Sequence[ConfigStats]) -> Any:

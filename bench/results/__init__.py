@@ -22,7 +22,7 @@ Nothing here imports torch, and pandas only where a DataFrame is built.
 
 from __future__ import annotations
 
-from .format import (
+from bench.results.format import (
     fmt_ips,
     fmt_num,
     fmt_percent,
@@ -31,9 +31,9 @@ from .format import (
     text_table,
     wrap_lines,
 )
-from .frames import typed
-from .guarded import Refused, load_json
-from .labels import (
+from bench.results.frames import typed
+from bench.results.guarded import Refused, load_json
+from bench.results.labels import (
     add_label_option,
     apply_labels,
     device_label,
@@ -41,8 +41,8 @@ from .labels import (
     labelled,
     parse_labels,
 )
-from .provenance import Provenance, provenance
-from .rows import (
+from bench.results.provenance import Provenance, provenance
+from bench.results.rows import (
     CONFIG_KEYS,
     Key,
     config_label,
@@ -53,7 +53,7 @@ from .rows import (
     num,
     run_key,
 )
-from .schema import (
+from bench.results.schema import (
     SCHEMA_VERSION,
     STATUSES,
     EpochRow,
@@ -65,7 +65,7 @@ from .schema import (
     Summary,
     WindowRow,
 )
-from .store import (
+from bench.results.store import (
     BASELINES_SUBDIR,
     DEFAULT_RESULTS_DIR,
     REFERENCE_SUBDIR,
@@ -90,7 +90,7 @@ from .store import (
     write_baseline,
     write_result,
 )
-from .suite_tables import experiments_table, repeats_table, runs_table, suite_table
+from bench.results.suite_tables import experiments_table, repeats_table, runs_table, suite_table
 
 __all__ = [
     "BASELINES_SUBDIR", "CONFIG_KEYS", "DEFAULT_RESULTS_DIR", "SCHEMA_VERSION", "STATUSES",

@@ -12,7 +12,7 @@ import tarfile
 from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 
-from .store import atomic_write
+from bench.results.store import atomic_write
 
 
 def _safe_name(name: str) -> str:

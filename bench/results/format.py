@@ -11,7 +11,7 @@ import textwrap
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from .escape import Markup, md, term
+from bench.results.escape import Markup, md, term
 
 MISSING = "-"
 
@@ -29,8 +29,9 @@ def fmt_percent(v: Any, spec: str = ".2f") -> str:
 
 
 # MFU: a fraction of a peak, so never a figure above 1. The one home of that rule and of its
-# note: the writer (bench.summary) stores None and the note, the readers (results.flatten, the
-# suite tables, the report) apply it again to older files that hold such a figure.
+# note: the writer (bench.measure.summary) stores None and the note, the readers
+# (results.flatten, the suite tables, the report) apply it again to older files that hold such
+# a figure.
 MFU_PEAKS = {"mfu": "the measured peak", "mfu_vendor": "the vendor's datasheet peak"}
 _MFU_CAUSES = {
     "mfu": "the peak was measured under load or the convolution algorithm does fewer FLOPs "

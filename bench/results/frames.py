@@ -12,7 +12,7 @@ import types
 import typing
 from typing import Any
 
-from .schema import EpochRow, RunRow
+from bench.results.schema import EpochRow, RunRow
 
 _NUMBER = (int, float)
 

@@ -32,7 +32,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ..errors import BenchError
+from bench.errors import BenchError
 
 StrPath = str | os.PathLike[str]
 

@@ -1,7 +1,7 @@
 """Device names as results show them: one label to group runs by, one slug for file names, and
 the system names `--label DIR=NAME` gives the runs read from a path.
 
-Kept apart from `bench.envinfo` (which reads the machine through torch) so that the readers -
+Kept apart from `bench.host.envinfo` (which reads the machine through torch) so that the readers -
 compare, report, export - can label runs without importing torch.
 """
 
@@ -13,8 +13,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..errors import BenchError
-from .schema import ResultDoc
+from bench.errors import BenchError
+from bench.results.schema import ResultDoc
 
 LABEL_HELP = ("name the runs read from DIR (a folder or file among the inputs) as system NAME,"
               " in place of their device label: two folders from one device become two systems;"

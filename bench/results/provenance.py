@@ -1,5 +1,5 @@
 """What a set of runs was measured with - code commit, dates, torch and CUDA versions, device -
-read from the environment fingerprints the runs stored (`bench.envinfo.fingerprint`).
+read from the environment fingerprints the runs stored (`bench.host.envinfo.fingerprint`).
 
 A comparison header shows it for each side: a ratio between two sides means little until one
 knows whether the code, torch or the driver's CUDA changed along with the device.
@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from .labels import device_label
-from .schema import ResultDoc
+from bench.results.labels import device_label
+from bench.results.schema import ResultDoc
 
 
 @dataclass

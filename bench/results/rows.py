@@ -11,9 +11,9 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .format import checked_mfus
-from .labels import device_label
-from .schema import ResultDoc, RunRow
+from bench.results.format import checked_mfus
+from bench.results.labels import device_label
+from bench.results.schema import ResultDoc, RunRow
 
 # The configuration fields that make two runs comparable (used by compare and the suite tables).
 # A run's budget is part of it: a 300-step run and a full run are not the same configuration,

@@ -66,7 +66,7 @@ class Stat(TypedDict):
 
 
 class GpuTelemetry(TypedDict, total=False):
-    """NVML samples of the run's GPU, taken at window edges (`bench.nvml`); `available` False
+    """NVML samples of the run's GPU, taken at window edges (`bench.host.nvml`); `available` False
     and every field None (with `reason`) on a CPU, without pynvml, or without a driver."""
 
     available: bool
@@ -108,7 +108,7 @@ class Summary(TypedDict, total=False):
     images_per_s_median: float | None
     estimator: str
     window_estimates: dict[str, float]
-    # and the machine's speed meanwhile (bench/machine_probe.py): the stored-baseline gate's
+    # and the machine's speed meanwhile (bench/measure/probe.py): the stored-baseline gate's
     # figure is images_per_probe = images_per_s / probe_rate (same estimator)
     probe_rate: float  # reference-workload iterations/s
     probe_version: int
@@ -136,14 +136,14 @@ class Summary(TypedDict, total=False):
     # model and hardware efficiency
     params: int
     flops_per_image: float | None
-    # its split by kind (bench.flops.train_flop_split): each kind is bounded by its own peak
+    # its split by kind (bench.measure.flops.train_flop_split): each kind is bounded by its own peak
     conv_flops_per_image: float | None
     matmul_flops_per_image: float | None
     achieved_tflops: float | None
     peak_tflops: float  # the run's effective peak (engine.effective_peak over peak_precision)
     mfu: float | None  # against the measured peak (mfu_basis says so); never above 1
     mfu_basis: str
-    vendor_peak_tflops: float | None  # the vendor's dense datasheet peak (bench.vendor_peaks)
+    vendor_peak_tflops: float | None  # the vendor's dense datasheet peak (bench.host.vendor_peaks)
     vendor_gpu: str | None  # the table entry it came from
     mfu_vendor: float | None  # never above 1
     # why an MFU is null although a peak is known: it came out above 100% (results.format)
@@ -157,7 +157,7 @@ class Summary(TypedDict, total=False):
     peak_copy_gbs: float | None
     ridge_flops_per_byte: float
     roofline_bound: str
-    gpu_telemetry: GpuTelemetry  # clocks, power, temperature, throttling (bench.nvml)
+    gpu_telemetry: GpuTelemetry  # clocks, power, temperature, throttling (bench.host.nvml)
     # data-parallel runs only
     scaling_efficiency: float | None
     distributed: dict[str, Any]

@@ -32,12 +32,12 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..defaults import BASELINES_SUBDIR
-from ..defaults import RESULTS_DIR as DEFAULT_RESULTS_DIR
-from ..errors import BenchError
-from ..fsutil import warn, writable_dir
-from .frames import typed
-from .guarded import (
+from bench.defaults import BASELINES_SUBDIR
+from bench.defaults import RESULTS_DIR as DEFAULT_RESULTS_DIR
+from bench.errors import BenchError
+from bench.fsutil import warn, writable_dir
+from bench.results.frames import typed
+from bench.results.guarded import (
     MAX_RESULT_BYTES,
     date_problem,
     load_json,
@@ -45,8 +45,8 @@ from .guarded import (
     parse_date,
     version_problem,
 )
-from .rows import Key, docs_epochs, docs_frame, run_key
-from .schema import (
+from bench.results.rows import Key, docs_epochs, docs_frame, run_key
+from bench.results.schema import (
     SCHEMA_VERSION,
     STATUSES,
     EpochRow,

@@ -2,7 +2,7 @@
 beside the fast recipe), per run, and per configuration over its repeats.
 
 They read result docs only, so they live with the results library, away from the runner and
-torch; `bench.suites` runs the suite and calls `suite_table` on the files it wrote.
+torch; `bench.suites.policy` runs the suite and calls `suite_table` on the files it wrote.
 """
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ from __future__ import annotations
 import statistics
 from collections.abc import Sequence
 
-from .format import fmt_mfu, fmt_num, fmt_percent, markdown_table
-from .rows import CONFIG_KEYS, Key, run_key
-from .schema import ResultDoc, Summary
-from .store import StrPath, read_result
+from bench.results.format import fmt_mfu, fmt_num, fmt_percent, markdown_table
+from bench.results.rows import CONFIG_KEYS, Key, run_key
+from bench.results.schema import ResultDoc, Summary
+from bench.results.store import StrPath, read_result
 
 _RUNS_HEADERS = ("model", "dataset", "recipe", "loader", "precision", "CL", "compile", "bs",
                  "status", "images/s", "epoch s", "accuracy %", "time to target s", "warm-up s",
@@ -24,7 +24,7 @@ _EXPERIMENTS_HEADERS = ("experiment", "target %", "seed TTA s", "fast TTA s", "T
 _REPEATS_HEADERS = ("configuration", "repeats", "images/s median (min-max)",
                     "epoch s median (min-max)", "accuracy % mean +- std")
 # What a row says of a run on synthetic data that was not evaluated (the default suite caps
-# such runs, bench.suites.throughput_on_synthetic): its images/s count, nothing else does.
+# such runs, bench.suites.policy.throughput_on_synthetic): its images/s count, nothing else does.
 THROUGHPUT_ONLY_SYNTHETIC = "throughput only (synthetic data)"
 
 

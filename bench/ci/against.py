@@ -1,0 +1,265 @@
+"""`bench ci --against REF`: baseline and candidate code measured alternately in one job.
+
+As PyTorch's own compiler benchmarks do, the baseline is not a stored file but REF's code, run
+on the same machine in the same job: REF is checked out in a temporary git worktree, and rounds
+of the ci suite alternate between the two trees (B C, then C B, ...: ABBA order, so a linear
+drift of the machine lands on both sides equally). Each round is a fresh `python -m bench suite
+ci --repeats 1` process in that tree, with a time limit, so neither side's code can hang the job.
+
+The candidate is this checkout, which must be clean (its results must name a commit). REF must
+know the ci suite's throughput measurement (this feature's own commits and later). The test-only
+`BENCH_TEST_SLOWDOWN` reaches the candidate side only.
+
+A round's process dies with this one: it runs in its own process group (a Ctrl-C or SIGTERM
+here is forwarded to the whole group, then SIGKILL after a grace) and, on Linux, asks the kernel
+for SIGTERM when its parent dies (PR_SET_PDEATHSIG), so a `kill -9` of `bench ci` does not leave
+it running. The temporary folder holds the owner's pid; the next `--against` removes the folders
+(and worktrees) of owners that no longer run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from bench.defaults import PACKAGE_ROOT
+from bench.errors import BenchError
+from bench.gate.compare import Comparison, compare_frames
+from bench.host import children
+from bench.measure.throughput import SLOWDOWN_ENV
+from bench.results import docs_frame, load_docs, provenance
+
+ROUND_TIMEOUT_S = 30 * 60  # one side's round of the suite; a hung round fails the gate
+GIT_TIMEOUT_S = 120
+TMP_PREFIX = "bench-against-"  # the temporary folders, under tempfile.gettempdir()
+PID_FILE = "owner.pid"  # in each: the pid of the `bench ci` that made it
+
+
+def _git(repo: Path, *args: str) -> str:
+    try:
+        proc = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True,
+                              timeout=GIT_TIMEOUT_S)
+    except FileNotFoundError:
+        raise BenchError("--against needs git on PATH") from None
+    except subprocess.TimeoutExpired:
+        raise BenchError(f"git {' '.join(args)} did not finish in {GIT_TIMEOUT_S}s") from None
+    if proc.returncode != 0:
+        raise BenchError(f"git {' '.join(args)}: {proc.stderr.strip().splitlines()[-1:] or ''}")
+    return proc.stdout.strip()
+
+
+def checkout_root() -> Path:
+    """The git checkout this package runs from (the candidate's code)."""
+    here = PACKAGE_ROOT
+    try:
+        return Path(_git(here, "rev-parse", "--show-toplevel"))
+    except BenchError:
+        raise BenchError(f"--against needs a git checkout; {here} is not one") from None
+
+
+def resolve_ref(repo: Path, ref: str) -> str:
+    try:
+        return _git(repo, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
+    except BenchError:
+        raise BenchError(f"--against {ref}: no such commit, branch or tag in {repo}") from None
+
+
+def require_clean(repo: Path) -> None:
+    """The candidate is this checkout: uncommitted changes would make its results nameless."""
+    dirty = _git(repo, "status", "--porcelain", "--untracked-files=no")
+    if dirty:
+        n = len(dirty.splitlines())
+        raise BenchError(f"the working tree has {n} uncommitted change(s): commit or stash "
+                         "them first (the candidate must be a commit)")
+
+
+def _side_command(args: argparse.Namespace, out: Path) -> list[str]:
+    cmd = [sys.executable, "-m", "bench", "suite", "ci", "--repeats", "1", "--device",
+           args.device, "--out", str(out), "--quiet"]
+    if args.data_dir:
+        cmd += ["--data-dir", str(Path(args.data_dir).resolve())]
+    if args.budget_s:
+        cmd += ["--budget-s", str(args.budget_s)]
+    return cmd
+
+
+def start_child(cmd: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Popen[str]:
+    """Start a round's process in its own process group, tied to this process's life."""
+    return children.start_child(cmd, cwd, env)
+
+
+def run_child(cmd: list[str], cwd: Path, env: dict[str, str], timeout: float
+              ) -> subprocess.CompletedProcess[str]:
+    """Run to the end like subprocess.run(capture_output=True); on a timeout, Ctrl-C or a
+    stop signal the child's group is stopped before the exception goes on."""
+    proc = start_child(cmd, cwd, env)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        children.stop_child(proc)
+        raise
+    except BaseException as exc:
+        children.stop_child(proc, children.forwarded(exc))
+        raise
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: alive
+        return True
+    return True
+
+
+def _stale_owner(folder: Path) -> int | None:
+    """The dead owner's pid of one of our temporary folders, or None (alive, unknown, not
+    ours: kept)."""
+    try:
+        if folder.is_symlink() or folder.stat().st_uid != os.getuid():
+            return None
+        pid = int((folder / PID_FILE).read_text().strip())
+    except (OSError, ValueError):
+        return None  # no pid file yet (being made) or not ours to judge
+    return None if pid <= 0 or _pid_alive(pid) else pid
+
+
+def clean_stale(repo: Path) -> list[Path]:
+    """Remove what a killed earlier `--against` left: its temporary folder (owner dead) and its
+    git worktree registration. One line on stderr per thing removed; returns the folders."""
+    removed = []
+    for folder in sorted(Path(tempfile.gettempdir()).glob(TMP_PREFIX + "*")):
+        pid = _stale_owner(folder)
+        if pid is None:
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        if not folder.exists():
+            removed.append(folder)
+            print(f"ci --against: removed {folder}, left by bench ci pid {pid} (no longer "
+                  "running)", file=sys.stderr, flush=True)
+    before = _worktrees(repo)
+    if not any(_dangling_ours(Path(w)) for w in before):
+        return removed  # none of ours dangles: the user's own worktrees are not pruned
+    _git(repo, "worktree", "prune")
+    for gone in sorted(before - _worktrees(repo)):
+        print(f"ci --against: pruned the stale git worktree {gone}", file=sys.stderr, flush=True)
+    return removed
+
+
+def _dangling_ours(tree: Path) -> bool:
+    """A worktree of a `--against` run (<tmp>/bench-against-*/baseline) whose folder is gone."""
+    parent = tree.resolve().parent
+    return (parent.name.startswith(TMP_PREFIX) and not tree.exists()
+            and parent.parent == Path(tempfile.gettempdir()).resolve())
+
+
+def _worktrees(repo: Path) -> set[str]:
+    """The paths of the repository's registered worktrees."""
+    listing = _git(repo, "worktree", "list", "--porcelain")
+    return {line[len("worktree "):] for line in listing.splitlines()
+            if line.startswith("worktree ")}
+
+
+def _make_tmp() -> Path:
+    """This run's temporary folder, with this process's pid in it (for `clean_stale`)."""
+    tmp = Path(tempfile.mkdtemp(prefix=TMP_PREFIX))
+    try:
+        (tmp / PID_FILE).write_text(f"{os.getpid()}\n")
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return tmp
+
+
+def _run_side(tree: Path, cmd: list[str], env: dict[str, str], side: str, round_: int) -> None:
+    env = {**env, "PYTHONPATH": os.pathsep.join([str(tree), env.get("PYTHONPATH", "")])}
+    try:
+        proc = run_child(cmd, tree, env, ROUND_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        raise BenchError(f"--against: the {side} round {round_ + 1} did not finish in "
+                         f"{ROUND_TIMEOUT_S}s") from None
+    if proc.returncode not in (0, 1):
+        last = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
+        raise BenchError(f"--against: the {side} round {round_ + 1} failed (exit "
+                         f"{proc.returncode}): {last}")
+    print(f"ci --against: {side} round {round_ + 1} done", file=sys.stderr, flush=True)
+
+
+def round_order(rounds: int) -> list[tuple[int, str]]:
+    """(round, side) in ABBA order: B C C B B C ..."""
+    order = []
+    for r in range(rounds):
+        sides = ("baseline", "candidate") if r % 2 == 0 else ("candidate", "baseline")
+        order += [(r, s) for s in sides]
+    return order
+
+
+def measure_alternately(trees: dict[str, Path], args: argparse.Namespace, out: Path
+                        ) -> dict[str, list]:
+    """Run the rounds; returns each side's result docs."""
+    base_env = {k: v for k, v in os.environ.items() if k != SLOWDOWN_ENV}
+    envs = {"baseline": base_env, "candidate": dict(os.environ)}
+    for r, side in round_order(args.repeats):
+        _run_side(trees[side], _side_command(args, out / side / f"round{r}"), envs[side], side,
+                  r)
+    docs = {side: load_docs([out / side]) if (out / side).exists() else [] for side in trees}
+    for side, found in docs.items():
+        if not found:
+            raise BenchError(f"--against: the {side} side wrote no results")
+    return docs
+
+
+def gate_against(args: argparse.Namespace, threshold: float, alpha: float,
+                 calibration: dict | None = None) -> Comparison:
+    """Check REF out, measure both trees alternately, compare (one device, same job).
+
+    The figure is the stored gate's (`metric.gate_metric`): images/s ÷ probe when both sides ran
+    the same probe version, since the machine's speed also wanders between rounds of one job;
+    the noise is `calibration`'s for that figure, else estimated from the rounds."""
+    from bench.ci.metric import gate_metric, noise_table
+
+    repo = checkout_root()
+    sha = resolve_ref(repo, args.against)
+    require_clean(repo)
+    clean_stale(repo)
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    out = Path(args.out).resolve() / "against" / f"{stamp}-{sha[:12]}"
+    try:
+        tmp = _make_tmp()
+    except OSError as exc:
+        raise BenchError(f"--against: cannot make a temporary folder in "
+                         f"{tempfile.gettempdir()} ({exc.strerror or exc})") from None
+    try:
+        tree = tmp / "baseline"
+        _git(repo, "worktree", "add", "--detach", "--quiet", str(tree), sha)
+        try:
+            docs = measure_alternately({"baseline": tree, "candidate": repo}, args, out)
+        finally:
+            _remove_worktree(repo, tree)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    metric = gate_metric(docs["baseline"], docs["candidate"])
+    cmp = compare_frames(docs_frame(docs["baseline"]), docs_frame(docs["candidate"]),
+                         threshold, alpha, noise_table(calibration, metric), metric)
+    cmp.provenance = {side: provenance(docs[side]) for side in ("baseline", "candidate")}
+    return cmp
+
+
+def _remove_worktree(repo: Path, tree: Path) -> None:
+    try:
+        _git(repo, "worktree", "remove", "--force", str(tree))
+    except BenchError:
+        _git(repo, "worktree", "prune")
+
+
+__all__: Sequence[str] = ["clean_stale", "gate_against", "require_clean", "resolve_ref",
+                          "round_order", "run_child", "start_child"]

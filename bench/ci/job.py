@@ -1,0 +1,353 @@
+"""`bench ci`: measure the "ci" suite and gate it, against a stored baseline or a git ref.
+
+Three ways to gate (docs/ci.md has the measured false-alarm and detection rates of each):
+- stored baseline: `results/baselines/<device-slug>.json` (`--record-baseline` writes it,
+  `--calibrate` writes it with the runner's measured noise per configuration);
+- `--against REF`: REF's code in a temporary git worktree and this checkout's code measured
+  alternately in the same job (no stored baseline, no drift between the two sides);
+- the suite's runs are interleaved (every configuration once per round), `--repeats` rounds.
+
+A baseline belongs to one device; comparing with another device's is bad input (exit 2).
+Exit status: 0 pass; 1 regression or a failed run; 2 bad input; 3 could not gate (no
+baseline, or a configuration too noisy for the threshold: the row says what it needs).
+Every output (text, $GITHUB_STEP_SUMMARY markdown, `--json`) shows per configuration the ratio,
+its bounds, the verdict and the slowdown the gate could detect.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from bench.ci.metric import METRIC_NAMES, RAW, gate_metric, noise_table
+from bench.defaults import EXIT_UNGATED, MAX_REPEATS
+from bench.errors import BenchError
+from bench.gate.compare import (
+    Comparison,
+    add_gate_flags,
+    compare_frames,
+    format_json,
+    format_markdown,
+    format_text,
+    parse_alpha,
+    parse_threshold,
+)
+from bench.gate.stats import detectable_slowdown, log_sigma, per_config_alpha, repeats_needed
+from bench.history.hooks import add_history_flag, record_ci
+from bench.results import (
+    BASELINES_SUBDIR,
+    DEFAULT_RESULTS_DIR,
+    Key,
+    ResultDoc,
+    atomic_write_text,
+    config_label,
+    device_slug,
+    docs_frame,
+    flatten,
+    fmt_num,
+    markdown_table,
+    provenance,
+    read_baseline,
+    read_docs,
+    run_key,
+    write_baseline,
+)
+from bench.results.escape import md, term
+from bench.spec.runspec import add_run_flags
+
+SUITE = "ci"
+BASELINE_DIR = Path(DEFAULT_RESULTS_DIR) / BASELINES_SUBDIR
+DEFAULT_REPEATS = 4
+DEFAULT_CALIBRATION_ROUNDS = 8
+
+
+def baseline_path(device_label: str, folder: Path = BASELINE_DIR) -> Path:
+    return folder / f"{device_slug(device_label)}.json"
+
+
+def append_step_summary(markdown: str) -> None:
+    """Append to the GitHub Actions job summary when running there (the file is append-only)."""
+    path = os.environ.get("GITHUB_STEP_SUMMARY")
+    if not path:
+        return
+    try:
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(markdown.rstrip("\n") + "\n\n")
+    except OSError as exc:
+        raise BenchError(f"cannot append to $GITHUB_STEP_SUMMARY {path}: {exc}") from None
+
+
+def device_of(docs: Sequence[ResultDoc]) -> str:
+    labels = sorted({flatten(d)["device_label"] for d in docs})
+    if len(labels) != 1:
+        raise BenchError(term(f"the ci suite ran on {len(labels)} devices "
+                              f"({', '.join(labels)}); a baseline belongs to one"))
+    return labels[0]
+
+
+def _failures(docs: Sequence[ResultDoc]) -> list[str]:
+    return [f"{config_label(run_key(d.get('config') or {}))}: status {d.get('status')}"
+            + (f" ({d['message']})" if d.get("message") else "")
+            for d in docs if d.get("status") != "ok"]
+
+
+def _refuse_failures(docs: Sequence[ResultDoc]) -> None:
+    failures = _failures(docs)
+    if failures:
+        raise BenchError(term(f"{len(failures)} ci run(s) failed, not recording a baseline:"
+                              f" {'; '.join(failures)}"))
+
+
+def record_baseline(docs: Sequence[ResultDoc], path: Path,
+                    calibration: dict[str, Any] | None = None) -> None:
+    """Replace the baseline atomically; refuse an incomplete one, it would hide configurations."""
+    _refuse_failures(docs)
+    write_baseline(path, docs, device_of(docs), calibration)
+
+
+# ----------------------------------------------------------------------------- calibration
+def _by_key(docs: Sequence[ResultDoc], metric: str) -> dict[Key, list[float]]:
+    groups: dict[Key, list[float]] = {}
+    for d in docs:
+        value = (d.get("summary") or {}).get(metric)
+        if d.get("status") == "ok" and value:
+            groups.setdefault(run_key(d.get("config") or {}), []).append(float(value))
+    return groups
+
+
+def calibration_of(docs: Sequence[ResultDoc], threshold: float, alpha: float,
+                   repeats: int) -> dict[str, Any]:
+    """Per configuration: run-to-run noise (sd of the log of the gate's figure over the A/A
+    rounds; `sigmas` has it for images/s too, the fallback figure), the slowdown a gate
+    with `repeats` runs could detect, and the runs per side it needs for `threshold`."""
+    metric = gate_metric(docs)
+    groups = {m: _by_key(docs, m) for m in {metric, RAW}}
+    per_config = per_config_alpha(alpha, len(groups[metric]))
+    rows = []
+    for key, values in sorted(groups[metric].items(), key=lambda kv: config_label(kv[0])):
+        sigmas = {m: log_sigma(g.get(key, [])) for m, g in groups.items()}
+        sigma = sigmas[metric]
+        if sigma is None:
+            raise BenchError(f"calibration needs 2+ runs of {config_label(key)}")
+        detectable = detectable_slowdown(sigma, len(values), repeats, per_config)
+        rows.append({"key": list(key), "label": config_label(key), "runs": len(values),
+                     "sigma": sigma, "sigmas": sigmas, "detectable": detectable,
+                     "needed_repeats": repeats_needed(sigma, threshold, per_config)})
+    return {"threshold": threshold, "alpha": alpha, "repeats": repeats, "metric": metric,
+            "configs": rows}
+
+
+
+
+def _calibration_markdown(cal: dict[str, Any]) -> str:
+    metric = cal.get("metric", RAW)
+    extra = metric != RAW  # also show the images/s noise (the figure without the probe)
+    rows = [[c["label"], c["runs"], f"±{c['sigma']:.2%}",
+             *([f"±{c['sigmas'][RAW]:.2%}"] if extra else []),
+             f"{c['detectable']:.1%}", c["needed_repeats"]] for c in cal["configs"]]
+    return markdown_table(["configuration", "A/A runs", f"noise (sd) of {METRIC_NAMES[metric]}",
+                           *(["noise (sd) of images/s"] if extra else []),
+                           f"detectable with {cal['repeats']} runs", "runs needed for "
+                           f"{cal['threshold']:.0%}"], rows)
+
+
+# ----------------------------------------------------------------------------- gating
+def _check_same_device(base: Sequence[ResultDoc], label: str, path: Path) -> None:
+    base_label = device_of(base)
+    if base_label != label:
+        raise BenchError(term(f"{path} is the baseline of {base_label}, this job ran on "
+                              f"{label}: a gate compares one device with itself (use bench "
+                              "compare for two)"))
+
+
+def _report(cmp: Comparison, json_out: str | None, heading: str) -> int:
+    print(format_text(cmp), end="")
+    append_step_summary(f"{md(heading)}\n\n" + format_markdown(cmp))
+    if json_out:
+        atomic_write_text(Path(json_out), format_json(cmp))
+    return cmp.exit_code
+
+
+def _results_markdown(docs: Sequence[ResultDoc], note: str) -> str:
+    """The runs as a table under `note` (markdown already: escape what came from results)."""
+    rows = [[config_label(run_key(r)), r.get("device_label"), r.get("status"),
+             fmt_num(r.get("images_per_s"), ",.1f")]
+            for r in (flatten(d) for d in docs)]
+    return f"### bench ci\n\n{note}\n\n" + markdown_table(
+        ["configuration", "device", "status", "images/s"], rows)
+
+
+def gate_stored(docs: Sequence[ResultDoc], path: Path, threshold: float, alpha: float,
+                json_out: str | None, named: bool, history: str | None = None) -> int:
+    """Compare this job's runs with the stored baseline at `path`."""
+    label = device_of(docs)
+    if not path.exists():
+        if named:
+            raise BenchError(f"--baseline {path}: no such file")
+        msg = ("no baseline for {} at {}: could not gate (record one with "
+               "`bench ci --calibrate` or `make bench-baseline`)")
+        print(term(msg.format(label, path)))
+        for f in _failures(docs):
+            print(term(f"failed: {f}"))
+        append_step_summary(_results_markdown(docs, msg.format(md(label), md(path))))
+        return 1 if _failures(docs) else EXIT_UNGATED
+    base, calibration = read_baseline(path)
+    _check_same_device(base, label, path)
+    metric = gate_metric(base, docs)
+    cmp = compare_frames(docs_frame(base), docs_frame(docs), threshold, alpha,
+                         noise_table(calibration, metric), metric)
+    cmp.provenance = {"baseline": provenance(base), "candidate": provenance(docs)}
+    record_ci(history, docs, cmp)
+    return _report(cmp, json_out, f"bench ci against {path}")
+
+
+def _baseline_file(args: argparse.Namespace) -> Path:
+    """The named --baseline (which must exist), else this device's own file."""
+    if args.baseline:
+        path = Path(args.baseline)
+        if not path.exists() and not (args.record_baseline or args.calibrate):
+            raise BenchError(f"--baseline {path}: no such file")
+        return path
+    from bench.host.device import resolve_device
+    from bench.host.envinfo import device_label, fingerprint
+
+    return baseline_path(device_label(fingerprint(), resolve_device(args.device).type),
+                         _baseline_folder(args))
+
+
+def _baseline_folder(args: argparse.Namespace) -> Path:
+    """Where this device's baseline lives: another suite's (--suite) in a folder named by it
+    (a suite file's stem), so that it never replaces the ci suite's."""
+    from bench.suites.catalogue import suite_label
+
+    return BASELINE_DIR / suite_label(args.suite) if args.suite else BASELINE_DIR
+
+
+def _runner_calibration(path: Path) -> dict[str, Any] | None:
+    """This runner's calibration (noise per configuration), when the baseline file has one."""
+    return read_baseline(path)[1] if path.exists() else None
+
+
+def _check_gateable(args: argparse.Namespace, noise: dict[Key, float]) -> None:
+    """Without a calibration the noise comes from the runs: one run a side cannot gate."""
+    if args.repeats < 2 and not noise:
+        raise BenchError(f"--repeats {args.repeats} cannot be gated without a calibrated "
+                         "baseline (the noise is estimated from the runs): use --repeats 2 "
+                         f"or more (default {DEFAULT_REPEATS}), or record one with --calibrate")
+
+
+def _run_suite(args: argparse.Namespace, rounds: int) -> list[ResultDoc]:
+    from bench.suites.policy import run_suite
+
+    overrides = {"budget_s": args.budget_s} if args.budget_s else None
+    suite = args.suite or SUITE
+    gate = {"gate": True} if args.suite else {}  # --suite FILE: the runs the file gates
+    paths = run_suite(suite, data_dir=args.data_dir, out_dir=args.out, device=args.device,
+                      repeats=rounds, overrides=overrides, **gate)
+    docs = [d for p in paths for d in read_docs(p)]
+    if not docs:
+        raise BenchError(f"suite {suite!r} wrote no results")
+    return docs
+
+
+def _calibrate(args: argparse.Namespace, threshold: float, alpha: float) -> int:
+    docs = _run_suite(args, args.rounds)
+    _refuse_failures(docs)
+    cal = calibration_of(docs, threshold, alpha, args.repeats)
+    path = Path(args.baseline) if args.baseline else baseline_path(device_of(docs),
+                                                                   _baseline_folder(args))
+    record_baseline(docs, path, cal)
+    table = _calibration_markdown(cal)  # escaped markdown: terminal-safe too
+    print(term(f"calibrated {len(cal['configs'])} configuration(s) on {device_of(docs)} from "
+               f"{args.rounds} A/A rounds: {path}") + f"\n{table}")
+    append_step_summary(f"### bench ci --calibrate\n\n{table}")
+    return 0
+
+
+def handler(args: argparse.Namespace) -> int:
+    threshold, alpha = parse_threshold(args.threshold), parse_alpha(args.alpha)
+    modes = [m for m in ("record_baseline", "calibrate", "against") if getattr(args, m)]
+    if len(modes) > 1:
+        raise BenchError("--record-baseline, --calibrate and --against exclude each other")
+    if args.suite and args.against:
+        raise BenchError("--suite and --against exclude each other (--against measures the ci "
+                         "suite)")
+    path = _baseline_file(args)
+    if args.calibrate:
+        return _calibrate(args, threshold, alpha)
+    calibration = None if args.record_baseline else _runner_calibration(path)
+    if not args.record_baseline:
+        _check_gateable(args, noise_table(calibration))
+    if args.against:
+        from bench.ci.against import gate_against
+
+        cmp = gate_against(args, threshold, alpha, calibration)
+        return _report(cmp, args.json, f"bench ci --against {args.against}")
+    docs = _run_suite(args, args.repeats)
+    if not args.baseline:
+        path = baseline_path(device_of(docs), _baseline_folder(args))
+    if args.record_baseline:
+        record_baseline(docs, path)
+        msg = "recorded baseline of {} run(s) on {}: {}"
+        print(term(msg.format(len(docs), device_of(docs), path)))
+        append_step_summary(_results_markdown(docs, msg.format(len(docs), md(device_of(docs)),
+                                                               md(path))))
+        return 0
+    return gate_stored(docs, path, threshold, alpha, args.json, named=bool(args.baseline),
+                       history=args.history)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, not {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _run_count(text: str) -> int:
+    """--repeats and --rounds: 1 to MAX_REPEATS runs per configuration (bench.cli says why),
+    checked as the flags are parsed, before any run."""
+
+    value = _positive_int(text)
+    if value > MAX_REPEATS:
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_REPEATS:,}, got {value:,}")
+    return value
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("ci", help="run the ci suite and compare it with this device's baseline",
+                       description=__doc__.split("\n\n")[0])
+    add_run_flags(p, include=("data_dir", "out", "device", "budget_s"))
+    p.add_argument("--repeats", type=_run_count, default=DEFAULT_REPEATS,
+                   help=f"rounds of the suite (runs per configuration; default "
+                   f"{DEFAULT_REPEATS})")
+    add_gate_flags(p, "slowdown that counts as a regression",
+                   "false-alarm rate of one gate run, over all its configurations")
+    p.add_argument("--baseline", default=None,
+                   help="baseline file (default results/baselines/<device-slug>.json)")
+    p.add_argument("--record-baseline", action="store_true",
+                   help="write/replace the baseline with this run instead of comparing")
+    p.add_argument("--calibrate", action="store_true", help="run --rounds A/A rounds, store "
+                   "the measured noise per configuration in the baseline (and the runs)")
+    p.add_argument("--rounds", type=_run_count, default=DEFAULT_CALIBRATION_ROUNDS,
+                   help=f"A/A rounds for --calibrate (default {DEFAULT_CALIBRATION_ROUNDS})")
+    p.add_argument("--suite", metavar="FILE", default=None, help="gate a suite file's runs "
+                   "(FILE.toml: those not marked gate = false, docs/plugins.md) instead of the "
+                   "ci suite; its default baseline is results/baselines/<file stem>/"
+                   "<device-slug>.json")
+    p.add_argument("--against", metavar="REF", default=None, help="measure git REF (in a "
+                   "temporary worktree) and this checkout alternately, then gate")
+    p.add_argument("--json", metavar="FILE", default=None, help="also write the comparison "
+                   "as JSON")
+    add_history_flag(p)
+    p.set_defaults(func=handler)
+
+
+__all__ = ["baseline_path", "calibration_of", "gate_stored", "handler", "noise_table",
+           "record_baseline", "register"]

@@ -1,0 +1,2 @@
+"""Images on their way to the model: the loaders, ffcv .beton files, the loader benchmark and
+the sample grid."""

@@ -1,0 +1,1 @@
+"""`bench doctor`: the checks of every path and the GPU first-contact list."""

@@ -1,0 +1,1 @@
+"""Sets of runs: the suites' policy and their catalogue."""
