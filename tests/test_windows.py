@@ -11,8 +11,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from bench import summary, throughput
-from bench.engine import MIN_WINDOW_S, MIN_WINDOW_STEPS, TrainState, Window, steady_state
+from bench.measure import summary, throughput
+from bench.measure.engine import MIN_WINDOW_S, MIN_WINDOW_STEPS, TrainState, Window, steady_state
 
 CPU = torch.device("cpu")
 WARM = Window(-1, 5, 5 * 64, 2.0, True)  # a slow warm-up pass: never part of the rate
@@ -50,6 +50,14 @@ def test_long_windows_give_the_median_and_short_ones_are_left_out() -> None:
     assert (s["images_per_s_min"], s["images_per_s_max"]) == pytest.approx((6400, 16000))
     assert s["steady_windows"] == 3
     assert s["images_per_s_source"] == "median of 3 timed windows >= 20 ms and >= 5 steps"
+
+
+def test_the_quartiles_lie_within_the_windows_rates() -> None:
+    """Two long windows far apart (a busy machine): the quartiles stay between the slowest and
+    the fastest window (an extrapolating quantile gave a negative q1, refused on reading)."""
+    s = steady_state(_windows([0.5, 12.0], steps=50))
+    assert 0 < s["images_per_s_min"] <= s["images_per_s_q1"] <= s["images_per_s"]
+    assert s["images_per_s"] <= s["images_per_s_q3"] <= s["images_per_s_max"]
 
 
 def test_long_windows_of_too_few_steps_give_the_total() -> None:

@@ -591,7 +591,9 @@ def steady_state(windows: list[Window]) -> dict[str, Any]:
         rates = [sum(w.images for w in pool) / sum(w.seconds for w in pool)]
         used, source = len(pool), f"training clock total: {windows_(len(pool))}, none " \
                                   f"{window_rule()}"
-    q = statistics.quantiles(rates, n=4) if len(rates) >= 2 else [rates[0]] * 3
+    # inclusive: the quartiles lie within the windows' rates (the default extrapolates past
+    # the extremes, below 0 for a few widely spread windows on a busy machine)
+    q = statistics.quantiles(rates, n=4, method="inclusive") if len(rates) >= 2 else [rates[0]] * 3
     return {"images_per_s": statistics.median(rates), "images_per_s_min": rates[0],
             "images_per_s_max": rates[-1], "images_per_s_q1": q[0], "images_per_s_q3": q[2],
             "steady_windows": used,
