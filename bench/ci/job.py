@@ -55,6 +55,7 @@ from bench.results import (
     run_key,
     write_baseline,
 )
+from bench.results.aggregate import column, group
 from bench.results.escape import md, term
 from bench.spec.runspec import add_run_flags
 
@@ -110,12 +111,10 @@ def record_baseline(docs: Sequence[ResultDoc], path: Path,
 
 # ----------------------------------------------------------------------------- calibration
 def _by_key(docs: Sequence[ResultDoc], metric: str) -> dict[Key, list[float]]:
-    groups: dict[Key, list[float]] = {}
-    for d in docs:
-        value = (d.get("summary") or {}).get(metric)
-        if d.get("status") == "ok" and value:
-            groups.setdefault(run_key(d.get("config") or {}), []).append(float(value))
-    return groups
+    ok = [d for d in docs if d.get("status") == "ok"]
+    return {key: values for key, members in group(ok, lambda d: run_key(d.get("config") or {}))
+            .items() if (values := column((d.get("summary") or {} for d in members), metric,
+                                          positive=True))}
 
 
 def calibration_of(docs: Sequence[ResultDoc], threshold: float, alpha: float,

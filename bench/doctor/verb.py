@@ -34,6 +34,7 @@ from bench.defaults import EXIT_INCOMPLETE
 from bench.doctor.check import Check, Context, Fail, Skip
 from bench.errors import BenchError
 from bench.host import interrupts
+from bench.results.aggregate import group
 
 STATUSES = ("pass", "fail", "skip")
 # The doctor's wall-time bound: every check runs under what is left of it, and a budgeted check
@@ -189,14 +190,12 @@ def run_checks(checks: list[Check], ctx: Context, budget_s: float | None = BUDGE
 def skipped_line(rows: list[Row]) -> str | None:
     """Every skipped check by name, grouped by why: the table's last line, so a budget that
     left checks out is never a silent pass."""
-    groups: dict[str, list[str]] = {}
-    for r in rows:
-        if r.status == "skip":
-            why = "time budget" if r.message.startswith(BUDGET_PREFIXES) else r.message
-            groups.setdefault(why, []).append(r.name)
+    groups = group((r for r in rows if r.status == "skip"),
+                   lambda r: "time budget" if r.message.startswith(BUDGET_PREFIXES) else r.message)
     if not groups:
         return None
-    return "skipped: " + "; ".join(f"{', '.join(names)} ({why})" for why, names in groups.items())
+    return "skipped: " + "; ".join(f"{', '.join(r.name for r in skipped)} ({why})"
+                                   for why, skipped in groups.items())
 
 
 def format_table(rows: list[Row]) -> str:

@@ -57,6 +57,7 @@ from bench.results import (
     text_table,
     wrap_lines,
 )
+from bench.results.aggregate import column, group, spread_of
 from bench.results.escape import Markup, term
 
 FORMATS = ("text", "md", "json")
@@ -146,22 +147,13 @@ class Comparison:
         return d
 
 
-def _finite(v: Any) -> float | None:
-    """A finite number, else None: an infinite figure is as unknown as a missing one."""
-    x = num(v)
-    return x if x is not None and math.isfinite(x) else None
-
-
 def _side_stats(rows: list[RunRow]) -> SideStats:
-    ips = sorted(v for v in (_finite(r.get("images_per_s")) for r in rows) if v is not None)
-    med = statistics.median(ips)
-    spread = (ips[-1] - ips[0]) / med if len(ips) >= 2 and med else None
-    times = [v for v in (_finite(r.get("epoch_time_s")) for r in rows) if v is not None]
-    acc = [v for v in (_finite(r.get("final_test_acc")) for r in rows) if v is not None]
+    ips = spread_of(rows, "images_per_s")  # rows with a positive figure only (_split)
     devices = sorted({str(r.get("device_label")) for r in rows})
     noisy = sum(hostload.noisy_run(r.get("host_load")) for r in rows)
-    return SideStats(len(ips), med, ips[0], ips[-1], spread,
-                     statistics.median(times) if times else None, acc, devices, noisy)
+    return SideStats(ips.n, ips.median, ips.min, ips.max, ips.rel_range,
+                     spread_of(rows, "epoch_time_s").median, column(rows, "final_test_acc"),
+                     devices, noisy)
 
 
 def _acc_delta(b: list[float], c: list[float]) -> tuple[float | None, float | None]:
@@ -189,25 +181,29 @@ def _no_figure(r: RunRow, metric: str) -> str | None:
     return None
 
 
+def _skip_reason(r: RunRow, metric: str) -> str | None:
+    """Why a run cannot be compared (it did not finish, or has no figure), else None."""
+    status = str(norm(r.get("status")) or "?")
+    if status != "ok":
+        msg = norm(r.get("message"))
+        return f"status {status}" + (f": {msg}" if msg else "")
+    return _no_figure(r, metric)
+
+
+def _skipped(side: str, r: RunRow, reason: str) -> Skipped:
+    return Skipped(side, config_label(run_key(r)), str(norm(r.get("status")) or "?"), reason,
+                   norm(r.get("path")))
+
+
 def _split(df, side: str, metric: str = "images_per_s"
            ) -> tuple[dict[Key, list[RunRow]], dict[Key, list[Skipped]]]:
     """Group the usable runs of one side by configuration; the rest become Skipped entries."""
-    groups: dict[Key, list[RunRow]] = {}
-    skipped: dict[Key, list[Skipped]] = {}
     records: list[RunRow] = df.to_dict("records") if len(df) else []
-    for r in records:
-        key = run_key(r)
-        status = str(norm(r.get("status")) or "?")
-        path = norm(r.get("path"))
-        if status != "ok":
-            msg = norm(r.get("message"))
-            reason = f"status {status}" + (f": {msg}" if msg else "")
-        else:
-            reason = _no_figure(r, metric)
-        if reason is None:
-            groups.setdefault(key, []).append(r)
-            continue
-        skipped.setdefault(key, []).append(Skipped(side, config_label(key), status, reason, path))
+    marked = [(r, _skip_reason(r, metric)) for r in records]
+    groups = group((r for r, why in marked if why is None), run_key)
+    skipped = {key: [_skipped(side, r, why) for r, why in pairs] for key, pairs in
+               group(((r, why) for r, why in marked if why is not None),
+                     lambda pair: run_key(pair[0])).items()}
     for key, rows in groups.items():
         devices = sorted({str(r.get("device_label")) for r in rows})
         if len(devices) > 1:
@@ -219,7 +215,7 @@ def _split(df, side: str, metric: str = "images_per_s"
 
 
 def _values(rows: list[RunRow], metric: str) -> list[float]:
-    return [v for v in (num(r.get(metric)) for r in rows) if v is not None and v > 0]
+    return column(rows, metric, positive=True)
 
 
 def _match(key: Key, base: list[RunRow], cand: list[RunRow], threshold: float, alpha: float,
@@ -430,9 +426,8 @@ def _settings(cmp: Comparison) -> list[str]:
 
 def _ungated_by_reason(cmp: Comparison) -> list[str]:
     """'REASON: label, label' per distinct reason ('all N configurations' when it is all)."""
-    by: dict[str, list[str]] = {}
-    for r in cmp.ungated:
-        by.setdefault(_why_not_gated(r), []).append(r.label)
+    by = {reason: [r.label for r in rows]
+          for reason, rows in group(cmp.ungated, _why_not_gated).items()}
     if len(by) == 1 and len(cmp.ungated) == len(cmp.rows) > 1:
         return [f"{reason}: all {len(cmp.rows)} configurations" for reason in by]
     return [f"{reason}: {'; '.join(labels)}" for reason, labels in by.items()]

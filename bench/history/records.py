@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import datetime as _dt
 import math
-import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from bench.errors import BenchError
-from bench.results import CONFIG_KEYS, Key, ResultDoc, config_label, flatten, num, run_key
+from bench.results import CONFIG_KEYS, Key, ResultDoc, config_label, flatten, run_key
+from bench.results.aggregate import column, group, spread, spread_of
 from bench.results.guarded import date_problem, number_problem, version_problem
 
 RECORD_KIND = "bench-history"
@@ -49,15 +49,6 @@ def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def _spread(values: Sequence[float]) -> tuple[float | None, float | None, float | None]:
-    """(median, min, max) of the values; Nones when there are none."""
-    if not values:
-        return None, None, None
-    return statistics.median(values), min(values), max(values)
-
-
-def _column(rows: Sequence[Mapping[str, Any]], name: str) -> list[float]:
-    return [v for v in (num(r.get(name)) for r in rows) if v is not None]
 
 
 def _gate_fields(key: Key, label: str, comparison: Any) -> dict[str, Any] | None:
@@ -82,17 +73,15 @@ def build_record(group: GroupKey, rows: Sequence[Mapping[str, Any]], source: str
     """One record from the flat rows (`results.flatten`) of one group's runs."""
     device, key, commit = group
     ok = [r for r in rows if r.get("status") == "ok"]
-    ips = _column(ok, "images_per_s")
-    tta = _column(ok, "time_to_accuracy_s")
-    acc = _column(ok, "final_test_acc")
-    targets = _column(ok, "target_accuracy")
+    ips = column(ok, "images_per_s")  # in the runs' order (images_per_s_runs)
+    tta, acc = spread_of(ok, "time_to_accuracy_s"), spread_of(ok, "final_test_acc")
+    targets = column(ok, "target_accuracy")
     label, now = config_label(key), _now()
     dates = [str(r["created"]) for r in rows if r.get("created")]
     if not dates:  # results are refused without one; a record must never date itself "now"
         raise BenchError(f"runs {', '.join(str(r.get('run_id')) for r in rows)}: no 'created' "
                          "date, which a history record needs")
-    ips_med, ips_min, ips_max = _spread(ips)
-    tta_med, tta_min, tta_max = _spread(tta)
+    ips_spread = spread(ips)
     return _finite({
         "kind": RECORD_KIND, "version": RECORD_VERSION, "source": source,
         "suite": next((r.get("suite") for r in rows if r.get("suite")), None),
@@ -101,11 +90,10 @@ def build_record(group: GroupKey, rows: Sequence[Mapping[str, Any]], source: str
         "key": dict(zip(CONFIG_KEYS, key, strict=True)),
         "run_ids": sorted(str(r.get("run_id")) for r in rows),
         "runs": len(ips), "failed": len(rows) - len(ok),
-        "images_per_s": ips_med, "images_per_s_min": ips_min, "images_per_s_max": ips_max,
-        "images_per_s_runs": ips,
-        "time_to_accuracy_s": tta_med, "time_to_accuracy_s_min": tta_min,
-        "time_to_accuracy_s_max": tta_max, "reached": len(tta),
-        "accuracy": statistics.median(acc) if acc else None,
+        "images_per_s": ips_spread.median, "images_per_s_min": ips_spread.min,
+        "images_per_s_max": ips_spread.max, "images_per_s_runs": ips,
+        "time_to_accuracy_s": tta.median, "time_to_accuracy_s_min": tta.min,
+        "time_to_accuracy_s_max": tta.max, "reached": tta.n, "accuracy": acc.median,
         "target_accuracy": targets[0] if targets else None,
         "gate": _gate_fields(key, label, comparison),
     })
@@ -113,12 +101,8 @@ def build_record(group: GroupKey, rows: Sequence[Mapping[str, Any]], source: str
 
 def group_rows(docs: Iterable[ResultDoc]) -> dict[GroupKey, list[dict[str, Any]]]:
     """Flat rows of the docs grouped by (device label, configuration key, commit)."""
-    groups: dict[GroupKey, list[dict[str, Any]]] = {}
-    for doc in docs:
-        row = dict(flatten(doc))
-        group = (str(row["device_label"]), run_key(row), row.get("git_commit"))
-        groups.setdefault(group, []).append(row)
-    return groups
+    return group((dict(flatten(doc)) for doc in docs),
+                 lambda row: (str(row["device_label"]), run_key(row), row.get("git_commit")))
 
 
 def build_records(docs: Iterable[ResultDoc], source: str, comparison: Any = None

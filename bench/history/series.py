@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from bench.gate.stats import gate
 from bench.history.records import Record
 from bench.results import num
+from bench.results.aggregate import group
 
 SeriesKey = tuple[str, str]  # configuration label, device label
 
@@ -78,10 +79,10 @@ def build_series(records: Iterable[Record], threshold: float = 0.05, alpha: floa
                  ) -> list[Series]:
     """Series ordered by configuration then device; records without any figure (every run
     failed) are left out."""
-    groups: dict[SeriesKey, list[Record]] = {}
-    for rec in records:
-        if num(rec.get("images_per_s")) is not None or num(rec.get("time_to_accuracy_s")):
-            groups.setdefault((rec["config"], rec["device"]), []).append(rec)
+    groups: dict[SeriesKey, list[Record]] = group(
+        (rec for rec in records
+         if num(rec.get("images_per_s")) is not None or num(rec.get("time_to_accuracy_s"))),
+        lambda rec: (rec["config"], rec["device"]))
     out = []
     for (config, device), points in sorted(groups.items()):
         points.sort(key=lambda r: (r["date"], r.get("recorded") or ""))

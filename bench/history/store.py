@@ -33,6 +33,7 @@ from bench.errors import BenchError
 from bench.fsutil import os_reason, warn, writable_dir
 from bench.history.records import RECORD_KIND, Record, build_records, device_of, record_problem
 from bench.results import ResultDoc, device_slug
+from bench.results.aggregate import group
 from bench.results.guarded import (
     MAX_HISTORY_BYTES,
     MAX_LINE_BYTES,
@@ -141,16 +142,14 @@ def append_docs(folder: str | os.PathLike[str], docs: Iterable[ResultDoc], sourc
                 comparison: Any = None) -> dict[Path, int]:
     """Append the records of `docs` (runs already stored are left out) to their devices' files;
     returns the records written per file. `comparison`: the `bench ci` gate's, if any."""
-    by_device: dict[str, list[ResultDoc]] = {}
-    for doc in docs:
-        by_device.setdefault(device_of(doc), []).append(doc)
+    by_device = group(docs, device_of)
     out = writable_dir(folder, "history folder")
     written = {}
-    for device, group in sorted(by_device.items()):
+    for device, device_docs in sorted(by_device.items()):
         path = history_path(out, device)
 
-        def make(known: set[str], group: list[ResultDoc] = group) -> list[Record]:
-            fresh = [d for d in group if str(d.get("run_id")) not in known]
+        def make(known: set[str], batch: list[ResultDoc] = device_docs) -> list[Record]:
+            fresh = [d for d in batch if str(d.get("run_id")) not in known]
             return build_records(fresh, source, comparison)
 
         try:

@@ -15,6 +15,7 @@ from typing import Any, TypedDict
 
 from bench.errors import BenchError
 from bench.results import RunRow, config_label, run_key
+from bench.results.aggregate import column, figures, group, spread, spread_of
 from bench.results.escape import term
 
 
@@ -47,30 +48,11 @@ class ConfigStats(TypedDict):
 
 def clean(v: Any) -> float | None:
     """A finite float, or None for missing/NaN cells."""
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return None
-    return f if math.isfinite(f) else None
+    return next(iter(figures([v])), None)
 
 
-def _finite(values: Sequence[Any]) -> list[float]:
-    return [x for x in (clean(v) for v in values) if x is not None]
-
-
-def _positive(values: Sequence[Any]) -> list[float]:
-    """The finite figures above 0: a throughput or a time of 0 or below is no measurement
-    (write_report leaves such runs out; this keeps a row built elsewhere safe too)."""
-    return [x for x in _finite(values) if x > 0]
-
-
-def _med(values: Sequence[Any]) -> float | None:
-    xs = _finite(values)
-    return statistics.median(xs) if xs else None
-
-
-def _column(records: list[RunRow], name: str) -> list[Any]:
-    return [r.get(name) for r in records]
+def _med(records: list[RunRow], name: str) -> float | None:
+    return spread_of(records, name).median
 
 
 def experiment_of(row: RunRow) -> str:
@@ -81,36 +63,34 @@ def _headline_tta(row: RunRow) -> Any:
     """Time to target after the warm-up pass; a schema-1 result (no such figure: its warm-up
     was inside the clock) gives its cold figure, which `cold_tta` counts so the report says so."""
     warm = row.get("time_to_accuracy_s")
-    return warm if _finite([warm]) else row.get("time_to_accuracy_cold_s")
+    return warm if figures([warm]) else row.get("time_to_accuracy_cold_s")
 
 
 def cold_tta(row: RunRow) -> bool:
     """True when this row's time to target is a schema-1 figure (warm-up included)."""
-    return not _finite([row.get("time_to_accuracy_s")]) and bool(
-        _finite([row.get("time_to_accuracy_cold_s")]))
+    return not figures([row.get("time_to_accuracy_s")]) and bool(
+        figures([row.get("time_to_accuracy_cold_s")]))
 
 
 def config_stats(label: str, device: str, records: list[RunRow]) -> ConfigStats:
     """The repeats (flat rows) of one configuration on one device, aggregated."""
-    col = partial(_column, records)  # col(name): that column over the repeats
-    ips, acc = _positive(col("images_per_s")), _finite(col("final_test_acc"))
-    tta = _positive([_headline_tta(r) for r in records])
-    best = _finite(col("best_test_acc")) or acc
+    med = partial(_med, records)  # med(name): the median of that column over the repeats
+    ips = spread_of(records, "images_per_s", positive=True)
+    acc = spread_of(records, "final_test_acc")
+    tta = spread((_headline_tta(r) for r in records), positive=True)
+    best = column(records, "best_test_acc") or list(acc.values)
     return {
         "config": label, "experiment": experiment_of(records[0]),
         "recipe": records[0].get("recipe"), "device": device, "runs": len(records),
-        "ips": ips, "images_per_s": statistics.median(ips) if ips else None,
-        "ips_min": min(ips) if ips else None, "ips_max": max(ips) if ips else None,
-        "epoch_time_s": _med(col("epoch_time_s")),
-        "final_acc": statistics.fmean(acc) if acc else None,
-        "final_acc_sd": statistics.stdev(acc) if len(acc) >= 2 else None,
-        "best_acc": max(best) if best else None,
-        "target_accuracy": _med(col("target_accuracy")),
-        "tta": tta, "tta_s": statistics.median(tta) if tta else None, "tta_reached": len(tta),
-        "train_time_s": _med(col("total_train_time_s")),
-        "max_steps": int(_med(col("max_steps")) or 0) or None,
-        "peak_memory_bytes": _med(col("peak_memory_bytes")), "mfu": _med(col("mfu")),
-        "mfu_note": next((n for n in col("mfu_note") if isinstance(n, str) and n), None),
+        "ips": list(ips.values), "images_per_s": ips.median, "ips_min": ips.min,
+        "ips_max": ips.max, "epoch_time_s": med("epoch_time_s"),
+        "final_acc": acc.mean, "final_acc_sd": acc.sd, "best_acc": max(best) if best else None,
+        "target_accuracy": med("target_accuracy"),
+        "tta": list(tta.values), "tta_s": tta.median, "tta_reached": tta.n,
+        "train_time_s": med("total_train_time_s"), "max_steps": int(med("max_steps") or 0) or None,
+        "peak_memory_bytes": med("peak_memory_bytes"), "mfu": med("mfu"),
+        "mfu_note": next((n for n in (r.get("mfu_note") for r in records)
+                          if isinstance(n, str) and n), None),
     }
 
 
@@ -119,9 +99,7 @@ def summarize(runs) -> list[ConfigStats]:
     if not len(runs):
         return []
     records: list[RunRow] = runs[runs["status"] == "ok"].to_dict("records")
-    groups: dict[tuple[str, str], list[RunRow]] = {}
-    for r in records:
-        groups.setdefault((config_label(run_key(r)), str(r.get("device_label"))), []).append(r)
+    groups = group(records, lambda r: (config_label(run_key(r)), str(r.get("device_label"))))
     return [config_stats(label, device, rs) for (label, device), rs in sorted(groups.items())]
 
 
@@ -139,7 +117,7 @@ def config_order(summary: Sequence[ConfigStats]) -> list[str]:
 
 def geomean(values: Sequence[float]) -> float:
     """The geometric mean of the positive finite values (NaN when there is none)."""
-    xs = _positive(values)
+    xs = figures(values, positive=True)
     return math.exp(statistics.fmean(math.log(v) for v in xs)) if xs else math.nan
 
 
@@ -182,8 +160,8 @@ INTERVAL_NOTE = ("interval: min-max over every pairing of the two devices' repea
 def _usable(x: ConfigStats, samples_key: str, median_key: str) -> bool:
     """A positive median and only positive samples: ratios and their logs exist."""
     samples: list[Any] = x.get(samples_key) or []  # type: ignore[assignment]
-    return bool(samples) and len(_positive(samples)) == len(samples) and bool(
-        _positive([x.get(median_key)]))
+    return bool(samples) and len(figures(samples, positive=True)) == len(samples) and bool(
+        figures([x.get(median_key)], positive=True))
 
 
 def device_ratios(summary: Sequence[ConfigStats], baseline: str, metric: str) -> list[Ratio]:

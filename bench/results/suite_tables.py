@@ -7,9 +7,9 @@ torch; `bench.suites.policy` runs the suite and calls `suite_table` on the files
 
 from __future__ import annotations
 
-import statistics
 from collections.abc import Sequence
 
+from bench.results.aggregate import column, group, spread, spread_of
 from bench.results.format import fmt_mfu, fmt_num, fmt_percent, markdown_table
 from bench.results.rows import CONFIG_KEYS, Key, run_key
 from bench.results.schema import ResultDoc, Summary
@@ -87,11 +87,10 @@ def experiments_table(docs: Sequence[ResultDoc]) -> str:
 
 def _median_range(runs: Sequence[Summary], field: str, spec: str) -> str:
     """'median (min-max)' of one summary field over repeats, '-' when no repeat has it."""
-    vals = sorted(r[field] for r in runs if r.get(field) is not None)
-    if not vals:
+    s = spread_of(runs, field)
+    if not s.n:
         return "-"
-    return (f"{fmt_num(statistics.median(vals), spec)} ({fmt_num(vals[0], spec)}-"
-            f"{fmt_num(vals[-1], spec)})")
+    return f"{fmt_num(s.median, spec)} ({fmt_num(s.min, spec)}-{fmt_num(s.max, spec)})"
 
 
 def _repeat_name(key: Key) -> str:
@@ -104,15 +103,12 @@ def _repeat_name(key: Key) -> str:
 def repeats_table(docs: Sequence[ResultDoc]) -> str:
     """Per configuration over its repeats: median and min-max of images/s and epoch time,
     accuracy as mean +- std (each repeat has its own seed)."""
-    groups: dict[Key, list[Summary]] = {}
-    for d in docs:
-        if d["status"] == "ok":
-            groups.setdefault(run_key(d["config"]), []).append(d.get("summary") or {})
+    groups = group((d for d in docs if d["status"] == "ok"), lambda d: run_key(d["config"]))
     rows = []
-    for key, runs in groups.items():
-        accs = [r["final_test_acc"] * 100 for r in runs if r.get("final_test_acc") is not None]
-        acc = (f"{statistics.mean(accs):.2f} +- "
-               f"{statistics.stdev(accs) if len(accs) > 1 else 0.0:.2f}" if accs else "-")
+    for key, members in groups.items():
+        runs: list[Summary] = [d.get("summary") or {} for d in members]
+        accs = spread(100 * a for a in column(runs, "final_test_acc"))
+        acc = f"{accs.mean:.2f} +- {accs.sd or 0.0:.2f}" if accs.n else "-"
         rows.append([_repeat_name(key), len(runs), _median_range(runs, "images_per_s", ",.0f"),
                      _median_range(runs, "epoch_time_s", ".2f"), acc])
     return markdown_table(_REPEATS_HEADERS, rows)
