@@ -37,6 +37,9 @@ def test_run_writes_a_complete_result(tiny_data, tmp_path: Path, loader: str) ->
     assert doc["timed_window"]["inside"] and doc["env"]["torch_threads"] >= 1
     assert doc["windows"][0]["warmup"] and not any(w["warmup"] for w in doc["windows"][1:])
     assert s["flops_per_image"] > 0
+    # what work it measured: the model's module tree among the parts (results.version)
+    assert len(doc["model"]["architecture"]) == 12 and doc["config"]["measure"] == "train"
+    assert set(doc["benchmark"]["parts"]) == {"model", "recipe", "data", "measure"}
 
 
 def test_max_steps_and_eval_every(tiny_data, tmp_path: Path) -> None:

@@ -59,6 +59,7 @@ from bench.results import (
 )
 from bench.results.aggregate import column, group, spread_of
 from bench.results.escape import Markup, term
+from bench.results.version import row_changes
 
 FORMATS = ("text", "md", "json")
 EXIT_HELP = (f"Exit status: 0 pass; 1 regression, or a configuration that stopped working; "
@@ -218,6 +219,22 @@ def _values(rows: list[RunRow], metric: str) -> list[float]:
     return column(rows, metric, positive=True)
 
 
+def _check_same_work(key: Key, base: list[RunRow], cand: list[RunRow]) -> None:
+    """Refuse a configuration whose runs measured different work (a changed model, recipe,
+    dataset or measurement: results.version), on either side or between them."""
+    rows = [("baseline", r) for r in base] + [("candidate", r) for r in cand]
+    versioned = [(side, r) for side, r in rows if isinstance(r.get("benchmark_version"), str)]
+    for side, r in versioned[1:]:
+        first_side, first = versioned[0]
+        changed = row_changes(first, r)
+        if changed:
+            which = f"{side}'s runs" if side == first_side else f"{first_side} and the {side}"
+            raise BenchError(term(
+                f"{config_label(key)}: the {which} measured different work ({', '.join(changed)}"
+                f" changed: benchmark {first['benchmark_version']} vs {r['benchmark_version']});"
+                " compare runs of one benchmark version (for a stored baseline, record it again)"))
+
+
 def _match(key: Key, base: list[RunRow], cand: list[RunRow], threshold: float, alpha: float,
            sigma: float | None, metric: str) -> MatchRow:
     b, c = _side_stats(base), _side_stats(cand)
@@ -251,6 +268,7 @@ def compare_frames(base_df, cand_df, threshold: float, alpha: float = 0.05,
     matched = sorted(base.keys() & cand.keys(), key=config_label)
     per_config = per_config_alpha(alpha, len(matched))
     for key in matched:
+        _check_same_work(key, base[key], cand[key])
         out.rows.append(_match(key, base[key], cand[key], threshold, per_config,
                                (noise or {}).get(key), metric))
     out.only_base = sorted(config_label(k) for k in base.keys() - cand.keys())

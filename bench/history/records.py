@@ -8,7 +8,6 @@ record is a plain dict (one JSON line); `RECORD_FIELDS` names what readers may r
 from __future__ import annotations
 
 import datetime as _dt
-import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -16,6 +15,7 @@ from bench.errors import BenchError
 from bench.results import CONFIG_KEYS, Key, ResultDoc, config_label, flatten, run_key
 from bench.results.aggregate import column, group, spread, spread_of
 from bench.results.guarded import date_problem, number_problem, version_problem
+from bench.results.schema import json_safe
 
 RECORD_KIND = "bench-history"
 RECORD_VERSION = 1
@@ -27,22 +27,11 @@ RECORD_FIELDS = (
     "config", "key", "run_ids", "runs", "failed",
     "images_per_s", "images_per_s_min", "images_per_s_max", "images_per_s_runs",
     "time_to_accuracy_s", "time_to_accuracy_s_min", "time_to_accuracy_s_max", "reached",
-    "accuracy", "target_accuracy", "gate",
+    "accuracy", "target_accuracy", "gate", "benchmark_version",
 )
 
 Record = dict[str, Any]
 GroupKey = tuple[str, Key, str | None]  # device label, configuration key, commit
-
-
-def _finite(obj: Any) -> Any:
-    """NaN and infinities are not JSON: null, as in result files."""
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_finite(v) for v in obj]
-    return obj
 
 
 def _now() -> str:
@@ -82,7 +71,7 @@ def build_record(group: GroupKey, rows: Sequence[Mapping[str, Any]], source: str
         raise BenchError(f"runs {', '.join(str(r.get('run_id')) for r in rows)}: no 'created' "
                          "date, which a history record needs")
     ips_spread = spread(ips)
-    return _finite({
+    return json_safe({
         "kind": RECORD_KIND, "version": RECORD_VERSION, "source": source,
         "suite": next((r.get("suite") for r in rows if r.get("suite")), None),
         "commit": commit, "date": max(dates),
@@ -96,6 +85,9 @@ def build_record(group: GroupKey, rows: Sequence[Mapping[str, Any]], source: str
         "time_to_accuracy_s_max": tta.max, "reached": tta.n, "accuracy": acc.median,
         "target_accuracy": targets[0] if targets else None,
         "gate": _gate_fields(key, label, comparison),
+        # what work the runs measured (results.version); None for runs from before versions
+        "benchmark_version": next((v for r in ok if isinstance(v := r.get("benchmark_version"),
+                                                                str)), None),
     })
 
 

@@ -62,13 +62,20 @@ def _step_reason(prev: Record, cur: Record, threshold: float, alpha: float) -> s
             f"[{g.low:.3f}, {g.high:.3f}]")
 
 
+def _same_work(a: Record, b: Record) -> bool:
+    """False when both points carry a benchmark version and they differ: a changed benchmark
+    is never read as a regression of its old self (results.version)."""
+    va, vb = a.get("benchmark_version"), b.get("benchmark_version")
+    return not (isinstance(va, str) and isinstance(vb, str) and va != vb)
+
+
 def find_regressions(points: Sequence[Record], threshold: float, alpha: float
                      ) -> list[tuple[Record, str]]:
     """The regressions of one series (points in date order) and why each is one."""
     found = []
     for i, rec in enumerate(points):
         why = _gate_reason(rec)
-        if why is None and i > 0:
+        if why is None and i > 0 and _same_work(points[i - 1], rec):
             why = _step_reason(points[i - 1], rec, threshold, alpha)
         if why is not None:
             found.append((rec, why))

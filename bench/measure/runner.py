@@ -59,6 +59,7 @@ from bench.measure.progress import RunProgress
 from bench.measure.summary import summarise
 from bench.measure.throughput import ThroughputConfig, measure_throughput
 from bench.results import Result, prepare_out_dir, write_result
+from bench.results.version import digest
 from bench.spec.datasets import DatasetArrays, get_dataset_spec, load_dataset
 from bench.spec.models import ModelSpec, count_params, get_model_spec
 from bench.spec.recipes import Recipe, with_overrides
@@ -189,7 +190,7 @@ def total_steps(recipe: Recipe, steps_per_epoch: int, max_steps: int | None) -> 
 
 
 def _result_skeleton(plan: Plan, recipe: Recipe, data: DatasetArrays, loader: Loader,
-                     params: int, per_rank_batch: int) -> Result:
+                     model_info: tuple[int, str], per_rank_batch: int) -> Result:
     """The result before training: what ran, where, on what (derived from the run options)."""
     from bench.measure.peak import load_cached_peak
 
@@ -200,7 +201,10 @@ def _result_skeleton(plan: Plan, recipe: Recipe, data: DatasetArrays, loader: Lo
               "world_size": plan.world, "per_rank_batch_size": per_rank_batch,
               **backend_settings()}  # TF32 and cuDNN autotuning as this run had them
     env = {**fingerprint(), "peak": load_cached_peak(device)}  # the MFU denominator, as measured
-    model = {"name": cfg.model, "params": params, "description": plan.spec.description}
+    params, architecture = model_info
+    # the architecture's digest (its module tree as printed) is part of the benchmark version
+    model = {"name": cfg.model, "params": params, "architecture": architecture,
+             "description": plan.spec.description}
     if plan.spec.source is not None:  # from outside the package: where from, which version
         model.update(source=plan.spec.source, version=plan.spec.version)
         config["model_version"] = plan.spec.version  # part of the key (results.rows.run_key)
@@ -221,7 +225,7 @@ def build(plan: Plan, dist: DistContext | None = None) -> Built:
     data = _load_data(plan)
     set_matmul_precision(device, plan.recipe.precision, plan.recipe.torch_defaults)
     model = plan.spec.build().to(device)
-    params = count_params(model)
+    params, architecture = count_params(model), digest(repr(model))
     if plan.recipe.channels_last:
         model = model.to(memory_format=torch.channels_last)
     recipe, search_log = _auto_batch(plan, model, data)
@@ -254,7 +258,8 @@ def build(plan: Plan, dist: DistContext | None = None) -> Built:
                           evaluate=cfg.evaluate, warmup_steps=cfg.warmup_steps,
                           window_steps=cfg.window_steps, batch_size=per_rank_batch,
                           cudagraphs=recipe.compile == "reduce-overhead")
-    result = _result_skeleton(plan, recipe, data, train_loader, params, per_rank_batch)
+    result = _result_skeleton(plan, recipe, data, train_loader, (params, architecture),
+                              per_rank_batch)
     if search_log is not None:
         result.config["batch_size_search"] = search_log
     return Built(plan, recipe, data, compiled, train_loader, step, engine, result, evaluate_fn,

@@ -14,6 +14,7 @@ from typing import Any
 from bench.results.format import checked_mfus
 from bench.results.labels import device_label
 from bench.results.schema import ResultDoc, RunRow
+from bench.results.version import benchmark_columns
 
 # The configuration fields that make two runs comparable (used by compare and the suite tables).
 # A run's budget is part of it: a 300-step run and a full run are not the same configuration,
@@ -109,6 +110,7 @@ def flatten(doc: ResultDoc) -> RunRow:
     row["host"] = env.get("host")
     row["git_commit"] = env.get("git_commit")
     row["real_data"] = (doc.get("data") or {}).get("real")
+    row.update(benchmark_columns(doc.get("benchmark")))
     return row
 
 

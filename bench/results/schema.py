@@ -203,6 +203,7 @@ class ResultDoc(TypedDict, total=False):
     message: str | None
     suite: str | None
     suite_batch: str | None  # one id per `bench suite` invocation (absent in older files)
+    benchmark: dict[str, Any]  # version and part digests (results.version; absent in older files)
     repeat: int
     config: RunConfigDoc
     env: dict[str, Any]
@@ -233,6 +234,11 @@ class RunRow(RunConfigDoc, Summary, total=False):
     host: str | None
     git_commit: str | None
     real_data: bool | None
+    benchmark_version: str | None  # results.version: what work the run measured
+    benchmark_model: str | None
+    benchmark_recipe: str | None
+    benchmark_data: str | None
+    benchmark_measure: str | None
 
 
 @dataclass
@@ -262,7 +268,7 @@ class Result:
     schema_version: int = SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, Any]:
-        return _json_safe(asdict(self))
+        return json_safe(asdict(self))
 
     def file_name(self) -> str:
         c = self.config
@@ -297,12 +303,12 @@ def upgrade(doc: dict[str, Any]) -> dict[str, Any]:
     return {**doc, "summary": s}
 
 
-def _json_safe(obj: Any) -> Any:
+def json_safe(obj: Any) -> Any:
     """NaN/inf are not JSON: store them as null (a NaN loss is recorded by status 'nan')."""
     if isinstance(obj, float) and not math.isfinite(obj):
         return None
     if isinstance(obj, dict):
-        return {str(k): _json_safe(v) for k, v in obj.items()}
+        return {str(k): json_safe(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
+        return [json_safe(v) for v in obj]
     return obj

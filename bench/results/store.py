@@ -56,9 +56,10 @@ from bench.results.schema import (
     RunConfigDoc,
     Summary,
     WindowRow,
-    _json_safe,
+    json_safe,
     upgrade,
 )
+from bench.results.version import benchmark_of
 
 StrPath = str | os.PathLike[str]
 
@@ -149,7 +150,9 @@ def write_result(result: Result, out_dir: StrPath) -> Path:
     if result.status not in STATUSES:
         raise ValueError(f"bad status {result.status!r}")
     path = Path(out_dir) / result.file_name()
-    atomic_write_text(path, json.dumps(result.to_dict(), indent=1, sort_keys=False) + "\n")
+    doc = result.to_dict()
+    doc["benchmark"] = benchmark_of(doc)  # what work it measured (results.version)
+    atomic_write_text(path, json.dumps(doc, indent=1, sort_keys=False) + "\n")
     return path
 
 
@@ -168,6 +171,7 @@ def validate_doc(doc: Any, where: str) -> ResultDoc:
 
 # The sections readers index into: a wrong type there would be a traceback deep in a reader.
 _FIELD_TYPES: dict[str, type] = {"config": dict, "env": dict, "summary": dict, "data": dict,
+                                 "benchmark": dict,
                                  "recipe": dict, "epochs": list, "evals": list, "windows": list}
 # Throughputs: a figure of 0 or below is no measurement (the gate divides by them).
 POSITIVE_FIELDS = frozenset({"images_per_s", "images_per_s_min", "images_per_s_max",
@@ -315,7 +319,7 @@ def write_baseline(path: StrPath, docs: Sequence[ResultDoc], device: str,
            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
            "calibration": calibration, "runs": clean}
     # NaN is not JSON, and the reader refuses it: a calibration's null stays null
-    atomic_write_text(Path(path), json.dumps(_json_safe(doc), indent=1, allow_nan=False) + "\n")
+    atomic_write_text(Path(path), json.dumps(json_safe(doc), indent=1, allow_nan=False) + "\n")
 
 
 def expand_paths(items: Iterable[StrPath]) -> list[Path]:
