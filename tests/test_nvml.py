@@ -213,3 +213,21 @@ def test_uuid_forms_compare_equal() -> None:
     as_bytes = types.SimpleNamespace(bytes=uuid.UUID(plain).bytes)
     assert {nvml.normalise_uuid(v) for v in (f"GPU-{plain.upper()}", plain.encode(), plain,
                                              as_bytes)} == {plain}
+
+
+def test_the_environment_lists_every_gpu_through_the_one_reader(monkeypatch) -> None:
+    """The fingerprint's inventory (`nvml.gpu_inventory`): each GPU by index with its UUID; a
+    reading NVML refuses is None, never a crash; no NVML is a reason, not a list."""
+    nv = fake_pynvml({i: [_reading(1400 + i)] for i in range(3)})
+    nv.nvmlSystemGetDriverVersion = lambda: "580.95"
+    nv.nvmlDeviceGetPowerManagementLimit = lambda h: 700_000
+    nv.nvmlShutdown = lambda: None  # no max clock: that reading is refused
+
+    monkeypatch.setitem(sys.modules, "pynvml", nv)
+    gpus = nvml.gpu_inventory()
+    assert [g["uuid"] for g in gpus] == [u[4:] for u in UUIDS]  # normalised as torch has them
+    assert gpus[2]["sm_clock_mhz"] == 1402
+    assert gpus[0]["power_limit_w"] == 700 and gpus[0]["max_sm_clock_mhz"] is None
+    assert gpus[1]["driver"] == "580.95"
+    monkeypatch.setitem(sys.modules, "pynvml", fake_pynvml({}, fail_init=True))
+    assert "NVML unavailable" in nvml.gpu_inventory()

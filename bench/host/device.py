@@ -6,7 +6,6 @@ inside it, not merely the Python time to enqueue it.
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import os
 import re
@@ -15,7 +14,6 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -187,22 +185,9 @@ def empty_cache(device: torch.device) -> None:
         torch.cuda.empty_cache()
 
 
-def cpu_threads() -> int:
-    return torch.get_num_threads()
-
-
 def default_workers() -> int:
     """Cores this process may run on (the default worker count of the loaders)."""
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not on Linux
         return os.cpu_count() or 1
-
-
-@contextlib.contextmanager
-def timed(device: torch.device) -> Iterator[list[float]]:
-    """`with timed(dev) as t:` leaves the elapsed seconds in t[0], synchronised at both ends."""
-    out: list[float] = []
-    start = now(device)
-    yield out
-    out.append(now(device) - start)

@@ -15,6 +15,7 @@ import torch
 
 # the labels live in the torch-free results library; re-exported for existing callers
 from bench.defaults import PACKAGE_ROOT
+from bench.host.nvml import gpu_inventory
 from bench.results.labels import device_label, device_slug
 
 __all__ = ["device_label", "device_slug", "fingerprint"]
@@ -56,45 +57,6 @@ def git_commit() -> str | None:
     return out.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
 
 
-def _nvml_info() -> list[dict[str, Any]] | str:
-    """Power limit and clocks per GPU through NVML; a string says why they are missing."""
-    try:
-        import pynvml  # provided by nvidia-ml-py
-    except ImportError:
-        return "nvidia-ml-py not installed"
-    try:
-        pynvml.nvmlInit()
-    except Exception as exc:  # NVMLError_LibraryNotFound on machines without a driver
-        return f"NVML unavailable: {type(exc).__name__}"
-    gpus = []
-    try:
-        driver = pynvml.nvmlSystemGetDriverVersion()
-        for i in range(pynvml.nvmlDeviceGetCount()):
-            h = pynvml.nvmlDeviceGetHandleByIndex(i)
-            info: dict[str, Any] = {"index": i, "driver": driver}
-            for key, fn in (
-                ("power_limit_w", lambda h=h: pynvml.nvmlDeviceGetPowerManagementLimit(h) / 1000),
-                ("sm_clock_mhz",
-                 lambda h=h: pynvml.nvmlDeviceGetClockInfo(h, pynvml.NVML_CLOCK_SM)),
-                ("max_sm_clock_mhz",
-                 lambda h=h: pynvml.nvmlDeviceGetMaxClockInfo(h, pynvml.NVML_CLOCK_SM)),
-                ("mem_clock_mhz",
-                 lambda h=h: pynvml.nvmlDeviceGetClockInfo(h, pynvml.NVML_CLOCK_MEM)),
-                ("temperature_c", lambda h=h: pynvml.nvmlDeviceGetTemperature(h, 0)),
-            ):
-                try:
-                    info[key] = fn()
-                except Exception:
-                    info[key] = None
-            gpus.append(info)
-    finally:
-        try:
-            pynvml.nvmlShutdown()
-        except Exception:
-            pass
-    return gpus
-
-
 # The machine's thread count as torch started (recipes change it per run; the run's own count is
 # in its config): part of a CPU's device label, which must not depend on which run came first.
 _STARTUP_THREADS = torch.get_num_threads()
@@ -127,7 +89,7 @@ def fingerprint() -> dict[str, Any]:
             }
             for i in range(n)
         ]
-        env["nvml"] = _nvml_info()
+        env["nvml"] = gpu_inventory()
     else:
         env["gpu_count"] = 0
         env["gpus"] = []

@@ -12,6 +12,7 @@ it, or without a driver, every field is null and `reason` says why.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import statistics
 import uuid as uuid_mod
@@ -92,6 +93,42 @@ def find_handle(nv: Any, uuid: str) -> tuple[Any, str | None]:
             return handle, None
         seen.append(found)
     return None, f"no NVML device has the torch device's UUID {uuid} (NVML has {seen})"
+
+
+def _gpu_info(nv: Any, index: int, driver: str) -> dict[str, Any]:
+    """One GPU's identity, power limit and clocks; a reading NVML refuses is None."""
+    handle = nv.nvmlDeviceGetHandleByIndex(index)
+    readers = {
+        "uuid": lambda: normalise_uuid(nv.nvmlDeviceGetUUID(handle)),
+        "power_limit_w": lambda: nv.nvmlDeviceGetPowerManagementLimit(handle) / 1000,
+        "sm_clock_mhz": lambda: nv.nvmlDeviceGetClockInfo(handle, nv.NVML_CLOCK_SM),
+        "max_sm_clock_mhz": lambda: nv.nvmlDeviceGetMaxClockInfo(handle, nv.NVML_CLOCK_SM),
+        "mem_clock_mhz": lambda: nv.nvmlDeviceGetClockInfo(handle, nv.NVML_CLOCK_MEM),
+        "temperature_c": lambda: nv.nvmlDeviceGetTemperature(handle, 0),
+    }
+    info: dict[str, Any] = {"index": index, "driver": driver}
+    for key, read in readers.items():
+        try:
+            info[key] = read()
+        except Exception:  # NVMLError_NotSupported and the like: that reading is missing
+            info[key] = None
+    return info
+
+
+def gpu_inventory() -> list[dict[str, Any]] | str:
+    """Every GPU's driver, UUID, power limit and clocks (the environment fingerprint's `nvml`);
+    a string says why there are none."""
+    nv, why = _load_pynvml()
+    if nv is None:
+        return str(why)
+    try:
+        driver = nv.nvmlSystemGetDriverVersion()
+        return [_gpu_info(nv, i, driver) for i in range(nv.nvmlDeviceGetCount())]
+    except Exception as exc:  # the driver went away between init and the count
+        return f"NVML unavailable: {type(exc).__name__}: {exc}"
+    finally:
+        with contextlib.suppress(Exception):
+            nv.nvmlShutdown()
 
 
 class Telemetry:

@@ -13,28 +13,15 @@ import torch.nn.functional as F
 
 from bench.errors import BenchError
 from bench.host.device import empty_cache, is_oom
+from bench.measure.flops import leaf_output_elements
 
 MAX_BATCH = 4096
 
 
 def activation_bytes_per_sample(model: nn.Module, sample_shape: tuple[int, ...]) -> int:
-    """Bytes of every module output for one sample: a proxy for training memory per sample."""
-    total = 0
-
-    def hook(_m: nn.Module, _i: object, out: object) -> None:
-        nonlocal total
-        if isinstance(out, torch.Tensor):
-            total += out.numel() * 4
-
-    handles = [m.register_forward_hook(hook) for m in model.modules() if not list(m.children())]
-    try:
-        with torch.no_grad():
-            probe = copy.deepcopy(model).cpu().float().eval()
-            probe(torch.zeros(1, *sample_shape))
-    finally:
-        for h in handles:
-            h.remove()
-    return total
+    """Bytes of every module output for one sample (fp32): a proxy for training memory per
+    sample, measured on a CPU copy so the model itself is left as it is."""
+    return 4 * leaf_output_elements(copy.deepcopy(model).cpu().float().eval(), sample_shape)
 
 
 def available_memory_bytes() -> int:

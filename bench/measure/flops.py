@@ -59,10 +59,10 @@ def train_flop_split(model_name: str) -> dict[str, float]:
             "matmul": counts["matmul_train_flops_per_image"]}
 
 
-@functools.cache
-def activation_elements_per_image(model_name: str) -> int:
-    """Elements of every leaf module's output for one image (the tensors a step writes)."""
-    model = build_model(model_name).eval()  # BatchNorm in training mode refuses one image
+def leaf_output_elements(model: torch.nn.Module, sample_shape: tuple[int, ...]) -> int:
+    """Elements of every leaf module's output for one sample (the tensors a step writes): the
+    activation size behind the roofline's traffic model and the batch-size search. `model`
+    must be in eval mode (BatchNorm in training mode refuses one sample) and on the CPU."""
     total = 0
 
     def hook(_m: torch.nn.Module, _i: object, out: object) -> None:
@@ -71,11 +71,18 @@ def activation_elements_per_image(model_name: str) -> int:
             total += out[0].numel()
 
     handles = [m.register_forward_hook(hook) for m in model.modules() if not list(m.children())]
-    with torch.no_grad():
-        model(torch.zeros(1, *input_shape(model_name)))
-    for h in handles:
-        h.remove()
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, *sample_shape))
+    finally:
+        for h in handles:
+            h.remove()
     return total
+
+
+@functools.cache
+def activation_elements_per_image(model_name: str) -> int:
+    return leaf_output_elements(build_model(model_name).eval(), input_shape(model_name))
 
 
 def train_bytes_per_image(model_name: str, batch_size: int, precision: str) -> float:

@@ -77,16 +77,5 @@ def row_changes(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[str]:
     return [p for p in PARTS if a.get(f"benchmark_{p}") != b.get(f"benchmark_{p}")] or ["version"]
 
 
-def changed_parts(a: Mapping[str, Any] | None, b: Mapping[str, Any] | None) -> list[str]:
-    """The parts whose digests differ between two `benchmark` sections (empty when either is
-    missing: results from before versions are compared as before)."""
-    if not isinstance(a, Mapping) or not isinstance(b, Mapping):
-        return []
-    pa, pb = a.get("parts"), b.get("parts")
-    if not isinstance(pa, Mapping) or not isinstance(pb, Mapping):
-        return [] if a.get("version") == b.get("version") else ["version"]
-    return [p for p in sorted({*pa, *pb}) if pa.get(p) != pb.get(p)]
-
-
 __all__ = ["PARTS", "SPEED_SETTINGS", "benchmark_columns", "benchmark_of", "benchmark_parts",
-           "changed_parts", "digest", "row_changes"]
+           "digest", "row_changes"]

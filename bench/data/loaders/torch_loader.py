@@ -31,17 +31,6 @@ class _PILDataset(Dataset):
         return self.transform(pil), int(self.y[i])
 
 
-class _Permute:
-    """Applies mnist-perm's fixed pixel permutation to a (C, H, W) tensor (picklable)."""
-
-    def __init__(self, perm: np.ndarray) -> None:
-        self.perm = torch.as_tensor(perm)
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        c, h, w = x.shape
-        return x.reshape(c, h * w)[:, self.perm].reshape(c, h, w)
-
-
 def course_transforms(cfg: LoaderConfig, size: int) -> T.Compose:
     mean, std = cfg.mean_std
     steps: list[Any] = []
