@@ -90,6 +90,7 @@ def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytes
     monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
     monkeypatch.delenv("BENCH_DATA_DIR", raising=False)
     from bench.spec import datasets
+
     datasets._load_real.cache_clear()
 
 
@@ -100,6 +101,7 @@ def _no_nvidia_driver(tmp_path_factory: pytest.TempPathFactory,
     picking the CPU must pass on such a machine too, so the probe sees no driver unless a test
     points it at a fake one (tests/test_gpu_first_contact.py)."""
     from bench.host import device
+
     monkeypatch.setattr(device, "NVIDIA_SMI", "nvidia-smi-hidden-by-the-tests")
     monkeypatch.setattr(device, "NVIDIA_PROC_VERSION",
                         tmp_path_factory.getbasetemp() / "no-nvidia-driver" / "version")

@@ -52,6 +52,7 @@ _PARENT = r"""
 import sys, time
 from pathlib import Path
 from bench.ci.against import start_child
+
 proc = start_child(sys.argv[1:], Path.cwd(), {"PATH": "/usr/bin:/bin"})
 print(proc.pid, flush=True)
 time.sleep(60)

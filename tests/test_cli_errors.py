@@ -181,6 +181,7 @@ def _no_work(*args, **kwargs):
 def test_counts_that_multiply_work_are_bounded(argv, needle, monkeypatch, capsys) -> None:
     from bench.measure import runner
     from bench.suites import policy as suites
+
     monkeypatch.setattr(suites, "run_suite", _no_work)
     monkeypatch.setattr(runner, "run", _no_work)
     assert main(argv) == EXIT_BAD_INPUT
@@ -191,6 +192,7 @@ def test_counts_that_multiply_work_are_bounded(argv, needle, monkeypatch, capsys
 def test_the_bound_itself_is_accepted(monkeypatch) -> None:
     """--repeats 1000 passes the check (and reaches the suite, stubbed here)."""
     from bench.suites import policy as suites
+
     seen = {}
 
     def fake(name, **kwargs):

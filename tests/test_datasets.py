@@ -87,6 +87,7 @@ def _fake_download(monkeypatch: pytest.MonkeyPatch, family: str, action) -> list
     from dataclasses import replace
 
     from bench.spec import datasets
+
     calls: list[object] = []
 
     def fake(root: Path) -> None:

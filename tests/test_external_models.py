@@ -31,6 +31,8 @@ PLUGIN = '''
 import torch.nn as nn
 
 from bench import ModelSpec, register_model
+
+
 class Tiny(nn.Module):
     def __init__(self, classes=10):
         super().__init__()

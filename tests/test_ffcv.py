@@ -384,6 +384,7 @@ _SUBPROCESS = textwrap.dedent("""
     from test_ffcv import make_data, cfg_for
     from bench.errors import BenchError
     from bench.data.loaders.ffcv_loader import build
+
     data = make_data("gen-cifar-small", "cifar10", 40, 20, seed=6)
     try:
         build(data, cfg_for("test", {out!r}, "cifar10"))
@@ -531,6 +532,7 @@ _CONVERT = textwrap.dedent("""
             raise OSError(errno.ENOSPC, "No space left on device")
         MemoryAllocator.flush_page = full
     from bench.cli import main
+
     sys.exit(main(["convert", "synthetic-mnist", "--out", {out!r}, "--no-progress"]))
 """)
 

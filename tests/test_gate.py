@@ -191,6 +191,7 @@ def tiny_repo(tmp_path: Path) -> Path:
 _FAKE_ROUND = r"""
 import json, os, sys, pathlib
 from bench.results import Result, write_result
+
 tree = pathlib.Path.cwd(); out = sys.argv[1]; log = sys.argv[2]
 ips = float((tree / "version.txt").read_text())
 with open(log, "a") as f:

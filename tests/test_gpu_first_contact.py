@@ -297,6 +297,7 @@ def test_bench_peak_switches_tf32_through_the_engine(tf32_flags, monkeypatch) ->
     """peak.py's per-precision probes toggle TF32 with the engine's helpers and give the
     process back what it had (a run in the same suite keeps its settings)."""
     from bench.measure import peak
+
     engine.set_tf32(matmul=False, cudnn=True)
     during: list[tuple[str, tuple[bool, bool]]] = []
     monkeypatch.setattr(peak, "matmul_flops",

@@ -127,6 +127,7 @@ _WRITER = textwrap.dedent("""
     import sys
     from pathlib import Path
     from bench.history.store import locked_append
+
     path, who, n, pad = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
     for i in range(n):
         rec = {"kind": "bench-history", "version": 1, "device": "d", "config": "c",

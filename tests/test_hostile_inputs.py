@@ -376,6 +376,7 @@ def test_a_hostile_peak_cache_is_ignored_with_one_line(kind, capsys) -> None:
     import torch
 
     from bench.measure import peak
+
     cpu = torch.device("cpu")
     path = peak._cache_path(cpu)
     path.parent.mkdir(parents=True, exist_ok=True)

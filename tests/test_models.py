@@ -93,6 +93,7 @@ def test_every_recipe_evaluates_plainly(name: str, device_type: str, monkeypatch
     import numpy as np
 
     from bench.measure import runner
+
     configs = []
     monkeypatch.setattr(runner, "make_loader",
                         lambda kind, data, cfg: configs.append(cfg) or [(None, None)])

@@ -381,6 +381,7 @@ def test_run_line_is_one_terminal_safe_line():
     from types import SimpleNamespace
 
     from bench.measure import summary
+
     doc = make_result(HOSTILE["esc"] + "\nfake: line").to_dict()
     line = summary.run_line(SimpleNamespace(status="ok", config=doc["config"],
                                             summary=doc["summary"]), "p\x1b[2J")

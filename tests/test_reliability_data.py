@@ -145,6 +145,7 @@ def test_a_stalled_download_is_one_line(tmp_path: Path, bench_cli, monkeypatch) 
     import urllib.request
 
     from bench.spec import datasets
+
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
     server.listen(1)  # connections wait in the backlog: no reply ever comes
@@ -281,6 +282,7 @@ def test_read_only_cache_dir(tmp_path: Path, monkeypatch) -> None:
 def test_cache_entry_missing_its_test_batch_heals_itself(tmp_path: Path, capsys) -> None:
     """Before: blamed the data dir ("not found in ...") and never recovered."""
     from bench.spec import datasets
+
     ref = make_cifar(tmp_path, as_tar=True)
     load_dataset("cifar10", tmp_path, download=False)
     (entry,) = (datasets.cache_dir() / "cifar10").iterdir()
@@ -337,6 +339,7 @@ def _member(name: str, data: bytes = b"", size: int | None = None,
 def _cache_files() -> list[Path]:
     """Every file (and unpack folder) the CIFAR-10 cache holds."""
     from bench.spec import datasets
+
     root = datasets.cache_dir() / "cifar10"
     return [p for p in root.rglob("*") if p.is_file() or p.name.startswith(".unpack-")]
 
@@ -352,6 +355,7 @@ def _official_members(tmp_path: Path) -> list[tuple[tarfile.TarInfo, bytes]]:
 def _refused(tmp_path: Path, members: list[tuple[tarfile.TarInfo, bytes]]) -> str:
     """Load a data folder holding this archive: the one-line refusal, nothing left cached."""
     from bench.spec import datasets
+
     data = tmp_path / "data"
     data.mkdir(exist_ok=True)
     _tar_gz(data / "cifar-10-python.tar.gz", members)

@@ -102,6 +102,7 @@ def test_other_errors_are_recorded(tiny_data, tmp_path, monkeypatch) -> None:
 
 def test_suite_goes_on_after_oom(tiny_data, tmp_path, monkeypatch) -> None:
     from bench.suites import policy as suites
+
     cfgs = [RunConfig(model="fc", dataset="mnist", max_steps=2),
             RunConfig(model="cnn", dataset="mnist", max_steps=2)]
     monkeypatch.setattr(suites, "suite_configs", lambda name, on_gpu: (cfgs, "test"))
@@ -126,6 +127,7 @@ def test_suite_goes_on_after_oom(tiny_data, tmp_path, monkeypatch) -> None:
 
 def test_batch_size_auto_backs_off(tiny_data, tmp_path, monkeypatch) -> None:
     from bench.measure import autobatch
+
     real = autobatch.probe_step
 
     def probe(*a, **k):
@@ -258,6 +260,7 @@ def test_default_suite_runs_every_course_experiment() -> None:
     """Experiment 3 (vgg11, the course's "VGG16") beside the real vgg16: 7 experiments, seed
     then fast each; on a CPU both VGGs are throughput only."""
     from bench.suites import policy as suites
+
     gpu, _ = suites.suite_configs("default", on_gpu=True)
     cpu, _ = suites.suite_configs("default", on_gpu=False)
     experiments = [("fc", "mnist"), ("cnn", "mnist"), ("fc", "mnist-perm"),
@@ -303,6 +306,7 @@ def test_default_suite_on_synthetic_cifar_is_throughput_only(tmp_path) -> None:
 
 def test_synthetic_mnist_and_named_synthetic_datasets_are_capped_too() -> None:
     from bench.suites import policy as suites
+
     cfgs, _ = suites.suite_configs("default", True)
     none_real, _ = suites.throughput_on_synthetic("default", cfgs, "",
                                                   {"mnist": False, "cifar10": False})
@@ -322,6 +326,7 @@ def test_suite_never_downloads_unasked(tmp_path, monkeypatch, capsys) -> None:
     from test_datasets import _fake_download
 
     from bench.suites import policy as suites
+
     calls = _fake_download(monkeypatch, "cifar10", lambda root: None)
     ran: list[RunConfig] = []
     monkeypatch.setattr(suites, "_run_one", lambda name, c, dev, paths: ran.append(c) or "ok")
@@ -365,6 +370,7 @@ def test_suite_table_marks_throughput_only_synthetic_rows() -> None:
 
 def _two_run_suite(monkeypatch, cfgs: list[RunConfig]) -> None:
     from bench.suites import policy as suites
+
     monkeypatch.setattr(suites, "suite_configs", lambda name, on_gpu: (cfgs, "test"))
     monkeypatch.setattr(suites, "_ensure_peak", lambda device: None)
 
@@ -380,6 +386,7 @@ def test_smoke_suite_archive_holds_every_result(tiny_data, tmp_path, monkeypatch
     """`bench suite smoke --archive`: the archive opens and holds each result JSON and the
     table, byte for byte; the out folder holds nothing the archive lacks."""
     from bench.suites import policy as suites
+
     monkeypatch.setattr(suites, "_ensure_peak", lambda device: None)
     out, archive = tmp_path / "out", tmp_path / "smoke.tar.gz"
     code = main(["suite", "smoke", "--device", "cpu", "--data-dir", str(tiny_data[0]),
@@ -415,6 +422,7 @@ def test_suite_archive_bundles_every_file_it_wrote(tiny_data, tmp_path, monkeypa
 def test_stopped_suite_still_writes_its_archive(tiny_data, tmp_path, monkeypatch) -> None:
     """Ctrl-C after the first run: the archive holds that run and the table."""
     from bench.suites import policy as suites
+
     _two_run_suite(monkeypatch, [RunConfig(model="fc", max_steps=2),
                                  RunConfig(model="cnn", max_steps=2)])
     real, calls = suites.devmod.isolate, []
@@ -440,6 +448,7 @@ def test_stopped_suite_still_writes_its_archive(tiny_data, tmp_path, monkeypatch
 def test_bad_archive_is_one_line_before_any_run(tmp_path, monkeypatch, capsys, name,
                                                 words) -> None:
     from bench.suites import policy as suites
+
     (tmp_path / "file").write_text("x")
     monkeypatch.setattr(suites, "run_suite", lambda *a, **k: pytest.fail("suite ran"))
     code = main(["suite", "smoke", "--device", "cpu", "--archive", str(tmp_path / name)])
@@ -449,6 +458,7 @@ def test_bad_archive_is_one_line_before_any_run(tmp_path, monkeypatch, capsys, n
 
 def test_archive_names_a_file_from_elsewhere_relatively(tmp_path) -> None:
     from bench.suites import policy as suites
+
     (tmp_path / "out").mkdir()
     inside, outside = tmp_path / "out" / "a.json", tmp_path / "b.json"
     inside.write_text("1")

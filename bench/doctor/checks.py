@@ -27,8 +27,9 @@ VENDOR_BAND = (0.25, 1.05)
 BANDED_PRECISIONS = ("tf32", "bf16", "fp16")
 STEPS = {"cpu": 4, "cuda": 6}  # training steps per model run: 2 warm-up, then 2-step windows
 EVAL_CAP_STEPS = 30  # the eval row on synthetic data (no target to stop at)
-CPU_BATCH = 32  # CPU runs: small batches (the recipes' are for whole epochs)
-CPU_HEAVY_BATCH = 4  # the VGGs on a CPU
+# a check's few CPU steps: small batches (the recipes' are for whole epochs, the suites' for
+# throughput: suites.policy.CPU_HEAVY_BATCH)
+SMOKE_BATCH_CPU, SMOKE_HEAVY_BATCH_CPU = 32, 4  # the VGGs: the heavy ones
 KERNEL_BATCHES = (1, 7, 33, 256)  # odd sizes: partial tiles, one-sample grids
 EAGER_TIMEOUT_S, COMPILE_TIMEOUT_S = 120.0, 240.0
 DDP_TIMEOUT_S = 180.0
@@ -66,6 +67,7 @@ def _cuda_line(dev: Any) -> str:
     import torch
 
     from bench.host import device as devmod
+
     devmod.select(dev)
     got = (torch.ones(4, device=dev) + 1).sum().item()  # a kernel runs (no "no kernel image")
     if got != 8:
@@ -82,6 +84,7 @@ def _cuda_line(dev: Any) -> str:
 def check_toolchain(ctx: Context) -> str:
     """Triton's launcher build needs a C compiler and Python.h; on CUDA Triton must import."""
     from bench.host import toolchain
+
     lacking = toolchain.missing()
     if lacking:
         text = f"{' and '.join(lacking)}; install them: {toolchain.fix_line()}"
@@ -311,7 +314,7 @@ def _run_config(ctx: Context, dev: Any, model: str, **over: Any) -> Any:
         max_steps=STEPS[dev.type], warmup_steps=2, window_steps=2, evaluate=False,
         quiet=True, write=False, out=str(ctx.work_dir), data_dir=ctx.data_dir)
     if dev.type == "cpu":
-        base["batch_size"] = CPU_HEAVY_BATCH if spec.heavy_on_cpu else CPU_BATCH
+        base["batch_size"] = SMOKE_HEAVY_BATCH_CPU if spec.heavy_on_cpu else SMOKE_BATCH_CPU
     return RunConfig(**{**base, **over})
 
 

@@ -53,6 +53,12 @@ class Loader(Protocol):
     def num_samples(self) -> int: ...  # images delivered per epoch (after drop_last)
 
 
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The seed of one epoch's shuffle: distinct per (run seed, epoch), the same on every rank
+    (each takes its shard of one order) and in every loader."""
+    return seed * 1_000_003 + epoch
+
+
 def shard_indices(n: int, rank: int, world_size: int) -> slice:
     """Contiguous, disjoint shard of an epoch's order for one rank (equal sizes, tail dropped)."""
     per = n // world_size

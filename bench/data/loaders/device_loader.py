@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from bench.data.loaders.base import LoaderConfig, augment_name, shard_indices
+from bench.data.loaders.base import LoaderConfig, augment_name, epoch_seed, shard_indices
 from bench.spec.datasets import DatasetArrays
 from kernels import normalisation_table, prepare_batch
 
@@ -52,7 +52,7 @@ class DeviceLoader:
 
     def __iter__(self):
         cfg = self.cfg
-        gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + self.epoch)
+        gen = torch.Generator().manual_seed(epoch_seed(cfg.seed, self.epoch))
         order = self._order(gen).to(cfg.device)
         b = cfg.batch_size
         n = len(order)

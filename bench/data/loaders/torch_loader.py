@@ -11,7 +11,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms as T
 
-from bench.data.loaders.base import LoaderConfig, shard_indices, to_model_input
+from bench.data.loaders.base import LoaderConfig, epoch_seed, shard_indices, to_model_input
 from bench.spec.datasets import DatasetArrays
 
 
@@ -69,7 +69,7 @@ class TorchLoader:
         if self.sampler is not None:
             self.sampler.set_epoch(epoch)
         else:
-            self.generator.manual_seed(self.cfg.seed * 1_000_003 + epoch)
+            self.generator.manual_seed(epoch_seed(self.cfg.seed, epoch))
 
     def __len__(self) -> int:
         return len(self.loader)

@@ -1,8 +1,8 @@
 """Models from outside the package, found the way Python tools find plugins.
 
 `get_model_spec` asks here for a name the registry does not know:
-- an entry point of the group `bench.spec.models` (a user's pyproject.toml: `[project.entry-points.
-  "bench.spec.models"] mynet = "mypkg.models:spec"`), pointing at a function that returns a
+- an entry point of the group `bench.models` (a user's pyproject.toml: `[project.entry-points.
+  "bench.models"] mynet = "mypkg.models:spec"`), pointing at a function that returns a
   `ModelSpec` (or registers one and returns it);
 - `package.module:function`, the same contract, for a module on PYTHONPATH or in the current
   folder (not installed);
@@ -37,7 +37,7 @@ from bench.errors import BenchError
 from bench.spec.models.registry import MODELS, ModelSpec, count_params
 from bench.spec.recipes import Recipe
 
-GROUP = "bench.spec.models"  # the entry point group a plugin declares its models in
+GROUP = "bench.models"  # the entry point group a plugin declares its models in
 TIMM_PREFIX = "timm:"
 TIMM_INSTALL = "pip install timm"
 DEFAULT_FAMILY = "cifar10"  # a timm model's family when the run names no dataset

@@ -14,6 +14,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from bench import ModelSpec, Recipe
+
+
 class Block(nn.Module):
     """Two 3x3 convolutions with BatchNorm and a shortcut (1x1 when the shape changes)."""
 
