@@ -4,7 +4,6 @@ and a failing rank that ends the job with an error result instead of a hang."""
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import subprocess
 import sys
@@ -22,12 +21,13 @@ from bench.results import Result, read_result
 from bench.spec.datasets import load_dataset
 
 ROOT = Path(__file__).resolve().parent.parent
-RUN_FLAGS = ["--model", "fc", "--dataset", "mnist", "--device", "cpu", "--max-steps", "8",
+PROBE = "tests.dist_probe:spec"  # fc with the faults and shard records these tests need
+RUN_FLAGS = ["--model", PROBE, "--dataset", "mnist", "--device", "cpu", "--max-steps", "8",
              "--batch-size", "32", "--loader", "device", "--quiet"]
 
 
 def _env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BENCH_FAULT")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DIST_PROBE")}
     env.update(OMP_NUM_THREADS="1", BENCH_DIST_TIMEOUT="30", PYTHONPATH=str(ROOT), **extra)
     return env
 
@@ -96,13 +96,14 @@ def test_two_process_run(tiny_data, tmp_path: Path, monkeypatch) -> None:
     """`bench run --nproc 2`: disjoint shards covering the data, parameters in sync, one result
     with the job's throughput and the scaling efficiency against a single-process run."""
     out, shards = tmp_path / "out", tmp_path / "shards"
-    single, _ = run(RunConfig(model="fc", dataset="mnist", device="cpu", max_steps=8,
+    shards.mkdir()
+    monkeypatch.chdir(ROOT)  # the probe model is imported from the checkout
+    single, _ = run(RunConfig(model=PROBE, dataset="mnist", device="cpu", max_steps=8,
                               batch_size=32, loader="device", data_dir=str(tiny_data[0]),
                               out=str(out), quiet=True))
     assert single.status == "ok"
-    for k, v in _env(BENCH_DEBUG_SHARDS=str(shards)).items():
+    for k, v in _env(DIST_PROBE_SHARDS=str(shards)).items():
         monkeypatch.setenv(k, v)
-    monkeypatch.chdir(ROOT)
     code = main(["run", "--nproc", "2", *RUN_FLAGS, "--data-dir", str(tiny_data[0]),
                  "--out", str(out)])
     assert code == 0
@@ -118,7 +119,7 @@ def test_two_process_run(tiny_data, tmp_path: Path, monkeypatch) -> None:
     assert s["scaling_efficiency"] == pytest.approx(
         s["images_per_s"] / (2 * single.summary["images_per_s"]))
     assert 0 <= s["final_test_acc"] <= 1 and doc["evals"][-1]["step"] == 8
-    r0, r1 = (json.loads((shards / f"rank{r}.json").read_text()) for r in (0, 1))
+    r0, r1 = ((shards / f"rank{r}.txt").read_text().split() for r in (0, 1))
     n = len(tiny_data[1]["train_y"])
     assert len(set(r0)) == len(set(r1)) == n // 2  # 8 steps x 16 = each rank's whole shard
     assert not set(r0) & set(r1) and len(set(r0) | set(r1)) == n
@@ -135,8 +136,8 @@ def test_failing_rank_ends_the_job_with_an_error_result(tiny_data, tmp_path: Pat
            if kind == "raise" else torchrun_command(args, 2))
     t0 = time.monotonic()
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120,
-                          env=_env(BENCH_FAULT_RANK="1", BENCH_FAULT_STEP="2",
-                                   BENCH_FAULT_KIND=kind))
+                          env=_env(DIST_PROBE_FAULT_RANK="1", DIST_PROBE_FAULT_STEP="2",
+                                   DIST_PROBE_FAULT_KIND=kind))
     assert proc.returncode != 0 and time.monotonic() - t0 < 100, proc.stderr[-3000:]
     (doc,) = [read_result(p) for p in out.iterdir()]
     assert doc["status"] == "error" and doc["config"]["world_size"] == 2

@@ -24,11 +24,7 @@ Throughput: per timed window, the job's images/s is the images of all ranks over
 rank's window time (wall-clock throughput of the job); `summary.images_per_s` is the median of
 that over the steady windows, the same statistic a single-process run reports.
 
-Debug/test hooks (read from the environment, zero cost when unset):
-  BENCH_FAULT_RANK=k BENCH_FAULT_STEP=s [BENCH_FAULT_KIND=raise|exit|hang]: rank k raises a
-    RuntimeError (or exits at once, or hangs) at its step s;
-  BENCH_DEBUG_SHARDS=<dir>: each rank writes <dir>/rank<k>.json with a hash of every training
-    sample it drew, so a test can check that the shards are disjoint and cover the data.
+The tests' faults and shard records live in their own model (tests/dist_probe.py), not here.
 """
 
 from __future__ import annotations
@@ -45,7 +41,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -108,7 +104,6 @@ class DistContext:
     terminating: bool = False  # SIGTERM seen
     stop_raised: bool = False  # LauncherStop raised once already
     in_training_loop: bool = False  # inside `training_loop()`: raising on SIGTERM is safe
-    shard_hashes: list[str] = field(default_factory=list)
 
     @classmethod
     def join(cls, device: torch.device) -> DistContext:
@@ -219,43 +214,7 @@ def wrap_ddp(model: nn.Module, device: torch.device) -> nn.Module:
     return _DDP(model)
 
 
-# ----------------------------------------------------------------------------- hooks
-StepFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-
-
-def instrument_step(step: StepFn, ctx: DistContext) -> StepFn:
-    """Wrap the step for the fault-injection and shard-dump hooks; unchanged when both are off."""
-    rank = ctx.rank
-    fault_rank = os.environ.get("BENCH_FAULT_RANK")
-    shards = os.environ.get("BENCH_DEBUG_SHARDS")
-    fault = fault_rank is not None and int(fault_rank) == rank
-    if not fault and not shards:
-        return step
-    fault_step = int(os.environ.get("BENCH_FAULT_STEP", "1"))
-    kind = os.environ.get("BENCH_FAULT_KIND", "raise")
-    if kind not in ("raise", "exit", "hang"):
-        raise BenchError(f"BENCH_FAULT_KIND must be raise, exit or hang, not {kind!r}")
-    calls = 0
-
-    def wrapped(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        nonlocal calls
-        calls += 1
-        if fault and calls == fault_step:
-            if kind == "exit":
-                os._exit(17)
-            if kind == "hang":
-                while True:
-                    time.sleep(3600)
-            raise RuntimeError(f"injected fault on rank {rank} at step {calls}")
-        if shards:
-            rows = x.detach().reshape(len(x), -1).float().cpu().numpy()
-            ctx.shard_hashes.extend(hashlib.blake2b(r.tobytes(), digest_size=8).hexdigest()
-                                 for r in rows)
-        return step(x, y)
-
-    return wrapped
-
-
+# ----------------------------------------------------------------------------- evaluation
 def rank0_evaluate(model: nn.Module, loader: Any, device: torch.device, precision: str,
                    ctx: DistContext) -> Callable[[], tuple[float, float]]:
     """Evaluation for the engine: every rank evaluates the full test set, then all take rank 0's
@@ -275,14 +234,6 @@ def rank0_evaluate(model: nn.Module, loader: Any, device: torch.device, precisio
         return float(t[0]), float(t[1])
 
     return fn
-
-
-def _dump_shards(ctx: DistContext) -> None:
-    folder = os.environ.get("BENCH_DEBUG_SHARDS")
-    if folder:
-        Path(folder).mkdir(parents=True, exist_ok=True)
-        (Path(folder) / f"rank{ctx.rank}.json").write_text(json.dumps(ctx.shard_hashes))
-    ctx.shard_hashes.clear()
 
 
 # ----------------------------------------------------------------------------- finishing
@@ -506,7 +457,6 @@ def finish(ctx: DistContext, result: Any, model: nn.Module, out_dir: str,
     if failed:
         report["fail_seq"] = ctx.store.add(prefix + "fail_seq", 1)
     ctx.store.set(prefix + f"report/{ctx.rank}", json.dumps(report))
-    _dump_shards(ctx)
     path = None
     if ctx.rank == 0:
         path = _rank0_finish(ctx, result, prefix, failed, out_dir, write)

@@ -33,7 +33,6 @@ from bench.measure.autobatch import candidate_sizes, find_batch_size, probe_step
 from bench.measure.distributed import (
     DistContext,
     finish,
-    instrument_step,
     launched_by_torchrun,
     rank0_evaluate,
     wrap_ddp,
@@ -248,9 +247,7 @@ def build(plan: Plan, dist: DistContext | None = None) -> Built:
     # a training run starts from this state again after its untimed warm-up pass
     reset = snapshot(model, opt, scheduler, scaler) if cfg.measure == "train" else None
     evaluate_fn = None
-    if dist is not None:  # fault-injection / shard-dump hooks; the step itself when they are off
-        step = instrument_step(step, dist)
-        # every rank evaluates, all act on rank 0's figure (the one stored)
+    if dist is not None:  # every rank evaluates, all act on rank 0's figure (the one stored)
         evaluate_fn = rank0_evaluate(compiled, test_loader, device, recipe.precision, dist)
     target = plan.spec.target(plan.dataset) if data.real else None
     engine = EngineConfig(total_steps=steps, eval_every=recipe.eval_every,
