@@ -202,3 +202,18 @@ def test_the_bound_itself_is_accepted(monkeypatch) -> None:
     monkeypatch.setattr(suites, "run_suite", fake)
     assert main(["suite", "smoke", "--repeats", str(MAX_REPEATS)]) == EXIT_BAD_INPUT  # no runs
     assert seen["repeats"] == MAX_REPEATS
+
+
+def test_an_error_the_harness_goes_on_without_is_traced_under_bench_debug(monkeypatch,
+                                                                          capsys) -> None:
+    from bench.errors import debug_trace
+
+    for debug in ("", "1"):
+        monkeypatch.setenv("BENCH_DEBUG", debug)
+        try:
+            raise ValueError("a reading NVML refused")
+        except ValueError:
+            debug_trace("NVML reading power")
+        err = capsys.readouterr().err
+        assert ("ValueError: a reading NVML refused" in err) == bool(debug)
+        assert ("NVML reading power failed" in err) == bool(debug)

@@ -18,6 +18,7 @@ import statistics
 import uuid as uuid_mod
 from typing import TYPE_CHECKING, Any
 
+from bench.errors import debug_trace
 from bench.results.schema import GpuTelemetry
 
 if TYPE_CHECKING:  # torch is imported where a device is read, so the warning stays torch-free
@@ -111,6 +112,7 @@ def _gpu_info(nv: Any, index: int, driver: str) -> dict[str, Any]:
         try:
             info[key] = read()
         except Exception:  # NVMLError_NotSupported and the like: that reading is missing
+            debug_trace(f"NVML reading {key}")
             info[key] = None
     return info
 

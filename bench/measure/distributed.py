@@ -49,7 +49,7 @@ import torch
 import torch.nn as nn
 
 from bench.defaults import EXIT_CODES
-from bench.errors import BenchError
+from bench.errors import BenchError, debug_trace
 
 TORCHRUN_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR")
 DEFAULT_TIMEOUT_S = 300.0
@@ -181,7 +181,7 @@ def _destroy() -> None:
         try:
             dist.destroy_process_group()
         except Exception:  # exiting anyway; a broken group must not hide the real outcome
-            pass
+            debug_trace("destroying the process group")
 
 
 def wrap_ddp(model: nn.Module, device: torch.device) -> nn.Module:
@@ -252,6 +252,7 @@ def _local_report(result: Any, model: nn.Module, rank: int) -> dict[str, Any]:
     try:
         checksum: str | None = params_checksum(model)
     except Exception:  # a broken device (after an error) must not stop the report
+        debug_trace("the parameters' checksum")
         checksum = None
     return {
         "rank": rank, "host": os.uname().nodename, "status": result.status,

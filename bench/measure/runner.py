@@ -25,7 +25,7 @@ import torch
 
 from bench.data.loaders import Loader, LoaderConfig, make_loader
 from bench.defaults import EXIT_CODES, THROUGHPUT_BUDGET_S, precision
-from bench.errors import BenchError
+from bench.errors import BenchError, debug_trace
 from bench.host import device as devmod
 from bench.host import interrupts, toolchain
 from bench.host.envinfo import fingerprint
@@ -345,19 +345,13 @@ def _flops(model: str, batch: int, precision_name: str
     try:
         flops, split = train_flops_per_image(model), train_flop_split(model)
     except Exception:
-        _debug_trace("FLOP counting")
+        debug_trace("FLOP counting")
         return None, None, None
     try:
         return flops, split, arithmetic_intensity(model, batch, precision_name)
     except Exception:
-        _debug_trace("arithmetic intensity")
+        debug_trace("arithmetic intensity")
         return flops, split, None
-
-
-def _debug_trace(what: str) -> None:
-    """Under BENCH_DEBUG, the traceback of a figure the run goes on without."""
-    if os.environ.get("BENCH_DEBUG"):
-        print(f"bench: debug: {what} failed:\n{traceback.format_exc()}", file=sys.stderr)
 
 
 def _write(result: Result, out: str) -> Path:
