@@ -15,6 +15,7 @@ import torch
 
 from bench.cli import main
 from bench.data.loaders import LoaderConfig, make_loader
+from bench.errors import BenchError
 from bench.measure.distributed import _merge, _peer_loss, torchrun_command, wrap_ddp
 from bench.measure.runner import RunConfig, run
 from bench.results import Result, read_result
@@ -147,3 +148,18 @@ def test_failing_rank_ends_the_job_with_an_error_result(tiny_data, tmp_path: Pat
                                          "1 at step 2")
     else:
         assert doc["message"].startswith("rank 1 did not report within"), doc["message"]
+
+
+def test_a_batch_that_does_not_divide_among_the_ranks_is_refused(capsys) -> None:
+    """A remainder would be dropped silently (fewer images than the result says): one line,
+    exit 2, before torchrun starts anything."""
+    from bench.spec.recipes import per_rank_batch
+
+    assert per_rank_batch(64, 4) == 16
+    with pytest.raises(BenchError, match="does not divide among 3 processes"):
+        per_rank_batch(32, 3)
+    with pytest.raises(BenchError, match="smaller than the world size"):
+        per_rank_batch(2, 4)
+    assert main(["run", "--nproc", "3", *RUN_FLAGS]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "32 does not divide among 3 processes (2 left over)" in err[0]

@@ -407,10 +407,10 @@ class EngineConfig:
     eval_every: int
     target_accuracy: float | None
     stop_at_target: bool
+    batch_size: int  # per rank (spec.recipes.per_rank_batch): no default, none would be right
     evaluate: bool = True
     warmup_steps: int = WARMUP_STEPS
     window_steps: int = WINDOW_STEPS
-    batch_size: int = 64  # per rank
     cudagraphs: bool = False  # the model runs under CUDA graphs (compile reduce-overhead)
 
 

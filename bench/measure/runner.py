@@ -61,7 +61,7 @@ from bench.results import Result, prepare_out_dir, write_result
 from bench.results.version import digest
 from bench.spec.datasets import DatasetArrays, get_dataset_spec, load_dataset
 from bench.spec.models import ModelSpec, count_params, get_model_spec
-from bench.spec.recipes import Recipe, with_overrides
+from bench.spec.recipes import Recipe, per_rank_batch, with_overrides
 from bench.spec.runspec import RunConfig, recipe_overrides, recorded_options, validate_options
 
 # Throughput runs stop on a time budget: the LR schedule is laid out over this many steps so
@@ -163,13 +163,13 @@ def _auto_batch(plan: Plan, model: torch.nn.Module, data: DatasetArrays
     return dataclasses.replace(plan.recipe, batch_size=bs), log
 
 
-def _loaders(plan: Plan, recipe: Recipe, data: DatasetArrays, per_rank_batch: int
+def _loaders(plan: Plan, recipe: Recipe, data: DatasetArrays, per_rank: int
              ) -> tuple[Loader, Loader]:
     common = dict(device=plan.device, dtype=precision(recipe.precision).input_dtype,
                   channels_last=recipe.channels_last, norm=recipe.norm, seed=plan.cfg.seed,
                   workers=recipe.workers)
     train_loader = make_loader(recipe.loader, data, LoaderConfig(
-        split="train", batch_size=per_rank_batch, augment=recipe.augment,
+        split="train", batch_size=per_rank, augment=recipe.augment,
         pad=recipe.augment_pad, shuffle=True,
         drop_last=True, rank=plan.rank, world_size=plan.world, **common))
     # Evaluation always covers the full test set on every rank (never a shard).
@@ -177,7 +177,7 @@ def _loaders(plan: Plan, recipe: Recipe, data: DatasetArrays, per_rank_batch: in
         split="test", batch_size=recipe.test_batch_size, augment=False, shuffle=False,
         drop_last=False, **common))
     if len(train_loader) == 0:
-        raise BenchError(f"batch size {per_rank_batch} exceeds the {len(data.train_y)} training "
+        raise BenchError(f"batch size {per_rank} exceeds the {len(data.train_y)} training "
                          "images: no full batch")
     return train_loader, test_loader
 
@@ -189,7 +189,7 @@ def total_steps(recipe: Recipe, steps_per_epoch: int, max_steps: int | None) -> 
 
 
 def _result_skeleton(plan: Plan, recipe: Recipe, data: DatasetArrays, loader: Loader,
-                     model_info: tuple[int, str], per_rank_batch: int) -> Result:
+                     model_info: tuple[int, str], per_rank: int) -> Result:
     """The result before training: what ran, where, on what (derived from the run options)."""
     from bench.measure.peak import load_cached_peak
 
@@ -197,7 +197,7 @@ def _result_skeleton(plan: Plan, recipe: Recipe, data: DatasetArrays, loader: Lo
     config = {**recorded_options(cfg, recipe), "dataset": plan.dataset, "device": str(device),
               "recipe": recipe.name,
               "threads": torch.get_num_threads() if device.type == "cpu" else None,
-              "world_size": plan.world, "per_rank_batch_size": per_rank_batch,
+              "world_size": plan.world, "per_rank_batch_size": per_rank,
               **backend_settings()}  # TF32 and cuDNN autotuning as this run had them
     env = {**fingerprint(), "peak": load_cached_peak(device)}  # the MFU denominator, as measured
     params, architecture = model_info
@@ -228,11 +228,8 @@ def build(plan: Plan, dist: DistContext | None = None) -> Built:
     if plan.recipe.channels_last:
         model = model.to(memory_format=torch.channels_last)
     recipe, search_log = _auto_batch(plan, model, data)
-    per_rank_batch = recipe.batch_size // plan.world
-    if per_rank_batch <= 0:
-        raise BenchError(f"batch size {recipe.batch_size} is smaller than the world size "
-                         f"{plan.world}")
-    train_loader, test_loader = _loaders(plan, recipe, data, per_rank_batch)
+    per_rank = per_rank_batch(recipe.batch_size, plan.world)
+    train_loader, test_loader = _loaders(plan, recipe, data, per_rank)
     steps = total_steps(recipe, len(train_loader), cfg.max_steps)
     if cfg.measure == "throughput":  # as many steps as the time budget takes; no schedule end
         steps = THROUGHPUT_SCHEDULE_STEPS
@@ -253,10 +250,10 @@ def build(plan: Plan, dist: DistContext | None = None) -> Built:
     engine = EngineConfig(total_steps=steps, eval_every=recipe.eval_every,
                           target_accuracy=target, stop_at_target=recipe.stop_at_target,
                           evaluate=cfg.evaluate, warmup_steps=cfg.warmup_steps,
-                          window_steps=cfg.window_steps, batch_size=per_rank_batch,
+                          window_steps=cfg.window_steps, batch_size=per_rank,
                           cudagraphs=recipe.compile == "reduce-overhead")
     result = _result_skeleton(plan, recipe, data, train_loader, (params, architecture),
-                              per_rank_batch)
+                              per_rank)
     if search_log is not None:
         result.config["batch_size_search"] = search_log
     return Built(plan, recipe, data, compiled, train_loader, step, engine, result, evaluate_fn,

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from bench.defaults import AUGMENT_PAD
+from bench.errors import BenchError
 
 RECIPE_NAMES = ("seed", "fast")
 
@@ -62,3 +63,14 @@ COURSE_MNIST_WORKERS = 0
 COURSE_MNIST_SEED = Recipe("seed", batch_size=64, test_batch_size=1000, optimizer="sgd", lr=0.01,
                            momentum=0.5, epochs=1, norm="mnist", workers=COURSE_MNIST_WORKERS,
                            torch_defaults=True)
+
+
+def per_rank_batch(total: int, world: int) -> int:
+    """Each rank's share of the global batch; a batch that does not divide among the ranks is
+    refused (a silently dropped remainder would train on fewer images than the result says)."""
+    if total < world:
+        raise BenchError(f"batch size {total} is smaller than the world size {world}")
+    if total % world:
+        raise BenchError(f"batch size {total} does not divide among {world} processes "
+                         f"({total % world} left over): give a multiple of {world}")
+    return total // world
