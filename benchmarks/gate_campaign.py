@@ -68,8 +68,8 @@ def _raw_gate(out: Path, baseline: Path, against: bool) -> int:
     """The exit status the same job would have had gated on raw images/s (no machine probe),
     from the same result files and calibration: the probe's effect on the same data."""
     from bench.ci.metric import noise_table
-    from bench.gate.compare import compare_frames
-    from bench.results import docs_frame, expand_paths, read_baseline, read_result
+    from bench.gate.compare import compare_runs
+    from bench.results import docs_rows, expand_paths, read_baseline, read_result
 
     def docs(folder: Path) -> list[dict]:
         return [read_result(p) for p in expand_paths([str(folder)]) if p.name[:1].isdigit()]
@@ -80,7 +80,7 @@ def _raw_gate(out: Path, baseline: Path, against: bool) -> int:
         cand = [d for f in out.glob("against/*/candidate") for d in docs(f)]
     else:
         base, cand = stored, docs(out)
-    cmp = compare_frames(docs_frame(base), docs_frame(cand), 0.05, 0.05,
+    cmp = compare_runs(docs_rows(base), docs_rows(cand), 0.05, 0.05,
                          noise_table(cal, "images_per_s"), "images_per_s")
     return cmp.exit_code
 

@@ -8,13 +8,12 @@ import sys
 import types
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
 from bench.ci import job as ci
 from bench.errors import BenchError
 from bench.gate import compare
-from bench.gate.compare import compare_frames, parse_threshold
+from bench.gate.compare import compare_runs, parse_threshold
 from bench.results import (
     SCHEMA_VERSION,
     Result,
@@ -46,8 +45,9 @@ def make_result(model: str = "cnn", ips: float = 1000.0, *, repeat: int = 0,
                   **extra)
 
 
-def frame(*results: Result) -> pd.DataFrame:
-    return pd.DataFrame([flatten(r.to_dict()) for r in results])
+def frame(*results: Result) -> list[dict]:
+    """The flat rows of the results, as the gate reads them."""
+    return [flatten(r.to_dict()) for r in results]
 
 
 def write_all(folder: Path, *results: Result) -> Path:
@@ -73,7 +73,7 @@ def runs(model: str = "cnn", ips: float = 1000.0, spread: float = 0.01, n: int =
 def test_single_runs_cannot_be_gated():
     """One run per side says nothing about noise: the ratio is shown, the verdict is not a
     pass (issue 14: 15 of 20 identical pairs failed a 1-run gate)."""
-    cmp = compare_frames(frame(make_result(ips=1000)), frame(make_result(ips=900)), 0.05)
+    cmp = compare_runs(frame(make_result(ips=1000)), frame(make_result(ips=900)), 0.05)
     (row,) = cmp.rows
     assert row.verdict == "not gated" and cmp.exit_code == 3
     assert row.ips_ratio == pytest.approx(0.9) and row.epoch_ratio == pytest.approx(1000 / 900)
@@ -84,8 +84,8 @@ def test_single_runs_cannot_be_gated():
     (900.0, "regression", 1), (980.0, "ok", 0), (1200.0, "faster", 0)])
 def test_verdicts_with_calibrated_noise(cand_ips, verdict, code):
     base, cand = frame(*runs(ips=1000)), frame(*runs(ips=cand_ips))
-    key = compare.run_key(base.to_dict("records")[0])
-    cmp = compare_frames(base, cand, 0.05, noise={key: 0.01})
+    key = compare.run_key(base[0])
+    cmp = compare_runs(base, cand, 0.05, noise={key: 0.01})
     (row,) = cmp.rows
     assert (row.verdict, cmp.exit_code) == (verdict, code)
     assert row.gate.noise_source == "calibrated" and row.gate.detectable < 0.05
@@ -95,7 +95,7 @@ def test_verdicts_with_calibrated_noise(cand_ips, verdict, code):
 def test_noisy_slowdown_is_not_gated_and_says_what_it_needs():
     base = [make_result(ips=v, repeat=i) for i, v in enumerate((950, 1000, 1050))]  # 10% spread
     cand = [make_result(ips=940, repeat=i) for i in range(3)]  # 6% slower
-    cmp = compare_frames(frame(*base), frame(*cand), 0.05)
+    cmp = compare_runs(frame(*base), frame(*cand), 0.05)
     (row,) = cmp.rows
     assert row.verdict == "not gated" and row.gate.needed_repeats > 3
     assert cmp.exit_code == 3
@@ -105,7 +105,7 @@ def test_noisy_slowdown_is_not_gated_and_says_what_it_needs():
 def test_slowdown_beyond_noise_is_regression():
     base = [make_result(ips=v, repeat=i) for i, v in enumerate((990, 1000, 1010))]
     cand = [make_result(ips=v, repeat=i, acc=0.97 + i / 100) for i, v in enumerate((880, 890, 900))]
-    cmp = compare_frames(frame(*base), frame(*cand), 0.05)
+    cmp = compare_runs(frame(*base), frame(*cand), 0.05)
     (row,) = cmp.rows
     assert row.verdict == "regression" and row.gate.p_slower < 0.001
     assert row.base.images_per_s == 1000 and row.cand.images_per_s == 890
@@ -115,7 +115,7 @@ def test_slowdown_beyond_noise_is_regression():
 
 def test_budget_is_part_of_the_configuration():
     """Like with like: a 300-step run and a full run never match (issue 14 item 4)."""
-    cmp = compare_frames(frame(*runs(max_steps=300)), frame(*runs(max_steps=None)), 0.05)
+    cmp = compare_runs(frame(*runs(max_steps=300)), frame(*runs(max_steps=None)), 0.05)
     assert not cmp.rows and cmp.only_base and cmp.only_cand
     assert "steps<=300" in cmp.only_base[0]
 
@@ -123,7 +123,7 @@ def test_budget_is_part_of_the_configuration():
 def test_unmatched_and_skipped_are_listed():
     base = frame(make_result("cnn"), make_result("fc"), make_result("vgg11", status="oom"))
     cand = frame(make_result("cnn"), make_result("lenet"), make_result("vgg11"))
-    cmp = compare_frames(base, cand, 0.05)
+    cmp = compare_runs(base, cand, 0.05)
     assert [r.label for r in cmp.rows] == ["cnn/mnist torch fp32 bs128 recipe=course"]
     assert cmp.only_base == ["fc/mnist torch fp32 bs128 recipe=course"]
     assert cmp.only_cand == ["lenet/mnist torch fp32 bs128 recipe=course",
@@ -136,20 +136,20 @@ def test_unmatched_and_skipped_are_listed():
 
 
 def test_config_differences_prevent_matching():
-    cmp = compare_frames(frame(make_result(precision="fp32")),
+    cmp = compare_runs(frame(make_result(precision="fp32")),
                          frame(make_result(precision="bf16")), 0.05)
     assert not cmp.rows and len(cmp.only_base) == 1 and len(cmp.only_cand) == 1
 
 
 def test_candidate_that_stopped_working_fails():
-    cmp = compare_frames(frame(make_result()), frame(make_result(status="oom")), 0.05)
+    cmp = compare_runs(frame(make_result()), frame(make_result(status="oom")), 0.05)
     assert cmp.failed and not cmp.rows and cmp.exit_code == 1
 
 
 def test_mixed_devices_on_one_side_is_an_error():
     base = frame(make_result(device="NVIDIA A100"), make_result(device="NVIDIA H100", repeat=1))
     with pytest.raises(BenchError, match="2 devices"):
-        compare_frames(base, frame(make_result()), 0.05)
+        compare_runs(base, frame(make_result()), 0.05)
 
 
 def test_parse_threshold():

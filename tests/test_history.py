@@ -11,12 +11,11 @@ import textwrap
 import types
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
 from bench.ci import job as ci
 from bench.cli import main
-from bench.gate.compare import compare_frames, run_verb
+from bench.gate.compare import compare_runs, run_verb
 from bench.history.records import RECORD_FIELDS, build_records
 from bench.history.series import build_series, find_regressions, short_commit
 from bench.history.store import (
@@ -96,8 +95,7 @@ def test_ci_records_carry_the_gate_per_configuration():
     base = make_batch(commits=1)
     cand = [make_doc(model, ips * (1 + 0.01 * (r - 1)), commit="b" * 40, repeat=r)
             for model, ips in (("cnn", 850), ("fc", 5000)) for r in range(3)]
-    cmp = compare_frames(pd.DataFrame([flatten(d) for d in base]),
-                         pd.DataFrame([flatten(d) for d in cand]), 0.05)
+    cmp = compare_runs([flatten(d) for d in base], [flatten(d) for d in cand], 0.05)
     records = {r["key"]["model"]: r for r in build_records(cand, "ci", cmp)}
     cnn, fc = records["cnn"]["gate"], records["fc"]["gate"]
     assert cnn["verdict"] == "regression" and cnn["ratio"] == pytest.approx(0.85, rel=0.01)

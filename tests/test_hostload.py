@@ -124,12 +124,12 @@ def test_the_gate_table_says_which_verdicts_came_from_noisy_runs() -> None:
     cand = runs("cnn", 1000.0) + runs("fc", 1000.0)
     _noisy(cand[0], beside=10)
     _noisy(cand[1], beside=2)  # below the share: not noisy
-    cmp = compare.compare_frames(frame(*base), frame(*cand), 0.05, 0.05)
+    cmp = compare.compare_runs(frame(*base), frame(*cand), 0.05, 0.05)
     [line] = compare.noisy_rows(cmp)
     assert line.startswith("cnn/mnist") and line.endswith(
         ": ok; noisy runs: baseline 0 of 3, candidate 1 of 3")
     text, md = compare.format_text(cmp), compare.format_markdown(cmp)
     for out in (text, md):
         assert "Verdicts from noisy runs" in out and "1 verdict from noisy runs" in out
-    quiet = compare.compare_frames(frame(*base), frame(*runs("cnn") + runs("fc")), 0.05)
+    quiet = compare.compare_runs(frame(*base), frame(*runs("cnn") + runs("fc")), 0.05)
     assert compare.noisy_rows(quiet) == [] and "noisy" not in compare.format_text(quiet)

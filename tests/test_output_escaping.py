@@ -22,7 +22,7 @@ import pytest
 from test_compare import make_result, write_all
 
 from bench.gate import compare
-from bench.gate.compare import compare_frames, format_json, format_text
+from bench.gate.compare import compare_runs, format_json, format_text
 from bench.report import document, stats
 from bench.results import export, flatten
 from bench.results.escape import CSV_FORMULA_START, Markup, csv_cell, md, term
@@ -267,15 +267,15 @@ def _bad_docs(*values: float, device: str = "NVIDIA A100", side: str = "runs") -
     return docs
 
 
-def _bad_frame(*values: float, device: str = "NVIDIA A100") -> pd.DataFrame:
-    return pd.DataFrame([flatten(d) for d in _bad_docs(*values, device=device)])
+def _bad_frame(*values: float, device: str = "NVIDIA A100") -> list[dict]:
+    return [flatten(d) for d in _bad_docs(*values, device=device)]
 
 
 @pytest.mark.parametrize("bad", [0.0, -5.0, math.inf])
 def test_compare_skips_runs_that_cannot_be_throughputs(bad):
     base = _bad_frame(1000, 1010, 990)
     cand = _bad_frame(1000, 1005, bad)
-    cmp = compare_frames(base, cand, 0.05)
+    cmp = compare_runs(base, cand, 0.05)
     (row,) = cmp.rows
     assert row.cand.n == 2 and math.isfinite(row.ips_ratio)
     (skip,) = cmp.skipped
@@ -284,7 +284,7 @@ def test_compare_skips_runs_that_cannot_be_throughputs(bad):
 
 
 def test_compare_with_every_candidate_run_unusable_says_so():
-    cmp = compare_frames(_bad_frame(1000, 1010), _bad_frame(0.0, -1.0, math.inf), 0.05)
+    cmp = compare_runs(_bad_frame(1000, 1010), _bad_frame(0.0, -1.0, math.inf), 0.05)
     assert not cmp.rows and len(cmp.skipped) == 3 and cmp.failed and cmp.exit_code == 1
     text = format_text(cmp)
     assert text.count("not a positive finite number") == 3
@@ -292,7 +292,7 @@ def test_compare_with_every_candidate_run_unusable_says_so():
 
 
 def test_compare_json_writes_non_finite_as_null_with_a_note():
-    cmp = compare_frames(_bad_frame(1000, 1010), _bad_frame(900, 910), 0.05)
+    cmp = compare_runs(_bad_frame(1000, 1010), _bad_frame(900, 910), 0.05)
     cmp.rows[0].epoch_ratio = math.inf
     cmp.rows[0].base.spread = math.nan
     out = format_json(cmp)

@@ -14,10 +14,10 @@ from test_compare import make_result, runs, write_all
 from bench import report
 from bench.errors import BenchError
 from bench.gate import compare
-from bench.gate.compare import compare_frames, format_text
+from bench.gate.compare import compare_runs, format_text
 from bench.results import (
     Result,
-    docs_frame,
+    docs_rows,
     export,
     load_docs,
     load_results,
@@ -188,8 +188,8 @@ def test_compare_text_fits_120_columns_and_names_each_side(tmp_path: Path) -> No
 def test_compare_text_without_provenance_still_fits() -> None:
     base = [make_result(f"m{i}" * 30, 1000.0) for i in range(2)]
     cand = [make_result(f"m{i}" * 30, 900.0) for i in range(2)]
-    cmp = compare_frames(docs_frame([r.to_dict() for r in base]),
-                         docs_frame([r.to_dict() for r in cand]), 0.05)
+    cmp = compare_runs(docs_rows([r.to_dict() for r in base]),
+                       docs_rows([r.to_dict() for r in cand]), 0.05)
     text = format_text(cmp)
     assert max(len(line) for line in text.splitlines()) <= compare.TEXT_WIDTH
     assert text.startswith("baseline:  NVIDIA A100")

@@ -31,10 +31,10 @@ from pathlib import Path
 
 from bench.defaults import PACKAGE_ROOT
 from bench.errors import BenchError
-from bench.gate.compare import Comparison, compare_frames
+from bench.gate.compare import Comparison, compare_runs
 from bench.host import children
 from bench.measure.throughput import SLOWDOWN_ENV
-from bench.results import docs_frame, load_docs, provenance
+from bench.results import docs_rows, load_docs, provenance
 
 ROUND_TIMEOUT_S = 30 * 60  # one side's round of the suite; a hung round fails the gate
 GIT_TIMEOUT_S = 120
@@ -248,7 +248,7 @@ def gate_against(args: argparse.Namespace, threshold: float, alpha: float,
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     metric = gate_metric(docs["baseline"], docs["candidate"])
-    cmp = compare_frames(docs_frame(docs["baseline"]), docs_frame(docs["candidate"]),
+    cmp = compare_runs(docs_rows(docs["baseline"]), docs_rows(docs["candidate"]),
                          threshold, alpha, noise_table(calibration, metric), metric)
     cmp.provenance = {side: provenance(docs[side]) for side in ("baseline", "candidate")}
     return cmp

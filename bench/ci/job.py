@@ -28,7 +28,7 @@ from bench.errors import BenchError
 from bench.gate.compare import (
     Comparison,
     add_gate_flags,
-    compare_frames,
+    compare_runs,
     format_json,
     format_markdown,
     format_text,
@@ -45,7 +45,7 @@ from bench.results import (
     atomic_write_text,
     config_label,
     device_slug,
-    docs_frame,
+    docs_rows,
     flatten,
     fmt_num,
     markdown_table,
@@ -196,7 +196,7 @@ def gate_stored(docs: Sequence[ResultDoc], path: Path, threshold: float, alpha: 
     base, calibration = read_baseline(path)
     _check_same_device(base, label, path)
     metric = gate_metric(base, docs)
-    cmp = compare_frames(docs_frame(base), docs_frame(docs), threshold, alpha,
+    cmp = compare_runs(docs_rows(base), docs_rows(docs), threshold, alpha,
                          noise_table(calibration, metric), metric)
     cmp.provenance = {"baseline": provenance(base), "candidate": provenance(docs)}
     record_ci(history, docs, cmp)

@@ -16,7 +16,7 @@ Exit status: 0 pass, 1 regression or a configuration that stopped working, 2 bad
 configuration could not be gated (too noisy or too few runs; the row says how many it needs).
 
 The text output fits 120 columns and opens with each side's provenance (commit, dates, torch
-and CUDA versions, device: `results.provenance`). The core, `compare_frames`, is a pure function
+and CUDA versions, device: `results.provenance`). The core, `compare_runs`, is a pure function
 of two DataFrames (rows as `results.flatten` makes them) so it is tested without files.
 """
 
@@ -44,7 +44,7 @@ from bench.results import (
     RunRow,
     add_label_option,
     config_label,
-    docs_frame,
+    docs_rows,
     fmt_ips,
     labelled,
     load_side,
@@ -113,7 +113,7 @@ class Skipped:
 class Comparison:
     threshold: float
     alpha: float = 0.05  # false-alarm rate of the whole comparison (all configurations)
-    metric: str = "images_per_s"  # the per-run figure the verdicts are on (compare_frames)
+    metric: str = "images_per_s"  # the per-run figure the verdicts are on (compare_runs)
     rows: list[MatchRow] = field(default_factory=list)
     only_base: list[str] = field(default_factory=list)
     only_cand: list[str] = field(default_factory=list)
@@ -196,10 +196,9 @@ def _skipped(side: str, r: RunRow, reason: str) -> Skipped:
                    norm(r.get("path")))
 
 
-def _split(df, side: str, metric: str = "images_per_s"
+def _split(records: Sequence[RunRow], side: str, metric: str = "images_per_s"
            ) -> tuple[dict[Key, list[RunRow]], dict[Key, list[Skipped]]]:
     """Group the usable runs of one side by configuration; the rest become Skipped entries."""
-    records: list[RunRow] = df.to_dict("records") if len(df) else []
     marked = [(r, _skip_reason(r, metric)) for r in records]
     groups = group((r for r, why in marked if why is None), run_key)
     skipped = {key: [_skipped(side, r, why) for r, why in pairs] for key, pairs in
@@ -250,18 +249,19 @@ def _match(key: Key, base: list[RunRow], cand: list[RunRow], threshold: float, a
                     g.verdict)
 
 
-def compare_frames(base_df, cand_df, threshold: float, alpha: float = 0.05,
+def compare_runs(base_rows: Sequence[RunRow], cand_rows: Sequence[RunRow], threshold: float,
+                 alpha: float = 0.05,
                    noise: Mapping[Key, float] | None = None,
                    metric: str = "images_per_s") -> Comparison:
-    """Compare two sets of runs (DataFrames of `results.flatten` rows). Pure: no I/O.
+    """Compare two sets of runs (flat rows, `results.flatten`). Pure: no I/O.
 
     `alpha` is the false-alarm rate of the whole comparison; `noise` maps a configuration key
     to its calibrated run-to-run sigma (log scale) of `metric`, where `bench ci --calibrate`
     measured one. `metric` is the per-run figure the verdict is on: images/s, or for a stored
     baseline `images_per_probe` (images/s over the machine's speed, bench/measure/probe.py).
     """
-    base, base_skip = _split(base_df, "baseline", metric)
-    cand, cand_skip = _split(cand_df, "candidate", metric)
+    base, base_skip = _split(base_rows, "baseline", metric)
+    cand, cand_skip = _split(cand_rows, "candidate", metric)
     out = Comparison(threshold=threshold, alpha=alpha, metric=metric)
     for skips in (*base_skip.values(), *cand_skip.values()):
         out.skipped.extend(skips)
@@ -523,7 +523,7 @@ def compare_paths(baseline: str, candidate: str, threshold: float,
     cand = load_side(candidate, "candidate", results_dir)
     both = labelled([*base, *cand], labels)
     base, cand = both[:len(base)], both[len(base):]
-    cmp = compare_frames(docs_frame(base), docs_frame(cand), threshold)
+    cmp = compare_runs(docs_rows(base), docs_rows(cand), threshold)
     cmp.provenance = {"baseline": provenance(base), "candidate": provenance(cand)}
     return cmp
 

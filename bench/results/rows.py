@@ -114,6 +114,11 @@ def flatten(doc: ResultDoc) -> RunRow:
     return row
 
 
+def docs_rows(docs: Sequence[ResultDoc]) -> list[RunRow]:
+    """One flat row per run (`flatten`), as plain Python values: what the gate reads."""
+    return [flatten(d) for d in docs]
+
+
 def docs_frame(docs: Sequence[ResultDoc]):  # -> pandas.DataFrame
     """One flat row per run (`flatten`)."""
     import pandas as pd
