@@ -93,7 +93,6 @@ def _status_code(status: str) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from bench.host.device import resolve_device
     from bench.measure.distributed import DistContext, launch, launched_by_torchrun
     from bench.measure.runner import run, validate
     from bench.spec.recipes import per_rank_batch
@@ -101,15 +100,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     check_count("--repeats", args.repeats, MAX_REPEATS)
     check_count("--nproc", args.nproc, MAX_NPROC)
     base = RunConfig.from_args(args)
-    validate(base)  # before any launch: a bad flag is one line here, not one per rank
+    device = validate(base)  # before any launch: a bad flag is one line here, not one per rank
     if args.nproc > 1 and isinstance(base.batch_size, int):
         per_rank_batch(base.batch_size, args.nproc)  # a remainder: refused before launching
     if args.nproc > 1:
         return launch(sys.argv[1:] if args.argv is None else args.argv, args.nproc)
-    dist = DistContext.join(resolve_device(base.device)) if launched_by_torchrun() else None
+    dist = DistContext.join(device) if launched_by_torchrun() else None
     code = 0
     for r in range(args.repeats):
-        result, path = run(replace(base, seed=base.seed + r, repeat=r), dist)
+        result, path = run(replace(base, seed=base.seed + r, repeat=r), dist, device)
         if dist is not None and dist.rank != 0:  # under torchrun rank 0 alone reports
             code = _status_code(result.status)
             if result.status != "ok":

@@ -465,3 +465,28 @@ def test_archive_names_a_file_from_elsewhere_relatively(tmp_path) -> None:
     outside.write_text("2")
     archive = suites.write_archive(tmp_path / "x.tar.gz", [inside, outside], tmp_path / "out")
     assert _archive_members(archive) == {"a.json": b"1", "elsewhere/b.json": b"2"}
+
+
+def test_a_run_is_validated_and_its_device_resolved_once(tiny_data, tmp_path: Path,
+                                                         monkeypatch) -> None:
+    """`bench run --repeats 2`: the flags are checked once before any work, and each repeat
+    runs on that resolved device (no second validation, no second resolution)."""
+    from bench.cli import main
+    from bench.host import device as devmod
+    from bench.measure import runner
+
+    calls = {"validate": 0, "resolve_device": 0}
+    real_validate, real_resolve = runner.validate, devmod.resolve_device
+
+    def counting(name, real):
+        def fn(*a, **kw):
+            calls[name] += 1
+            return real(*a, **kw)
+        return fn
+
+    monkeypatch.setattr(runner, "validate", counting("validate", real_validate))
+    monkeypatch.setattr(devmod, "resolve_device", counting("resolve_device", real_resolve))
+    code = main(["run", "--model", "fc", "--device", "cpu", "--max-steps", "2", "--repeats", "2",
+                 "--data-dir", str(tiny_data[0]), "--out", str(tmp_path / "out"), "--quiet"])
+    assert code == 0 and len(list((tmp_path / "out").glob("*.json"))) == 2
+    assert calls == {"validate": 1, "resolve_device": 1}

@@ -6,9 +6,9 @@ machine the whole machine drifts between jobs (the gate campaign in docs/ci.md s
 5-9% slower in some jobs than in the calibration), and the calibration, taken inside one job,
 never sees that drift: A/A jobs then raise false alarms. The probe's code does not depend on
 the model, recipe or loader under test, so `images_per_s / probe_rate` (`images_per_probe`)
-cancels the machine's speed and keeps a slowdown of the training code. The gate uses it in
-stored-baseline mode when both sides have it (`bench/ci/job.py`); `--against` compares two trees
-measured alternately in one job and gates on images/s.
+cancels the machine's speed and keeps a slowdown of the training code. The gate uses it
+whenever both sides have one of the same version (`ci.metric.gate_metric`), stored-baseline and
+`--against` alike; otherwise it gates on images/s.
 
 What it does not cancel: a change that slows the whole process the same way (a global thread
 setting, a slower torch build) slows the probe too. Change `PROBE_VERSION` whenever the

@@ -71,8 +71,9 @@ THROUGHPUT_SCHEDULE_STEPS = 10**7
 __all__ = ["EXIT_CODES", "RunConfig", "build", "execute", "resolve", "run", "validate"]
 
 
-def validate(cfg: RunConfig) -> None:
-    """Reject bad flags with one line before any work starts."""
+def validate(cfg: RunConfig) -> torch.device:
+    """Reject bad flags with one line before any work starts; returns the device the run will
+    use, resolved here once (pass it on to `run`, which then does not validate again)."""
     validate_options(cfg)
     if cfg.measure == "throughput" and launched_by_torchrun():
         raise BenchError("--measure throughput runs in one process (a time budget would stop "
@@ -83,7 +84,7 @@ def validate(cfg: RunConfig) -> None:
         raise BenchError(f"model {cfg.model!r} takes {spec.family}-shaped input; dataset "
                          f"{dataset.name!r} is {dataset.family}")
     spec.recipe(cfg.recipe)
-    devmod.resolve_device(cfg.device)
+    return devmod.resolve_device(cfg.device)
 
 
 # ----------------------------------------------------------------------------- resolve
@@ -113,10 +114,12 @@ def check_toolchain(cfg: RunConfig, recipe: Recipe, device: torch.device) -> Non
                           f"{recipe.compile}, loader {recipe.loader})")
 
 
-def resolve(cfg: RunConfig, dist: DistContext | None = None) -> Plan:
-    validate(cfg)
+def resolve(cfg: RunConfig, dist: DistContext | None = None,
+            device: torch.device | None = None) -> Plan:
+    """The run's plan; `device` from the caller's `validate` (else validated here, once)."""
+    device = validate(cfg) if device is None else device
     spec = get_model_spec(cfg.model, cfg.dataset)
-    device = dist.device if dist is not None else devmod.resolve_device(cfg.device)
+    device = dist.device if dist is not None else device
     recipe = recipe_for(cfg, device.type)
     check_toolchain(cfg, recipe, device)
     return Plan(cfg, spec, cfg.dataset or spec.default_dataset, device, recipe,
@@ -368,14 +371,16 @@ def _write(result: Result, out: str) -> Path:
         return path
 
 
-def run(cfg: RunConfig, dist: DistContext | None = None) -> tuple[Result, Path | None]:
-    """Run one configuration; always returns a Result (written unless cfg.write is False)."""
+def run(cfg: RunConfig, dist: DistContext | None = None, device: torch.device | None = None
+        ) -> tuple[Result, Path | None]:
+    """Run one configuration; always returns a Result (written unless cfg.write is False).
+    `device`: what the caller's `validate(cfg)` returned (the run is then not validated twice)."""
     threads, started = torch.get_num_threads(), time.perf_counter()
     try:
         if cfg.write:  # before any expensive work: the result must have a place to go
             for note in prepare_out_dir(cfg.out):
                 print(f"bench: {note}", file=sys.stderr)
-        plan = resolve(cfg, dist)
+        plan = resolve(cfg, dist, device)
         built = build(plan, dist)
         state = execute(built, dist)
         result = built.result
