@@ -116,3 +116,17 @@ def test_the_history_never_reads_a_changed_benchmark_as_a_regression(tmp_path: P
                           "suite")
     assert build_series(old + same)[0].regressions  # the same work at half the speed
     assert not build_series(old + other)[0].regressions  # other work: no regression
+
+
+def test_a_hostile_version_string_is_shown_inert(tmp_path: Path, capsys) -> None:
+    """Versions come from files written elsewhere: the refusal line shows them escaped."""
+    base = _write(tmp_path / "base", {}, 1000.0)
+    cand = _write(tmp_path / "cand", {}, 1000.0)
+    for i, path in enumerate(sorted(cand.glob("*.json"))):
+        doc = json.loads(path.read_text())
+        doc["benchmark"] = {"version": "\x1b[2J\x07evil", "parts": {"recipe": f"\x1b]0;x{i}"}}
+        path.write_text(json.dumps(doc))
+    assert compare_main([str(base), str(cand)]) == 2
+    err = capsys.readouterr().err
+    assert "\x1b" not in err and "\x07" not in err and "different work" in err
+    assert len(err.strip().splitlines()) == 1
