@@ -12,7 +12,7 @@ fast GPU milliseconds of signal. This loop trains the same step function with no
    none shorter than the engine's rule for a window long enough to time (`engine.MIN_WINDOW_S`
    and `MIN_WINDOW_STEPS`: a small budget gets fewer windows, not shorter ones);
 3. timed windows until `budget_s` seconds of training have been timed (or `max_steps`), each
-   followed by a window of the fixed reference workload (`machine_probe`, a quarter of a
+   followed by a window of the fixed reference workload (`measure.probe`, a quarter of a
    window's time): the machine's speed meanwhile, which a stored baseline needs.
 
 On a shared machine interference only ever slows a window down, so the gate's estimator is an
