@@ -17,7 +17,7 @@ configuration could not be gated (too noisy or too few runs; the row says how ma
 
 The text output fits 120 columns and opens with each side's provenance (commit, dates, torch
 and CUDA versions, device: `results.provenance`). The core, `compare_runs`, is a pure function
-of two DataFrames (rows as `results.flatten` makes them) so it is tested without files.
+of two lists of flat rows (as `results.flatten` makes them), so it is tested without files.
 """
 
 from __future__ import annotations

@@ -58,7 +58,7 @@ from bench.measure.progress import RunProgress
 from bench.measure.summary import summarise
 from bench.measure.throughput import ThroughputConfig, measure_throughput
 from bench.results import Result, prepare_out_dir, write_result
-from bench.results.version import digest
+from bench.results.version import architecture_digest
 from bench.spec.datasets import DatasetArrays, get_dataset_spec, load_dataset
 from bench.spec.models import ModelSpec, count_params, get_model_spec
 from bench.spec.recipes import Recipe, per_rank_batch, with_overrides
@@ -227,7 +227,7 @@ def build(plan: Plan, dist: DistContext | None = None) -> Built:
     data = _load_data(plan)
     set_matmul_precision(device, plan.recipe.precision, plan.recipe.torch_defaults)
     model = plan.spec.build().to(device)
-    params, architecture = count_params(model), digest(repr(model))
+    params, architecture = count_params(model), architecture_digest(model)
     if plan.recipe.channels_last:
         model = model.to(memory_format=torch.channels_last)
     recipe, search_log = _auto_batch(plan, model, data)

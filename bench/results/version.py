@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -31,6 +32,13 @@ def digest(value: Any) -> str:
     """A short, stable digest of a JSON-able value (keys sorted)."""
     text = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:DIGEST_CHARS]
+
+
+def architecture_digest(model: Any) -> str:
+    """The digest of a model's module tree as printed (layers, shapes, settings); an object
+    address a custom module may print (`<... at 0x7f...>`) is left out, so that the same
+    network gives the same digest in every process."""
+    return digest(re.sub(r" at 0x[0-9a-fA-F]+", "", repr(model)))
 
 
 def _section(doc: Mapping[str, Any], name: str) -> Mapping[str, Any]:
@@ -77,5 +85,5 @@ def row_changes(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[str]:
     return [p for p in PARTS if a.get(f"benchmark_{p}") != b.get(f"benchmark_{p}")] or ["version"]
 
 
-__all__ = ["PARTS", "SPEED_SETTINGS", "benchmark_columns", "benchmark_of", "benchmark_parts",
+__all__ = ["PARTS", "SPEED_SETTINGS", "architecture_digest", "benchmark_columns", "benchmark_of", "benchmark_parts",
            "digest", "row_changes"]
