@@ -130,3 +130,20 @@ def test_a_hostile_version_string_is_shown_inert(tmp_path: Path, capsys) -> None
     err = capsys.readouterr().err
     assert "\x1b" not in err and "\x07" not in err and "different work" in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_the_architecture_digest_is_the_networks_not_the_process() -> None:
+    import torch.nn as nn
+
+    from bench.results.version import architecture_digest
+
+    class Holder(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc, self.fn = nn.Linear(4, 2), object()
+
+        def extra_repr(self) -> str:
+            return f"fn={self.fn!r}"  # an object address, other in every process
+
+    assert architecture_digest(Holder()) == architecture_digest(Holder())
+    assert architecture_digest(nn.Linear(4, 2)) != architecture_digest(nn.Linear(4, 3))

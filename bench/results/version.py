@@ -85,5 +85,5 @@ def row_changes(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[str]:
     return [p for p in PARTS if a.get(f"benchmark_{p}") != b.get(f"benchmark_{p}")] or ["version"]
 
 
-__all__ = ["PARTS", "SPEED_SETTINGS", "architecture_digest", "benchmark_columns", "benchmark_of", "benchmark_parts",
-           "digest", "row_changes"]
+__all__ = ["PARTS", "SPEED_SETTINGS", "architecture_digest", "benchmark_columns", "benchmark_of",
+           "benchmark_parts", "digest", "row_changes"]
