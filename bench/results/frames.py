@@ -8,28 +8,9 @@ and `created` a UTC datetime, so notebooks can compute and plot without casting.
 
 from __future__ import annotations
 
-import types
-import typing
-from typing import Any
+from bench.results.schema import EpochRow, RunRow, number_fields
 
-from bench.results.schema import EpochRow, RunRow
-
-_NUMBER = (int, float)
-
-
-def _is_number(hint: Any) -> bool:
-    """int, float, or an optional of them (bool is no number here)."""
-    args = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
-    args = tuple(a for a in args if a is not type(None))
-    return bool(args) and all(a in _NUMBER for a in args)
-
-
-def _numeric_columns(*rows: type) -> frozenset[str]:
-    return frozenset(name for row in rows for name, hint in typing.get_type_hints(row).items()
-                     if _is_number(hint))
-
-
-NUMERIC_COLUMNS = _numeric_columns(RunRow, EpochRow)
+NUMERIC_COLUMNS = number_fields(RunRow, EpochRow)
 
 
 def typed(df):  # (pandas.DataFrame) -> pandas.DataFrame

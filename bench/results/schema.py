@@ -10,6 +10,8 @@ from __future__ import annotations
 import datetime as _dt
 import math
 import re
+import types
+import typing
 import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Any, TypedDict
@@ -312,3 +314,17 @@ def json_safe(obj: Any) -> Any:
     if isinstance(obj, (list, tuple)):
         return [json_safe(v) for v in obj]
     return obj
+
+
+def _is_number_hint(hint: Any) -> bool:
+    """A TypedDict annotation of int, float, or either or None (bool is no number here)."""
+    union = typing.get_origin(hint) in (typing.Union, types.UnionType)
+    kinds = set(typing.get_args(hint) if union else (hint,)) - {type(None)}
+    return bool(kinds) and kinds <= {int, float}
+
+
+def number_fields(*rows: type) -> frozenset[str]:
+    """The keys of schema TypedDicts that hold numbers: their annotations are the one list (the
+    reader's number checks and the DataFrames' column types both derive from it)."""
+    return frozenset(k for row in rows for k, h in typing.get_type_hints(row).items()
+                     if _is_number_hint(h))

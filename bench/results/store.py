@@ -26,8 +26,6 @@ import json
 import os
 import tempfile
 import time
-import types
-import typing
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -57,6 +55,7 @@ from bench.results.schema import (
     Summary,
     WindowRow,
     json_safe,
+    number_fields,
     upgrade,
 )
 from bench.results.version import benchmark_of
@@ -179,25 +178,13 @@ POSITIVE_FIELDS = frozenset({"images_per_s", "images_per_s_min", "images_per_s_m
                              "images_per_probe", "probe_rate"})
 
 
-def _is_number_hint(hint: Any) -> bool:
-    """A TypedDict annotation of int, float, or either or None."""
-    union = typing.get_origin(hint) in (typing.Union, types.UnionType)
-    kinds = set(typing.get_args(hint) if union else (hint,)) - {type(None)}
-    return bool(kinds) and kinds <= {int, float}
-
-
-def _number_fields(row: type) -> frozenset[str]:
-    """The keys of a schema TypedDict that hold numbers: its annotations are the one list."""
-    return frozenset(k for k, h in typing.get_type_hints(row).items() if _is_number_hint(h))
-
-
 # where the numbers of a result are: its sections, and the rows of its lists
-_NUMBERS: dict[str, frozenset[str]] = {"": _number_fields(ResultDoc),
-                                       "config": _number_fields(RunConfigDoc),
-                                       "summary": _number_fields(Summary)}
-_ROW_NUMBERS: dict[str, frozenset[str]] = {"epochs": _number_fields(EpochRow),
-                                           "evals": _number_fields(EvalRow),
-                                           "windows": _number_fields(WindowRow)}
+_NUMBERS: dict[str, frozenset[str]] = {"": number_fields(ResultDoc),
+                                       "config": number_fields(RunConfigDoc),
+                                       "summary": number_fields(Summary)}
+_ROW_NUMBERS: dict[str, frozenset[str]] = {"epochs": number_fields(EpochRow),
+                                           "evals": number_fields(EvalRow),
+                                           "windows": number_fields(WindowRow)}
 
 
 def _mapping_problem(prefix: str, values: dict[str, Any], fields: frozenset[str]) -> str | None:
