@@ -40,6 +40,9 @@ def test_run_writes_a_complete_result(tiny_data, tmp_path: Path, loader: str) ->
     # what work it measured: the model's module tree among the parts (results.version)
     assert len(doc["model"]["architecture"]) == 12 and doc["config"]["measure"] == "train"
     assert set(doc["benchmark"]["parts"]) == {"model", "recipe", "data", "measure"}
+    # one window clock for both modes: a training run's windows carry the host's readings too
+    if Path("/proc/stat").exists():
+        assert all(w["host"] is not None for w in doc["windows"][1:]) and "host_load" in s
 
 
 def test_max_steps_and_eval_every(tiny_data, tmp_path: Path) -> None:

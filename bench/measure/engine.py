@@ -34,6 +34,7 @@ import torch.nn.functional as F
 
 from bench.defaults import COMPILE_MODES, PRECISIONS, WARMUP_STEPS, WINDOW_STEPS
 from bench.defaults import precision as precision_spec
+from bench.host import load as hostload
 from bench.host.device import now, synchronize
 from bench.host.nvml import open_telemetry
 from bench.measure.progress import RunProgress
@@ -122,6 +123,30 @@ class Window:
     def timeable(self) -> bool:
         """Long enough to time on its own (MIN_WINDOW_S and MIN_WINDOW_STEPS)."""
         return self.seconds >= MIN_WINDOW_S and self.steps >= MIN_WINDOW_STEPS
+
+
+class WindowClock:
+    """The one clock of the timed windows, in both the train and the throughput mode: read
+    after a device sync at a window's two edges only, with the host's CPU accounting sampled
+    just outside them (bench/host/load.py: what else ran meanwhile)."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device, self._start, self._host = device, 0.0, None
+
+    def open(self) -> None:
+        self._host = hostload.sample()  # before the clock starts: not inside the window
+        self._start = now(self.device)
+
+    def close(self, state: TrainState, epoch: int, steps: int, images: int) -> float:
+        """End the window: record it in `state` and sample the GPU (the device has just
+        synchronised, so off the clock); returns its seconds."""
+        seconds = now(self.device) - self._start
+        host = hostload.between(self._host, hostload.sample())
+        state.windows.append(Window(epoch, steps, images, seconds, False, host))
+        state.train_time_s += seconds
+        if state.telemetry is not None:
+            state.telemetry.sample()
+        return seconds
 
 
 @dataclass
@@ -478,7 +503,8 @@ class _Trainer:
     def _steps(self, ep: _Epoch, batches: Iterator) -> bool:
         """The step loop of one epoch; the clock is read only at window edges."""
         cfg, state = self.cfg, self.state
-        win_start, win_steps = now(self.device), 0
+        clock, win_steps = WindowClock(self.device), 0
+        clock.open()
         for x, y in itertools.islice(batches, max(cfg.total_steps - state.steps, 0)):
             ep.loss_sum += self.step(x, y)
             state.steps += 1
@@ -487,7 +513,7 @@ class _Trainer:
             eval_edge = cfg.evaluate and cfg.eval_every > 0 and state.steps % cfg.eval_every == 0
             if not (eval_edge or win_steps >= cfg.window_steps):
                 continue
-            self._close_window(ep, win_steps, now(self.device) - win_start)
+            self._close_window(ep, win_steps, clock)
             if not math.isfinite(ep.loss_sum.item()):
                 raise NonFiniteLoss(f"non-finite training loss at step {state.steps}")
             if eval_edge:
@@ -496,22 +522,19 @@ class _Trainer:
                                    f"train {state.train_time_s:.2f}s", force=False)
                 if state.reached_target and cfg.stop_at_target:
                     return True
-            win_start, win_steps = now(self.device), 0
+            clock.open()
+            win_steps = 0
         if win_steps:  # the epoch's last, partial window
-            self._close_window(ep, win_steps, now(self.device) - win_start)
+            self._close_window(ep, win_steps, clock)
         return False
 
-    def _close_window(self, ep: _Epoch, steps: int, seconds: float) -> None:
-        """A window edge (the device has just synchronised): record the window, advance the
-        progress bar. Anything sampled per window belongs here, where no sync is added."""
-        state = self.state
+    def _close_window(self, ep: _Epoch, steps: int, clock: WindowClock) -> None:
+        """A window edge: the clock records the window, then the epoch and the progress bar
+        are advanced (off the clock)."""
         images = steps * self.cfg.batch_size
-        state.windows.append(Window(ep.index, steps, images, seconds, warmup=False))
-        state.train_time_s += seconds
+        seconds = clock.close(self.state, ep.index, steps, images)
         ep.seconds += seconds
-        self.progress.window(state.steps, images, seconds)
-        if state.telemetry is not None:  # the device has just synchronised: off the clock
-            state.telemetry.sample()
+        self.progress.window(self.state.steps, images, seconds)
 
     def _evaluate(self, epoch: int) -> tuple[float, float]:
         """Evaluate off the training clock; note the first time the target is reached."""

@@ -36,10 +36,17 @@ from typing import Any
 import torch
 
 from bench.errors import BenchError
-from bench.host import load as hostload
 from bench.host.device import now, synchronize
 from bench.host.nvml import open_telemetry
-from bench.measure.engine import MIN_WINDOW_S, MIN_WINDOW_STEPS, StepFn, TrainState, Window, endless
+from bench.measure.engine import (
+    MIN_WINDOW_S,
+    MIN_WINDOW_STEPS,
+    StepFn,
+    TrainState,
+    Window,
+    WindowClock,
+    endless,
+)
 from bench.measure.probe import SHARE, ReferenceProbe
 from bench.measure.progress import RunProgress, quiet_progress
 
@@ -141,23 +148,19 @@ def measure_throughput(step: StepFn, loader: Any, device: torch.device,
     slowdown = slowdown_from_env()
     pad = _busy_pad(slowdown, device) if slowdown else None
     cap = cfg.max_steps or math.inf
-    timed_steps = 0
+    timed_steps, clock = 0, WindowClock(device)
     while state.train_time_s < cfg.budget_s and timed_steps < cap:
         n = int(min(window_steps, cap - timed_steps))
-        host_start = hostload.sample()  # before the clock starts: not inside the window
-        win_start = mark = now(device)
+        clock.open()
+        mark = time.perf_counter()
         for _ in range(n):
             step(*next(batches))
             if pad is not None:
                 mark = pad(mark)
-        seconds = now(device) - win_start
-        host = hostload.between(host_start, hostload.sample())
-        state.windows.append(Window(0, n, n * cfg.batch_size, seconds, False, host))
-        state.train_time_s += seconds
+        seconds = clock.close(state, 0, n, n * cfg.batch_size)
         timed_steps += n
         progress.window(min(state.train_time_s, cfg.budget_s), n * cfg.batch_size, seconds)
         state.probe_rates.append(probe.window())
-        state.telemetry.sample()  # at the window edge, after its sync: off the clock
     state.steps = warm_steps + timed_steps
     synchronize(device)
     return state
