@@ -134,9 +134,6 @@ def _comparison_estimate(state: TrainState, s: Summary) -> None:
         s["estimator"] = ESTIMATOR
         s["window_estimates"] = estimates
         s["images_per_s_source"] = f"{ESTIMATOR} of {len(rates)} timed windows {window_rule()}"
-    hosts = [w.host for w in state.windows if not w.warmup and w.host is not None]
-    if hosts:  # what else ran on the host meanwhile (bench/host/load.py)
-        s["host_load"] = hostload.summarise(hosts)
     if state.probe_rates and s.get("images_per_s"):  # the machine's speed meanwhile
         probe = window_estimates(state.probe_rates)[ESTIMATOR]  # (bench/measure/probe.py)
         s["probe_rate"], s["probe_version"] = probe, PROBE_VERSION
@@ -156,6 +153,9 @@ def summarise(state: TrainState, loader_images: int, flops: float | None, params
     s = _throughput(state, loader_images)
     if measure == "throughput":
         _comparison_estimate(state, s)
+    hosts = [w.host for w in state.windows if not w.warmup and w.host is not None]
+    if hosts:  # what else ran on the host meanwhile, in either mode (bench/host/load.py)
+        s["host_load"] = hostload.summarise(hosts)
     s["arithmetic_intensity"] = intensity
     s.update(_accuracy_and_clocks(state, target, images_per_step))
     s["wall_time_s"] = wall_time_s
