@@ -149,6 +149,14 @@ class WindowClock:
         return seconds
 
 
+def record_warmup(state: TrainState, steps: int, images: int, seconds: float) -> None:
+    """The untimed warm-up as both modes record it: epoch -1, outside the training clock.
+    (How long to warm up is the mode's: a fixed pass in training, until the step time is
+    stable in the throughput mode.)"""
+    state.warmup_time_s = seconds
+    state.windows.append(Window(-1, steps, images, seconds, warmup=True))
+
+
 @dataclass
 class TrainState:
     """What the run has done so far; read by the runner even after an interruption."""
@@ -473,9 +481,7 @@ class _Trainer:
         for _ in range(cfg.warmup_steps):
             self.step(*next(batches))
         seconds = now(self.device) - start
-        state.warmup_time_s = seconds
-        state.windows.append(Window(-1, cfg.warmup_steps, cfg.warmup_steps * cfg.batch_size,
-                                    seconds, warmup=True))
+        record_warmup(state, cfg.warmup_steps, cfg.warmup_steps * cfg.batch_size, seconds)
         reset()
         self.progress.line(f"warm-up pass: {cfg.warmup_steps} steps {seconds:.2f}s (untimed)")
 

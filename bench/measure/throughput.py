@@ -43,9 +43,9 @@ from bench.measure.engine import (
     MIN_WINDOW_STEPS,
     StepFn,
     TrainState,
-    Window,
     WindowClock,
     endless,
+    record_warmup,
 )
 from bench.measure.probe import SHARE, ReferenceProbe
 from bench.measure.progress import RunProgress, quiet_progress
@@ -140,8 +140,7 @@ def measure_throughput(step: StepFn, loader: Any, device: torch.device,
     if state.telemetry is None:
         state.telemetry = open_telemetry(device)
     warm_steps, warm_s, per_step = _warm_up(step, batches, device, cfg)
-    state.warmup_time_s = warm_s
-    state.windows.append(Window(-1, warm_steps, warm_steps * cfg.batch_size, warm_s, True))
+    record_warmup(state, warm_steps, warm_steps * cfg.batch_size, warm_s)
     window_steps = _window_steps(cfg.budget_s, per_step)
     probe = ReferenceProbe(device)
     probe.calibrate(SHARE * window_steps * per_step)
