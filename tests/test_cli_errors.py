@@ -217,3 +217,14 @@ def test_an_error_the_harness_goes_on_without_is_traced_under_bench_debug(monkey
         err = capsys.readouterr().err
         assert ("ValueError: a reading NVML refused" in err) == bool(debug)
         assert ("NVML reading power failed" in err) == bool(debug)
+
+
+def test_a_batch_size_in_words_other_than_auto_is_one_line() -> None:
+    """The option declares 'auto' as its other form; any other text is refused by the generic
+    validator, in Python configs and suite files alike (the CLI's parser refuses it earlier)."""
+    from bench.errors import BenchError
+    from bench.spec.runspec import RunConfig, validate_options
+
+    validate_options(RunConfig(model="fc", batch_size="auto"))
+    with pytest.raises(BenchError, match=r"--batch-size must be a number or 'auto', not 'big'"):
+        validate_options(RunConfig(model="fc", batch_size="big"))

@@ -62,7 +62,13 @@ from bench.results.version import architecture_digest
 from bench.spec.datasets import DatasetArrays, get_dataset_spec, load_dataset
 from bench.spec.models import ModelSpec, count_params, get_model_spec
 from bench.spec.recipes import Recipe, per_rank_batch, with_overrides
-from bench.spec.runspec import RunConfig, recipe_overrides, recorded_options, validate_options
+from bench.spec.runspec import (
+    AUTO_BATCH,
+    RunConfig,
+    recipe_overrides,
+    recorded_options,
+    validate_options,
+)
 
 # Throughput runs stop on a time budget: the LR schedule is laid out over this many steps so
 # that it never ends inside one (the step does the same work whatever the learning rate).
@@ -154,7 +160,7 @@ def _load_data(plan: Plan) -> DatasetArrays:
 def _auto_batch(plan: Plan, model: torch.nn.Module, data: DatasetArrays
                 ) -> tuple[Recipe, list[dict[str, Any]] | None]:
     """`--batch-size auto`: the largest batch that runs a step, backing off on OOM."""
-    if plan.cfg.batch_size != "auto":
+    if plan.cfg.batch_size != AUTO_BATCH:
         return plan.recipe, None
     h, w, c = data.train_x.shape[1:]
     shape = (c, h, w)

@@ -57,8 +57,11 @@ def _loader_name(text: str) -> str:
 MAX_WORKERS = 256  # more loader processes than this is a typo, not a setting
 
 
+AUTO_BATCH = "auto"  # --batch-size auto: the largest batch that runs a step (measure.autobatch)
+
+
 def _batch_size(text: str) -> int | str:
-    if text == "auto":
+    if text == AUTO_BATCH:
         return text
     try:
         return int(text)
@@ -113,7 +116,8 @@ class RunConfig:
                                 "default: seed, or fast for a model without one)",
                                 choices=lambda: _recipe_names(), what="recipe")
     batch_size: int | str | None = option(None, "integer or 'auto' (largest that fits)",
-                                          parse=_batch_size, minimum=0, strict=True, recipe=True)
+                                          parse=_batch_size, minimum=0, strict=True, recipe=True,
+                                          also=(lambda v: v == AUTO_BATCH, "or 'auto'"))
     epochs: float | None = option(None, "training epochs (may be fractional)", parse=float,
                                   minimum=0, strict=True, recipe=True)
     max_steps: int | None = option(None, "stop after this many training steps (default: no "
@@ -253,8 +257,9 @@ def validate_options(cfg: RunConfig) -> None:
             also = f" ({m['also'][1]})" if m["also"] else ""
             raise BenchError(f"unknown {m['what']} {value!r}; choices: "
                              f"{', '.join(m['choices']())}{also}")
-        if f.name == "batch_size" and isinstance(value, str) and value != "auto":
-            raise BenchError(f"--batch-size must be a positive integer or 'auto', not {value!r}")
+        if isinstance(value, str) and m["minimum"] is not None and not _also(m, value):
+            also = f" {m['also'][1]}" if m["also"] else ""
+            raise BenchError(f"{flag_name(f.name)} must be a number{also}, not {value!r}")
         if m["minimum"] is not None:
             _check_bound(f.name, value, m["minimum"], m["strict"])
         if m["maximum"] is not None and isinstance(value, (int, float)) and value > m["maximum"]:

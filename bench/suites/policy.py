@@ -199,8 +199,8 @@ def _wanted(key: str) -> tuple[type | tuple[type, ...], str]:
         return int, "an integer"
     if m["parse"] is float:
         return (int, float), "a number"
-    if key == "batch_size":
-        return (int, str), "an integer or 'auto'"
+    if m["also"] is not None and m["minimum"] is not None:  # a number, or its other forms
+        return (int, str), f"an integer {m['also'][1]}"
     return str, "a string"
 
 
