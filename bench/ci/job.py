@@ -111,10 +111,12 @@ def record_baseline(docs: Sequence[ResultDoc], path: Path,
 
 # ----------------------------------------------------------------------------- calibration
 def _by_key(docs: Sequence[ResultDoc], metric: str) -> dict[Key, list[float]]:
+    """The positive figures of `metric` of the ok runs, per configuration (none: left out)."""
     ok = [d for d in docs if d.get("status") == "ok"]
-    return {key: values for key, members in group(ok, lambda d: run_key(d.get("config") or {}))
-            .items() if (values := column((d.get("summary") or {} for d in members), metric,
-                                          positive=True))}
+    groups = group(ok, lambda d: run_key(d.get("config") or {}))
+    values = {key: column([d.get("summary") or {} for d in runs], metric, positive=True)
+              for key, runs in groups.items()}
+    return {key: v for key, v in values.items() if v}
 
 
 def calibration_of(docs: Sequence[ResultDoc], threshold: float, alpha: float,

@@ -223,8 +223,10 @@ def _check_same_work(key: Key, base: list[RunRow], cand: list[RunRow]) -> None:
     dataset or measurement: results.version), on either side or between them."""
     rows = [("baseline", r) for r in base] + [("candidate", r) for r in cand]
     versioned = [(side, r) for side, r in rows if isinstance(r.get("benchmark_version"), str)]
+    if not versioned:
+        return
+    first_side, first = versioned[0]
     for side, r in versioned[1:]:
-        first_side, first = versioned[0]
         changed = row_changes(first, r)
         if changed:
             which = f"{side}'s runs" if side == first_side else f"{first_side} and the {side}"
