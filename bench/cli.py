@@ -28,6 +28,7 @@ from typing import Any, NoReturn
 from bench.defaults import COMPILE_MODES, EXIT_BAD_INPUT, EXIT_CODES, MAX_REPEATS
 from bench.errors import BenchError
 from bench.host import interrupts
+from bench.results.schema import new_batch_id
 from bench.spec.runspec import RunConfig, add_run_flags
 
 # verb -> (module:function that adds its parser, one-line help for `bench --help`)
@@ -49,7 +50,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "sweep": ("bench.measure.sweep:register",
               "images/s against batch size for one model (table + PNG)"),
     "history": ("bench.history.verb:register", "images/s and time-to-accuracy over commits as a "
-                "static HTML page; or append results to the history store"),
+                "static HTML page, drawn from the result files"),
     "doctor": ("bench.doctor.verb:register", "self-check of this machine: every path, a pass/fail "
                "table (and JSON)"),
 }
@@ -95,18 +96,19 @@ def _status_code(status: str) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from bench.measure.distributed import DistContext, launch, launched_by_torchrun
     from bench.measure.runner import run, validate
-    from bench.spec.recipes import per_rank_batch
+    from bench.spec.recipes import BatchSize
 
     check_count("--repeats", args.repeats, MAX_REPEATS)
     check_count("--nproc", args.nproc, MAX_NPROC)
     base = RunConfig.from_args(args)
     device = validate(base)  # before any launch: a bad flag is one line here, not one per rank
     if args.nproc > 1 and isinstance(base.batch_size, int):
-        per_rank_batch(base.batch_size, args.nproc)  # a remainder: refused before launching
+        BatchSize(base.batch_size, args.nproc)  # a remainder: refused before launching
     if args.nproc > 1:
         return launch(sys.argv[1:] if args.argv is None else args.argv, args.nproc)
     dist = DistContext.join(device) if launched_by_torchrun() else None
     code = 0
+    base = replace(base, batch_id=new_batch_id())  # its repeats are one job
     for r in range(args.repeats):
         result, path = run(replace(base, seed=base.seed + r, repeat=r), dist, device)
         if dist is not None and dist.rank != 0:  # under torchrun rank 0 alone reports
@@ -139,13 +141,14 @@ def register_run(sub: Any) -> None:
 def cmd_suite(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from bench.history.hooks import record_suite
+    from bench.history.hooks import warn_history_flag
     from bench.results import atomic_write_text, read_result
     from bench.results.suite_tables import suite_table
     from bench.suites.catalogue import suite_label
     from bench.suites.policy import SuiteStopped, check_archive, run_suite, write_archive
 
     check_count("--repeats", args.repeats, MAX_REPEATS)
+    warn_history_flag(args.history)
     archive = check_archive(args.archive) if args.archive else None
     overrides = {k: v for k, v in (("compile", args.compile), ("threads", args.threads),
                                    ("budget_s", args.budget_s)) if v is not None}
@@ -168,7 +171,6 @@ def cmd_suite(args: argparse.Namespace) -> int:
         write_archive(archive, [*paths, table_path], Path(args.out))
         print(f"bench: suite archive {archive} ({len(paths)} result(s) and the table)",
               file=sys.stderr)
-    record_suite(args.history, paths)
     if stopped is not None:
         print(f"bench: suite stopped by {interrupts.describe()} after {len(paths)} run(s)",
               file=sys.stderr)

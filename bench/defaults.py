@@ -14,6 +14,7 @@ from typing import Any
 
 RESULTS_DIR = "results"  # where result files go and where suite names are looked up
 BASELINES_SUBDIR = "baselines"  # results/baselines/<device-slug>.json (bench ci)
+GATES_SUBDIR = "gates"  # results/gates/<batch-id>.json: the verdicts of `bench ci` jobs
 DATA_DIR_ENV = "BENCH_DATA_DIR"  # folder holding the datasets in their official layouts
 # The folder holding the bench package: a checkout's root when run from one (pyproject.toml,
 # git), or site-packages when installed.

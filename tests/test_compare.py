@@ -22,6 +22,8 @@ from bench.results import (
     newest_suite_batch,
     write_result,
 )
+from bench.results.schema import new_batch_id
+from bench.results.store import baseline_runs_dir
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -251,13 +253,14 @@ def fake_suite(monkeypatch, tmp_path):
 
     def run_suite(name, *, data_dir, out_dir, device="auto", repeats=1, overrides=None):
         state["calls"].append((name, data_dir, out_dir, device, repeats))
-        out = []
+        out, batch = [], new_batch_id()
         for r in range(repeats):
             for res in state["results"]:
                 doc = res.to_dict()
                 doc["summary"]["images_per_s"] *= 1 + 0.005 * (r - (repeats - 1) / 2)
                 out.append(write_result(Result(**{**{k: v for k, v in doc.items()
-                                                     if k != "run_id"}, "repeat": r}), out_dir))
+                                                     if k != "run_id"}, "repeat": r,
+                                                  "batch_id": batch}), out_dir))
         return out
 
     monkeypatch.setitem(sys.modules, "bench.suites.policy",
@@ -285,20 +288,50 @@ def test_ci_records_then_gates(fake_suite, capsys, tmp_path):
     baseline = Path("results/baselines/nvidia-a100.json")
     doc = json.loads(baseline.read_text())
     assert doc["kind"] == "bench-baseline" and doc["device"] == "NVIDIA A100"
-    assert len(doc["runs"]) == 2 * ci.DEFAULT_REPEATS and "_path" not in doc["runs"][0]
-    assert len(load_docs(["results"])) == 2 * ci.DEFAULT_REPEATS  # folders skip baselines/
+    # a tag: the job's runs moved (not copied) into the folder beside it
+    assert len(doc["run_ids"]) == 2 * ci.DEFAULT_REPEATS and len(doc["batch_ids"]) == 1
+    runs = baseline_runs_dir(baseline)
+    assert runs == Path("results/baselines/nvidia-a100.runs")
+    assert len(list(runs.glob("*.json"))) == 2 * ci.DEFAULT_REPEATS
+    assert load_docs(["results"]) == []  # folders skip baselines/, and nothing was left behind
     assert len(load_docs([baseline])) == 2 * ci.DEFAULT_REPEATS
 
     fake_suite["results"] = [make_result(ips=985), make_result("fc", ips=5050)]
     assert run_ci("--json", str(tmp_path / "gate.json")) == 0
     gate_doc = json.loads((tmp_path / "gate.json").read_text())
     assert gate_doc["exit_code"] == 0 and gate_doc["rows"][0]["gate"]["detectable"] < 0.05
+    (verdicts,) = Path("results/gates").glob("*.json")  # kept beside the runs, for the history
+    assert verdicts.stem == load_docs(["results"])[0]["batch_id"]
+    assert {c["gate"]["verdict"] for c in json.loads(verdicts.read_text())["configs"]} == {"ok"}
     fake_suite["results"] = [make_result(ips=900), make_result("fc", ips=5000)]
     assert run_ci("--threshold", "5%") == 1
     out = capsys.readouterr().out
     assert "REGRESSION" in out
     summary = fake_suite["summary"].read_text()
     assert summary.count("bench compare") == 2 and "❌" in summary and "✅" in summary
+
+
+def test_a_new_baseline_replaces_the_old_runs_and_old_formats_keep_reading(fake_suite,
+                                                                          bench_cli):
+    assert run_ci("--record-baseline") == 0
+    tag = Path("results/baselines/nvidia-a100.json")
+    first = set(json.loads(tag.read_text())["run_ids"])
+    assert run_ci("--record-baseline") == 0
+    second = set(json.loads(tag.read_text())["run_ids"])
+    kept = {d["run_id"] for d in load_docs([baseline_runs_dir(tag)])}
+    assert kept == second and not first & second  # the replaced baseline's runs are gone
+    # a baseline written before tags (version 2: copies of the runs inside) still reads
+    runs = load_docs([tag])
+    old = {"kind": "bench-baseline", "version": 2, "device": "NVIDIA A100",
+           "runs": [{k: v for k, v in d.items() if not k.startswith("_")} for d in runs]}
+    Path("old.json").write_text(json.dumps(old))
+    assert len(load_docs(["old.json"])) == len(runs)
+    # a tag whose runs were deleted is one line, naming what is missing
+    next(baseline_runs_dir(tag).glob("*.json")).unlink()
+    code, err = bench_cli("compare", tag, "old.json")
+    assert code == 2 and len(err) == 1
+    assert f"1 of its {len(runs)} runs are not in" in err[0]
+    assert "record the baseline again" in err[0]
 
 
 def test_ci_refuses_another_devices_baseline(fake_suite, tmp_path, capsys):
@@ -340,7 +373,7 @@ def test_ci_calibrate_round_trip(fake_suite, capsys):
     assert run_ci("--calibrate", "--rounds", "6") == 0
     doc = json.loads(Path("results/baselines/nvidia-a100.json").read_text())
     cal = doc["calibration"]
-    assert len(doc["runs"]) == 12 and len(cal["configs"]) == 2
+    assert len(doc["run_ids"]) == 12 and len(cal["configs"]) == 2
     sigma = cal["configs"][0]["sigma"]
     assert 0.008 < sigma < 0.011  # six rounds 0.5% apart: sd 0.5% x sqrt(35/12)
     assert "noise (sd)" in capsys.readouterr().out

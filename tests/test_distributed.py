@@ -153,13 +153,13 @@ def test_failing_rank_ends_the_job_with_an_error_result(tiny_data, tmp_path: Pat
 def test_a_batch_that_does_not_divide_among_the_ranks_is_refused(capsys) -> None:
     """A remainder would be dropped silently (fewer images than the result says): one line,
     exit 2, before torchrun starts anything."""
-    from bench.spec.recipes import per_rank_batch
+    from bench.spec.recipes import BatchSize
 
-    assert per_rank_batch(64, 4) == 16
+    assert BatchSize(64, 4).per_rank == 16 and BatchSize(64, 4).total == 64
     with pytest.raises(BenchError, match="does not divide among 3 processes"):
-        per_rank_batch(32, 3)
+        BatchSize(32, 3)
     with pytest.raises(BenchError, match="smaller than the world size"):
-        per_rank_batch(2, 4)
+        BatchSize(2, 4)
     assert main(["run", "--nproc", "3", *RUN_FLAGS]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "32 does not divide among 3 processes (2 left over)" in err[0]

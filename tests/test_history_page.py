@@ -23,13 +23,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_history import PLOTLY_REASON, make_batch, make_doc, needs_plotly
+from test_history import PLOTLY_REASON, make_batch, make_doc, needs_plotly, write_docs
 
 from bench.cli import main
 from bench.history.page import REGRESSION_COLOUR, build_figure, plot_date
 from bench.history.records import build_records
 from bench.history.series import build_series
-from bench.history.store import append_docs, read_history
+from bench.history.view import history_records
 
 CHROMIUM = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome")
                  if shutil.which(n)), None)
@@ -173,7 +173,7 @@ def page(tmp_path_factory: pytest.TempPathFactory) -> Path:
     pytest.importorskip("plotly", reason=PLOTLY_REASON)
     tmp = tmp_path_factory.mktemp("history-page")
     docs = make_batch(commits=4, devices=("NVIDIA A100", "NVIDIA H100"), slow_commit=2)
-    append_docs(tmp / "h", docs, "append")
+    write_docs(tmp / "h", docs)
     assert main(["history", str(tmp / "h"), "--out", str(tmp / "site")]) == 0
     return tmp / "site" / "index.html"
 
@@ -187,7 +187,7 @@ def test_page_is_self_contained(page: Path):
 @needs_plotly
 def test_figure_filters_by_device_and_draws_error_bars():
     docs = make_batch(commits=3, devices=("NVIDIA A100", "NVIDIA H100"), slow_commit=1)
-    fig = build_figure(build_series(build_records(docs, "append")))
+    fig = build_figure(build_series(build_records(docs)))
     (menu,) = fig.layout.updatemenus
     labels = [b.label for b in menu.buttons]
     assert labels == ["all devices", "NVIDIA A100", "NVIDIA H100"]
@@ -211,7 +211,7 @@ def test_a_configuration_without_time_to_accuracy_says_so_in_its_own_panel():
     docs = [make_doc(model, ips, commit=f"{c:x}" * 40, day=10 + c, tta=None, repeat=r)
             for c in range(2) for model, ips in (("cnn", 1000.0), ("fc", 5000.0))
             for r in range(2)]
-    fig = build_figure(build_series(build_records(docs, "append")))
+    fig = build_figure(build_series(build_records(docs)))
     notes = [a for a in fig.layout.annotations if a.text.startswith("no time to accuracy")]
     assert {(a.xref, a.yref, a.xanchor) for a in notes} == {("paper", "paper", "center")}
     assert len(notes) == 2
@@ -247,6 +247,6 @@ def test_console_errors_are_caught(tmp_path: Path):
 
 
 def test_page_records_read_back(page: Path):
-    """The page's store holds what was appended (the fixture's input, for the checks above)."""
-    records = read_history(page.parent.parent / "h")
+    """The page's result store holds the fixture's input (for the checks above)."""
+    records = history_records(page.parent.parent / "h")
     assert len(records) == 4 * 2 * 2

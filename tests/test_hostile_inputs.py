@@ -25,7 +25,8 @@ import pytest
 from test_compare import make_result, runs, write_all
 
 from bench.errors import BenchError
-from bench.history.store import append_docs, history_path, read_history
+from bench.history.jsonl import read_history
+from bench.history.records import build_records
 from bench.results import guarded as g
 from bench.results import (
     load_docs,
@@ -99,8 +100,8 @@ HOSTILE: dict[str, tuple[bytes, str]] = {
     "created missing": (doc_with(created=DROP), "created is missing"),
     "baseline version '2'": (baseline_with("2"), "version must be a whole number, not '2'"),
     "baseline version -1": (baseline_with(-1), "version must be 1 or more, not -1"),
-    "baseline version 3": (baseline_with(3),
-                           "baseline format 3 is newer than this tool understands (2)"),
+    "baseline version 4": (baseline_with(4),
+                           "baseline format 4 is newer than this tool understands (3)"),
     "epochs row a number": (doc_with(epochs=[5]), "epochs[0] is a int, expected an object"),
     "config batch '64'": (json.dumps({**good_doc(), "config": {"batch_size": "64"}}).encode(),
                           "config.batch_size is a str ('64'), expected a number"),
@@ -110,8 +111,7 @@ VERBS: dict[str, Callable[[Path, Path], list[str]]] = {
     "compare": lambda bad, tmp: ["compare", str(bad), str(write_all(tmp / "good", *runs()))],
     "report": lambda bad, tmp: ["report", str(bad), "--out", str(tmp / "rep")],
     "export": lambda bad, tmp: ["export", str(bad), "--to", str(tmp / "x.csv")],
-    "history append": lambda bad, tmp: ["history", "append", str(bad), "--history",
-                                        str(tmp / "h")],
+    "history": lambda bad, tmp: ["history", str(bad), "--out", str(tmp / "site")],
     "ci --baseline": lambda bad, tmp: ["ci", "--baseline", str(bad)],
 }
 
@@ -279,36 +279,23 @@ def _results(tmp_path: Path) -> Path:
     return write_all(tmp_path / "results", *runs())
 
 
-def test_history_store_that_is_a_symlink_is_never_written_through(tmp_path, bench_cli) -> None:
-    victim = tmp_path / "victim.txt"
-    victim.write_text("precious\n")
+def test_an_old_history_store_that_is_a_fifo_does_not_block(tmp_path) -> None:
     store = tmp_path / "h"
     store.mkdir()
-    history_path(store, A100).symlink_to(victim)
-    code, err = bench_cli("history", "append", _results(tmp_path), "--history", store)
-    one_line(code, err, 2, "is a symlink")
-    assert victim.read_text() == "precious\n"
-
-
-def test_history_store_that_is_a_fifo_does_not_block(tmp_path) -> None:
-    store = tmp_path / "h"
-    store.mkdir()
-    os.mkfifo(history_path(store, A100))
-    docs = [r.to_dict() for r in runs()]
-    box = finishes(lambda: append_docs(store, docs, "append"))
-    assert "is not a regular file" in str(box["error"])
+    os.mkfifo(store / "nvidia-a100.jsonl")
     assert finishes(lambda: read_history(store))["value"] == []  # skipped with one line
-    proc = bench_subprocess("history", "append", _results(tmp_path), "--history", store)
+    proc = bench_subprocess("history", store, "--out", tmp_path / "site")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert len(proc.stderr.splitlines()) == 1 and "not a regular file" in proc.stderr
+    assert "not a regular file" in proc.stderr and "no results in it" in proc.stderr
 
 
 def _store_with_a_bad_line(tmp_path: Path, line: bytes) -> Path:
-    """A history store of one good record, then `line` appended to its file."""
+    """An old history store of one good record, then `line` appended to its file."""
     store = tmp_path / "h"
-    append_docs(store, [r.to_dict() for r in runs()], "append")
-    path = history_path(store, A100)
-    path.write_bytes(path.read_bytes() + line + b"\n")
+    store.mkdir()
+    (record,) = build_records([r.to_dict() for r in runs()])
+    (store / "nvidia-a100.jsonl").write_bytes(json.dumps(record).encode() + b"\n" + line
+                                              + b"\n")
     return store
 
 
@@ -320,17 +307,11 @@ def _store_with_a_bad_line(tmp_path: Path, line: bytes) -> Path:
     (b'{"kind": "bench-history", "version": 1, "device": "d", "config": "c", "date": "x"}',
      "date 'x' is not an ISO 8601 date"),
 ])
-def test_a_hostile_history_line_is_skipped_and_append_goes_on(line, needle, tmp_path, capsys,
-                                                             bench_cli) -> None:
+def test_a_hostile_history_line_is_skipped(line, needle, tmp_path, capsys) -> None:
     store = _store_with_a_bad_line(tmp_path, line)
     assert len(read_history(store)) == 1
     (warning,) = capsys.readouterr().err.splitlines()
     assert "skipped 1 line(s)" in warning and needle in warning
-    more = write_all(tmp_path / "more", *runs(ips=900.0))
-    for _ in range(2):  # the second time the runs' ids are taken: nothing new
-        code, err = bench_cli("history", "append", more, "--history", store)
-        assert code == 0 and err == []
-        assert len(read_history(store)) == 2
 
 
 def test_history_reader_warns_once_per_file_with_the_reason(tmp_path, capsys) -> None:

@@ -15,6 +15,7 @@ from bench.measure import progress as progmod
 from bench.measure.engine import EngineConfig, TrainState, train
 from bench.measure.progress import RunProgress, SuiteProgress
 from bench.measure.runner import _progress
+from bench.spec.recipes import BatchSize
 from bench.spec.runspec import RunConfig, add_run_flags
 
 
@@ -50,7 +51,7 @@ def test_the_engine_reports_progress_at_window_edges_only() -> None:
     model, opt, sched, scaler, step = _setup()
     rec = _Recorder()
     cfg = EngineConfig(total_steps=14, eval_every=0, target_accuracy=None, stop_at_target=False,
-                       evaluate=False, warmup_steps=2, window_steps=4, batch_size=8)
+                       evaluate=False, warmup_steps=2, window_steps=4, batch=BatchSize(8))
     state = train(step, model, _loader(), None, torch.device("cpu"), "fp32", cfg, TrainState(),
                   rec)
     # 8 steps an epoch: windows of 4, 4 | 4, 2; one report per timed window, none per step

@@ -19,7 +19,7 @@ def _interleaved(folder):
             for batch, ips in (("a", 1000.0), ("b", 2000.0)):
                 r = make_result(model, ips, repeat=repeat, suite="smoke",
                                 created=f"2026-12-01T10:00:{t:02d}+00:00")
-                docs.append(write_result(replace(r, suite_batch=batch), folder))
+                docs.append(write_result(replace(r, batch_id=batch), folder))
                 t += 1
     return docs
 
@@ -29,7 +29,7 @@ def test_the_newest_batch_is_taken_whole(tmp_path) -> None:
     batch = newest_suite_batch(load_docs([tmp_path / "sc"]), "smoke")
     assert len(batch) == 6  # the heuristic without a batch id found 1 of 6
     assert {d["summary"]["images_per_s"] for d in batch} == {2000.0}
-    assert {d["suite_batch"] for d in batch} == {"b"}
+    assert {d["batch_id"] for d in batch} == {"b"}
 
 
 def test_files_without_a_batch_id_keep_the_old_rule(tmp_path) -> None:
@@ -50,8 +50,8 @@ def test_a_suite_gives_its_runs_one_batch_id(tiny_data, tmp_path, bench_cli) -> 
                             "--device", "cpu", "--quiet")
         assert code == 0
     docs = load_docs([out])
-    ids = {d.get("suite_batch") for d in docs}
+    ids = {d.get("batch_id") for d in docs}
     assert len(ids) == 2 and None not in ids
     newest = newest_suite_batch(docs, "smoke")
-    assert len({d["suite_batch"] for d in newest}) == 1
+    assert len({d["batch_id"] for d in newest}) == 1
     assert len(newest) == len(docs) // 2

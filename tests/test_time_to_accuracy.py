@@ -31,7 +31,7 @@ from bench.measure.progress import quiet_progress
 from bench.results import read_result
 from bench.results.schema import SCHEMA_VERSION, upgrade
 from bench.spec.datasets import DatasetArrays
-from bench.spec.recipes import Recipe
+from bench.spec.recipes import BatchSize, Recipe
 
 CPU = torch.device("cpu")
 ROOT = Path(__file__).resolve().parent.parent
@@ -61,7 +61,7 @@ def _setup(seed: int = 0):
 
 def _cfg(**kw) -> EngineConfig:
     base = dict(total_steps=16, eval_every=0, target_accuracy=None, stop_at_target=False,
-                evaluate=False, warmup_steps=3, window_steps=4, batch_size=8)
+                evaluate=False, warmup_steps=3, window_steps=4, batch=BatchSize(8))
     base.update(kw)
     return EngineConfig(**base)
 

@@ -36,7 +36,8 @@ from bench.gate.compare import (
     parse_threshold,
 )
 from bench.gate.stats import detectable_slowdown, log_sigma, per_config_alpha, repeats_needed
-from bench.history.hooks import add_history_flag, record_ci
+from bench.history.gates import write_verdicts
+from bench.history.hooks import add_history_flag, warn_history_flag
 from bench.results import (
     BASELINES_SUBDIR,
     DEFAULT_RESULTS_DIR,
@@ -181,9 +182,17 @@ def _results_markdown(docs: Sequence[ResultDoc], note: str) -> str:
         ["configuration", "device", "status", "images/s"], rows)
 
 
+def _keep_verdicts(store: str | None, docs: Sequence[ResultDoc], cmp: Comparison) -> None:
+    """The verdicts beside the runs, for the history (one job: one batch id)."""
+    batches = {d.get("batch_id") for d in docs}
+    if store and len(batches) == 1 and isinstance(batch := batches.pop(), str):
+        write_verdicts(store, batch, cmp)
+
+
 def gate_stored(docs: Sequence[ResultDoc], path: Path, threshold: float, alpha: float,
-                json_out: str | None, named: bool, history: str | None = None) -> int:
-    """Compare this job's runs with the stored baseline at `path`."""
+                json_out: str | None, named: bool, store: str | None = None) -> int:
+    """Compare this job's runs with the stored baseline at `path`; the verdicts go to the
+    result store `store` beside the runs."""
     label = device_of(docs)
     if not path.exists():
         if named:
@@ -201,7 +210,7 @@ def gate_stored(docs: Sequence[ResultDoc], path: Path, threshold: float, alpha: 
     cmp = compare_runs(docs_rows(base), docs_rows(docs), threshold, alpha,
                          noise_table(calibration, metric), metric)
     cmp.provenance = {"baseline": provenance(base), "candidate": provenance(docs)}
-    record_ci(history, docs, cmp)
+    _keep_verdicts(store, docs, cmp)
     return _report(cmp, json_out, f"bench ci against {path}")
 
 
@@ -276,6 +285,7 @@ def handler(args: argparse.Namespace) -> int:
     if args.suite and args.against:
         raise BenchError("--suite and --against exclude each other (--against measures the ci "
                          "suite)")
+    warn_history_flag(args.history)
     path = _baseline_file(args)
     if args.calibrate:
         return _calibrate(args, threshold, alpha)
@@ -298,7 +308,7 @@ def handler(args: argparse.Namespace) -> int:
                                                                md(path))))
         return 0
     return gate_stored(docs, path, threshold, alpha, args.json, named=bool(args.baseline),
-                       history=args.history)
+                       store=args.out)
 
 
 def _positive_int(text: str) -> int:

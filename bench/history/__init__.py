@@ -1,11 +1,13 @@
-"""The history of measured speed: every `bench suite` / `bench ci` result can be appended to a
-store of one JSON-lines file per device, and `bench history` draws it as a static page
-(asv's "speed over commits", for training runs). docs/history.md describes both.
+"""The history of measured speed, as a view of the result store: `bench history` draws every
+result in a folder as a static page, a point per job and configuration, over commits (asv's
+"speed over commits", for training runs). docs/history.md describes it.
 
-- `records`: result docs -> one record per (commit, device, configuration), pure;
-- `store`: the append-only files (locking, torn lines) and reading them back;
+- `records`: result docs -> one record per (job, device, commit, configuration), pure;
+- `gates`: the `bench ci` verdicts kept beside the runs (`RESULTS/gates/`);
+- `view`: a results folder -> its records, with the verdicts and any old JSON-lines store;
+- `jsonl`: reading the JSON-lines stores of earlier versions (nothing writes them now);
 - `series`: records -> series per configuration and device, and their regressions;
 - `page`: the plotly page (plotly is imported only there);
-- `hooks`: the `--history` flag and the calls `bench suite` and `bench ci` make;
+- `hooks`: the old `--history` flag, ignored with one line;
 - `verb`: `bench history`.
 """

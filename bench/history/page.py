@@ -29,7 +29,7 @@ REGRESSION_COLOUR = "#d62728"
 # a machine whose Python stack was set up by hand) may lack it.
 PLOTLY_MISSING = ("history: drawing the page needs plotly, which is not installed (pip install "
                   "plotly, or pip install -e . in the checkout: it is one of bench's "
-                  "dependencies); `bench history append` works without it")
+                  "dependencies); the runs and the verdicts are kept without it")
 
 
 def require_plotly() -> None:

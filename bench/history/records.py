@@ -1,8 +1,10 @@
-"""From result docs to history records: one record per (commit, device, configuration) of a
-batch of runs, aggregated over its repeats, plus the CI gate's verdict where one was made.
+"""From result docs to history records: one record per job (batch id), device, commit and
+configuration, aggregated over its repeats, plus the CI gate's verdict where one was made.
 
-Pure: no file access, so the store (`store.py`) and the tests build records the same way. A
-record is a plain dict (one JSON line); `RECORD_FIELDS` names what readers may rely on.
+Pure: no file access. The history is a view of the result store: `view.py` builds its records
+from the result files each time it is drawn; the old JSON-lines stores held the same records
+(`jsonl.py` still reads them). A record is a plain dict; `RECORD_FIELDS` names what readers
+may rely on.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from bench.errors import BenchError
+from bench.history.gates import Verdicts, verdict_of
 from bench.results import CONFIG_KEYS, Key, ResultDoc, config_label, flatten, run_key
 from bench.results.aggregate import column, group, spread, spread_of
 from bench.results.guarded import date_problem, number_problem, version_problem
@@ -19,7 +22,7 @@ from bench.results.schema import json_safe
 
 RECORD_KIND = "bench-history"
 RECORD_VERSION = 1
-SOURCES = ("suite", "ci", "append")
+SOURCES = ("suite", "ci", "run", "append")  # "append": the old JSON-lines stores
 
 # The fields every record has (values may be null where a run did not measure them).
 RECORD_FIELDS = (
@@ -31,36 +34,18 @@ RECORD_FIELDS = (
 )
 
 Record = dict[str, Any]
-GroupKey = tuple[str, Key, str | None]  # device label, configuration key, commit
+GroupKey = tuple[str, Key, str | None, str | None]  # device, configuration, commit, job
 
 
 def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
-
-
-def _gate_fields(key: Key, label: str, comparison: Any) -> dict[str, Any] | None:
-    """The gate's figures for one configuration of a `bench.gate.compare.Comparison` (duck-typed:
-    this module stays free of the comparison's imports)."""
-    if comparison is None:
-        return None
-    if label in comparison.failed:
-        return {"verdict": "failed", "ratio": None, "low": None, "high": None,
-                "detectable": None, "threshold": comparison.threshold, "alpha": comparison.alpha}
-    row = next((r for r in comparison.rows if tuple(r.key) == key), None)
-    if row is None:
-        return None
-    g = row.gate
-    return {"verdict": g.verdict, "ratio": g.ratio, "low": g.low, "high": g.high,
-            "detectable": g.detectable, "noise_source": g.noise_source,
-            "threshold": comparison.threshold, "alpha": comparison.alpha}
-
-
-def build_record(group: GroupKey, rows: Sequence[Mapping[str, Any]], source: str,
-                 comparison: Any = None) -> Record:
-    """One record from the flat rows (`results.flatten`) of one group's runs."""
-    device, key, commit = group
+def build_record(group: GroupKey, rows: Sequence[Mapping[str, Any]],
+                 gate: dict[str, Any] | None = None) -> Record:
+    """One record from the flat rows (`results.flatten`) of one job's runs of one
+    configuration; `gate`: the `bench ci` gate's verdict on them, if it judged them."""
+    device, key, commit, _ = group
     ok = [r for r in rows if r.get("status") == "ok"]
     ips = column(ok, "images_per_s")  # in the runs' order (images_per_s_runs)
     tta, acc = spread_of(ok, "time_to_accuracy_s"), spread_of(ok, "final_test_acc")
@@ -72,7 +57,7 @@ def build_record(group: GroupKey, rows: Sequence[Mapping[str, Any]], source: str
                          "date, which a history record needs")
     ips_spread = spread(ips)
     return json_safe({
-        "kind": RECORD_KIND, "version": RECORD_VERSION, "source": source,
+        "kind": RECORD_KIND, "version": RECORD_VERSION, "source": _source(rows, gate),
         "suite": next((r.get("suite") for r in rows if r.get("suite")), None),
         "commit": commit, "date": max(dates),
         "recorded": now, "host": rows[0].get("host"), "device": device, "config": label,
@@ -84,25 +69,30 @@ def build_record(group: GroupKey, rows: Sequence[Mapping[str, Any]], source: str
         "time_to_accuracy_s": tta.median, "time_to_accuracy_s_min": tta.min,
         "time_to_accuracy_s_max": tta.max, "reached": tta.n, "accuracy": acc.median,
         "target_accuracy": targets[0] if targets else None,
-        "gate": _gate_fields(key, label, comparison),
+        "gate": gate,
         # what work the runs measured (results.version); None for runs from before versions
         "benchmark_version": next((v for r in ok if isinstance(v := r.get("benchmark_version"),
                                                                 str)), None),
     })
 
 
+def _source(rows: Sequence[Mapping[str, Any]], gate: dict[str, Any] | None) -> str:
+    """What made the runs: a gated `bench ci` job, a suite, or `bench run`."""
+    return "ci" if gate is not None else "suite" if any(r.get("suite") for r in rows) else "run"
+
+
 def group_rows(docs: Iterable[ResultDoc]) -> dict[GroupKey, list[dict[str, Any]]]:
-    """Flat rows of the docs grouped by (device label, configuration key, commit)."""
+    """Flat rows of the docs grouped by (device label, configuration key, commit, job)."""
     return group((dict(flatten(doc)) for doc in docs),
-                 lambda row: (str(row["device_label"]), run_key(row), row.get("git_commit")))
+                 lambda row: (str(row["device_label"]), run_key(row), row.get("git_commit"),
+                              row.get("batch_id")))
 
 
-def build_records(docs: Iterable[ResultDoc], source: str, comparison: Any = None
-                  ) -> list[Record]:
-    """Records of a batch of runs, ordered by device, configuration and date."""
-    if source not in SOURCES:
-        raise ValueError(f"unknown history source {source!r}")
-    records = [build_record(g, rows, source, comparison) for g, rows in group_rows(docs).items()]
+def build_records(docs: Iterable[ResultDoc], verdicts: Verdicts | None = None) -> list[Record]:
+    """Records of runs, one per job and configuration, ordered by device, configuration and
+    date; `verdicts`: the gate's, by job (`gates.read_verdicts`)."""
+    records = [build_record(g, rows, verdict_of(verdicts or {}, g[3], g[1]))
+               for g, rows in group_rows(docs).items()]
     return sorted(records, key=lambda r: (r["device"], r["config"], r["date"] or ""))
 
 

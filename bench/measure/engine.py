@@ -39,7 +39,7 @@ from bench.host.device import now, synchronize
 from bench.host.nvml import open_telemetry
 from bench.measure.progress import RunProgress
 from bench.results.schema import EpochRow, EvalRow
-from bench.spec.recipes import Recipe
+from bench.spec.recipes import BatchSize, Recipe
 
 # The rule for a timed window to count towards the steady-state images/s (the one home of it;
 # bench.measure.throughput sizes its windows by it too). A window pays fixed costs once: the device
@@ -440,7 +440,7 @@ class EngineConfig:
     eval_every: int
     target_accuracy: float | None
     stop_at_target: bool
-    batch_size: int  # per rank (spec.recipes.per_rank_batch): no default, none would be right
+    batch: BatchSize  # the run's (spec.recipes): no default, none would be right
     evaluate: bool = True
     warmup_steps: int = WARMUP_STEPS
     window_steps: int = WINDOW_STEPS
@@ -481,7 +481,7 @@ class _Trainer:
         for _ in range(cfg.warmup_steps):
             self.step(*next(batches))
         seconds = now(self.device) - start
-        record_warmup(state, cfg.warmup_steps, cfg.warmup_steps * cfg.batch_size, seconds)
+        record_warmup(state, cfg.warmup_steps, cfg.warmup_steps * cfg.batch.per_rank, seconds)
         reset()
         self.progress.line(f"warm-up pass: {cfg.warmup_steps} steps {seconds:.2f}s (untimed)")
 
@@ -537,7 +537,7 @@ class _Trainer:
     def _close_window(self, ep: _Epoch, steps: int, clock: WindowClock) -> None:
         """A window edge: the clock records the window, then the epoch and the progress bar
         are advanced (off the clock)."""
-        images = steps * self.cfg.batch_size
+        images = steps * self.cfg.batch.per_rank
         seconds = clock.close(self.state, ep.index, steps, images)
         ep.seconds += seconds
         self.progress.window(self.state.steps, images, seconds)
@@ -561,7 +561,7 @@ class _Trainer:
 
     def _record_epoch(self, ep: _Epoch, mean_loss: float) -> None:
         test_loss, test_acc = ep.last_eval if ep.last_eval else (None, None)
-        images = ep.steps * self.cfg.batch_size
+        images = ep.steps * self.cfg.batch.per_rank
         self.state.epochs.append(EpochRow(
             epoch=ep.index, steps=ep.steps, images=images, train_time_s=ep.seconds,
             images_per_s=images / ep.seconds if ep.seconds > 0 else None,

@@ -61,7 +61,7 @@ from bench.results import Result, prepare_out_dir, write_result
 from bench.results.version import architecture_digest
 from bench.spec.datasets import DatasetArrays, get_dataset_spec, load_dataset
 from bench.spec.models import ModelSpec, count_params, get_model_spec
-from bench.spec.recipes import Recipe, per_rank_batch, with_overrides
+from bench.spec.recipes import BatchSize, Recipe, with_overrides
 from bench.spec.runspec import (
     AUTO_BATCH,
     RunConfig,
@@ -172,13 +172,13 @@ def _auto_batch(plan: Plan, model: torch.nn.Module, data: DatasetArrays
     return dataclasses.replace(plan.recipe, batch_size=bs), log
 
 
-def _loaders(plan: Plan, recipe: Recipe, data: DatasetArrays, per_rank: int
+def _loaders(plan: Plan, recipe: Recipe, data: DatasetArrays, batch: BatchSize
              ) -> tuple[Loader, Loader]:
     common = dict(device=plan.device, dtype=precision(recipe.precision).input_dtype,
                   channels_last=recipe.channels_last, norm=recipe.norm, seed=plan.cfg.seed,
                   workers=recipe.workers)
     train_loader = make_loader(recipe.loader, data, LoaderConfig(
-        split="train", batch_size=per_rank, augment=recipe.augment,
+        split="train", batch_size=batch.per_rank, augment=recipe.augment,
         pad=recipe.augment_pad, shuffle=True,
         drop_last=True, rank=plan.rank, world_size=plan.world, **common))
     # Evaluation always covers the full test set on every rank (never a shard).
@@ -186,7 +186,7 @@ def _loaders(plan: Plan, recipe: Recipe, data: DatasetArrays, per_rank: int
         split="test", batch_size=recipe.test_batch_size, augment=False, shuffle=False,
         drop_last=False, **common))
     if len(train_loader) == 0:
-        raise BenchError(f"batch size {per_rank} exceeds the {len(data.train_y)} training "
+        raise BenchError(f"batch size {batch.per_rank} exceeds the {len(data.train_y)} training "
                          "images: no full batch")
     return train_loader, test_loader
 
@@ -198,7 +198,7 @@ def total_steps(recipe: Recipe, steps_per_epoch: int, max_steps: int | None) -> 
 
 
 def _result_skeleton(plan: Plan, recipe: Recipe, data: DatasetArrays, loader: Loader,
-                     model_info: tuple[int, str], per_rank: int) -> Result:
+                     model_info: tuple[int, str], batch: BatchSize) -> Result:
     """The result before training: what ran, where, on what (derived from the run options)."""
     from bench.measure.peak import load_cached_peak
 
@@ -206,7 +206,7 @@ def _result_skeleton(plan: Plan, recipe: Recipe, data: DatasetArrays, loader: Lo
     config = {**recorded_options(cfg, recipe), "dataset": plan.dataset, "device": str(device),
               "recipe": recipe.name,
               "threads": torch.get_num_threads() if device.type == "cpu" else None,
-              "world_size": plan.world, "per_rank_batch_size": per_rank,
+              "world_size": plan.world, "per_rank_batch_size": batch.per_rank,
               **backend_settings()}  # TF32 and cuDNN autotuning as this run had them
     env = {**fingerprint(), "peak": load_cached_peak(device)}  # the MFU denominator, as measured
     params, architecture = model_info
@@ -220,7 +220,7 @@ def _result_skeleton(plan: Plan, recipe: Recipe, data: DatasetArrays, loader: Lo
         config=config, env=env, recipe=dataclasses.asdict(recipe), data=data.describe(),
         loader=loader.describe(), model=model,
         timed_window=TIMED_WINDOW, suite=cfg.suite, repeat=cfg.repeat,
-        suite_batch=cfg.suite_batch)
+        batch_id=cfg.batch_id)
 
 
 def build(plan: Plan, dist: DistContext | None = None) -> Built:
@@ -237,8 +237,8 @@ def build(plan: Plan, dist: DistContext | None = None) -> Built:
     if plan.recipe.channels_last:
         model = model.to(memory_format=torch.channels_last)
     recipe, search_log = _auto_batch(plan, model, data)
-    per_rank = per_rank_batch(recipe.batch_size, plan.world)
-    train_loader, test_loader = _loaders(plan, recipe, data, per_rank)
+    batch = BatchSize(recipe.batch_size, plan.world)  # the one holder from here on
+    train_loader, test_loader = _loaders(plan, recipe, data, batch)
     steps = total_steps(recipe, len(train_loader), cfg.max_steps)
     if cfg.measure == "throughput":  # as many steps as the time budget takes; no schedule end
         steps = THROUGHPUT_SCHEDULE_STEPS
@@ -259,10 +259,9 @@ def build(plan: Plan, dist: DistContext | None = None) -> Built:
     engine = EngineConfig(total_steps=steps, eval_every=recipe.eval_every,
                           target_accuracy=target, stop_at_target=recipe.stop_at_target,
                           evaluate=cfg.evaluate, warmup_steps=cfg.warmup_steps,
-                          window_steps=cfg.window_steps, batch_size=per_rank,
+                          window_steps=cfg.window_steps, batch=batch,
                           cudagraphs=recipe.compile == "reduce-overhead")
-    result = _result_skeleton(plan, recipe, data, train_loader, (params, architecture),
-                              per_rank)
+    result = _result_skeleton(plan, recipe, data, train_loader, (params, architecture), batch)
     if search_log is not None:
         result.config["batch_size_search"] = search_log
     return Built(plan, recipe, data, compiled, train_loader, step, engine, result, evaluate_fn,
@@ -302,7 +301,7 @@ def _measure(built: Built, state: TrainState, progress: RunProgress) -> None:
     built.model.train()
     measure_throughput(built.step, built.train_loader, plan.device, ThroughputConfig(
         budget_s=budget, warmup_steps=plan.cfg.warmup_steps,
-        batch_size=built.engine.batch_size, max_steps=plan.cfg.max_steps), state, progress)
+        batch=built.engine.batch, max_steps=plan.cfg.max_steps), state, progress)
     built.result.config["budget_s"] = budget
 
 
@@ -390,7 +389,7 @@ def run(cfg: RunConfig, dist: DistContext | None = None, device: torch.device | 
         built = build(plan, dist)
         state = execute(built, dist)
         result = built.result
-        flops, split, intensity = _flops(cfg.model, built.engine.batch_size,
+        flops, split, intensity = _flops(cfg.model, built.engine.batch.per_rank,
                                          built.recipe.precision)
         result.epochs, result.evals = state.epochs, state.evals
         result.windows = [dataclasses.asdict(w) for w in state.windows]
@@ -400,7 +399,7 @@ def run(cfg: RunConfig, dist: DistContext | None = None, device: torch.device | 
                                    peak_precision(built.recipe.precision, plan.device,
                                                   result.config, split),
                                    intensity, measure=cfg.measure,
-                                   images_per_step=built.engine.batch_size * plan.world,
+                                   images_per_step=built.engine.batch.total,
                                    wall_time_s=time.perf_counter() - started,
                                    flop_split=split)
         if dist is not None:  # rank 0 gathers every rank's report and writes the job's result

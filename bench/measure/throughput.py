@@ -49,6 +49,7 @@ from bench.measure.engine import (
 )
 from bench.measure.probe import SHARE, ReferenceProbe
 from bench.measure.progress import RunProgress, quiet_progress
+from bench.spec.recipes import BatchSize
 
 WINDOWS = 20  # timed windows per run
 WARMUP_FRACTION = 0.25  # of the budget, spent untimed after the warm-up steps
@@ -66,7 +67,7 @@ ESTIMATOR = "q90"
 class ThroughputConfig:
     budget_s: float  # seconds of timed training per run
     warmup_steps: int
-    batch_size: int  # images per step (per rank)
+    batch: BatchSize  # the run's: a step trains on batch.per_rank images on each rank
     max_steps: int | None = None  # cap on timed steps
 
 
@@ -140,7 +141,7 @@ def measure_throughput(step: StepFn, loader: Any, device: torch.device,
     if state.telemetry is None:
         state.telemetry = open_telemetry(device)
     warm_steps, warm_s, per_step = _warm_up(step, batches, device, cfg)
-    record_warmup(state, warm_steps, warm_steps * cfg.batch_size, warm_s)
+    record_warmup(state, warm_steps, warm_steps * cfg.batch.per_rank, warm_s)
     window_steps = _window_steps(cfg.budget_s, per_step)
     probe = ReferenceProbe(device)
     probe.calibrate(SHARE * window_steps * per_step)
@@ -156,9 +157,9 @@ def measure_throughput(step: StepFn, loader: Any, device: torch.device,
             step(*next(batches))
             if pad is not None:
                 mark = pad(mark)
-        seconds = clock.close(state, 0, n, n * cfg.batch_size)
+        seconds = clock.close(state, 0, n, n * cfg.batch.per_rank)
         timed_steps += n
-        progress.window(min(state.train_time_s, cfg.budget_s), n * cfg.batch_size, seconds)
+        progress.window(min(state.train_time_s, cfg.budget_s), n * cfg.batch.per_rank, seconds)
         state.probe_rates.append(probe.window())
     state.steps = warm_steps + timed_steps
     synchronize(device)

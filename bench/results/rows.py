@@ -94,6 +94,7 @@ def flatten(doc: ResultDoc) -> RunRow:
         "status": doc.get("status"),
         "message": doc.get("message"),
         "suite": doc.get("suite"),
+        "batch_id": doc.get("batch_id"),
         "repeat": doc.get("repeat", 0),
         "path": doc.get("_path"),
     }

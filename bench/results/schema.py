@@ -204,7 +204,8 @@ class ResultDoc(TypedDict, total=False):
     status: str  # one of STATUSES
     message: str | None
     suite: str | None
-    suite_batch: str | None  # one id per `bench suite` invocation (absent in older files)
+    batch_id: str | None  # the job it ran in: one `bench suite`/`ci`/`run` invocation
+    # (`suite_batch` in older files, suite runs only)
     benchmark: dict[str, Any]  # version and part digests (results.version; absent in older files)
     repeat: int
     config: RunConfigDoc
@@ -261,7 +262,7 @@ class Result:
     evals: list[EvalRow] = field(default_factory=list)  # every evaluation, with its step
     windows: list[WindowRow] = field(default_factory=list)  # timed windows, warm-up first
     suite: str | None = None
-    suite_batch: str | None = None  # the `bench suite` invocation it ran in
+    batch_id: str | None = None  # the job (suite, ci or run invocation) it ran in
     repeat: int = 0
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:10])
     created: str = field(
@@ -286,7 +287,10 @@ def upgrade(doc: dict[str, Any]) -> dict[str, Any]:
     """An older result as this version reads it (a new dict; the file is left alone). Schema 1
     counted the warm-up window in the training clock, so its time to target is the cold figure
     (start-up costs included); the warm one was not measured. Images to target follow from
-    its steps and the global batch; its loader 'gpu' is now called 'device'."""
+    its steps and the global batch; its loader 'gpu' is now called 'device'. A batch id
+    written as `suite_batch` reads as `batch_id`."""
+    if "suite_batch" in doc and "batch_id" not in doc:  # its name before every job had one
+        doc = {**doc, "batch_id": doc["suite_batch"]}
     if doc.get("schema_version", SCHEMA_VERSION) >= 2:
         return doc
     cfg = doc.get("config")
@@ -303,6 +307,12 @@ def upgrade(doc: dict[str, Any]) -> dict[str, Any]:
     if "images_to_accuracy" not in s and isinstance(batch, int) and isinstance(steps, int):
         s["images_to_accuracy"] = steps * batch
     return {**doc, "summary": s}
+
+
+def new_batch_id() -> str:
+    """The id one job (a `bench suite`, `ci` or `run` invocation) gives all its runs: readers
+    take a job's runs whole by it (`newest_suite_batch`, baselines, the history's points)."""
+    return uuid.uuid4().hex[:12]
 
 
 def json_safe(obj: Any) -> Any:

@@ -5,11 +5,12 @@ A result is never half-written: it goes to a temporary file in the same folder, 
 fsync'ed, then renamed over the final name (rename is atomic on POSIX file systems). The same
 helpers write every other output (tables, figures, exports), for the same reason.
 
-A folder is read recursively except its `baselines/` and `reference/` subfolders: a recorded
-baseline (a file holding a JSON list of result docs, written by `bench ci`) copies earlier runs,
-and the committed reference runs (`results/reference/`) are someone else's; counted with the
-user's own runs they would pose as repeats. Name a baseline file, the folder itself or a path
-inside it to read it.
+A folder is read recursively except its `baselines/`, `gates/` and `reference/` subfolders: a
+baseline (`bench ci`) is a tag naming one job's runs, which lie beside it (older baselines held
+copies of runs), `gates/` holds the verdicts of `bench ci` jobs (`bench.history.gates`), and the
+committed reference runs (`results/reference/`) are someone else's; counted with the user's own
+runs they would pose as repeats. Name a baseline file, the folder itself or a path inside it to
+read it.
 
 Every file is read through the guarded reader (`guarded.py`: regular files only, a size cap,
 a depth limit, finite numbers), then checked here field by field (`doc_problem`). A file named
@@ -24,13 +25,14 @@ import datetime as _dt
 import glob
 import json
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.defaults import BASELINES_SUBDIR
+from bench.defaults import BASELINES_SUBDIR, GATES_SUBDIR
 from bench.defaults import RESULTS_DIR as DEFAULT_RESULTS_DIR
 from bench.errors import BenchError
 from bench.fsutil import warn, writable_dir
@@ -64,7 +66,7 @@ StrPath = str | os.PathLike[str]
 
 REFERENCE_SUBDIR = "reference"  # results/reference/: committed reference runs (docs/perf.md)
 # subfolders a folder's expansion leaves out (read only when named themselves)
-SKIPPED_SUBDIRS = frozenset({BASELINES_SUBDIR, REFERENCE_SUBDIR})
+SKIPPED_SUBDIRS = frozenset({BASELINES_SUBDIR, GATES_SUBDIR, REFERENCE_SUBDIR})
 
 
 # --------------------------------------------------------------------------- writing
@@ -253,7 +255,32 @@ def read_result(path: StrPath) -> ResultDoc:
 
 
 BASELINE_KIND = "bench-baseline"
-BASELINE_VERSION = 2  # 1: a bare JSON list of result docs; 2: a dict with runs + calibration
+# 1: a bare JSON list of result docs; 2: a dict with copies of the runs and the calibration;
+# 3: a tag: the ids of one batch's runs, kept as result files beside it, and the calibration
+BASELINE_VERSION = 3
+BASELINE_RUNS_SUFFIX = ".runs"
+
+
+def baseline_runs_dir(path: StrPath) -> Path:
+    """Where a baseline's runs lie: the folder beside the tag named after it
+    (`baselines/nvidia-a100.json` -> `baselines/nvidia-a100.runs/`; the suffix keeps a tag
+    named like a folder of the user's, `results.json`, from taking that folder over)."""
+    p = Path(path)
+    return p.parent / f"{p.stem}{BASELINE_RUNS_SUFFIX}"
+
+
+def _tagged_runs(doc: dict, p: Path) -> list[ResultDoc]:
+    """The runs a version-3 baseline names, from its runs folder; every one must be there."""
+    ids = doc.get("run_ids")
+    if not isinstance(ids, list) or not ids or not all(isinstance(i, str) for i in ids):
+        raise BenchError(f"{p}: baseline without its list of run ids")
+    folder = baseline_runs_dir(p)
+    found = {d.get("run_id"): d for d in folder_docs(folder)} if folder.is_dir() else {}
+    missing = [i for i in ids if i not in found]
+    if missing:
+        raise BenchError(f"{p}: {len(missing)} of its {len(ids)} runs are not in {folder}/ "
+                         f"(run {missing[0]}; moved or deleted?): record the baseline again")
+    return [found[i] for i in ids]
 
 
 def _baseline_runs(doc: dict, p: Path) -> list[ResultDoc]:
@@ -261,6 +288,8 @@ def _baseline_runs(doc: dict, p: Path) -> list[ResultDoc]:
                or ("created" in doc and date_problem("created", doc["created"])) or None)
     if problem:
         raise BenchError(f"{p}: {problem}")
+    if doc["version"] >= 3:
+        return _tagged_runs(doc, p)
     runs = doc.get("runs")
     if not isinstance(runs, list):
         raise BenchError(f"{p}: baseline file without a list of runs")
@@ -279,34 +308,51 @@ def _docs_of(doc: Any, p: Path) -> list[ResultDoc]:
 
 
 def read_docs(path: StrPath, within: StrPath | None = None) -> list[ResultDoc]:
-    """Docs of one file: a single result, or a baseline file (a list of results, or a
-    `bench-baseline` document holding them with its calibration).
+    """Docs of one file: a single result, or a baseline (a tag naming the runs in its folder;
+    older ones: a list of results, or a `bench-baseline` document holding copies of them).
 
-    Each doc is tagged with `_file`, the file it came from (`_path` adds `#i` inside a baseline
-    file), so that `--label DIR=NAME` can find the docs read from DIR. `within`: the folder
-    being read, which a symlink must not point out of (None: a file the user named).
+    Each doc is tagged with `_file`, the file it came from (`_path` adds `#i` inside an old
+    baseline file), so that `--label DIR=NAME` can find the docs read from DIR. `within`: the
+    folder being read, which a symlink must not point out of (None: a file the user named).
     """
     p = Path(path)
     return _docs_of(_load(p, Path(within) if within is not None else None), p)
 
 
 def read_baseline(path: StrPath) -> tuple[list[ResultDoc], dict[str, Any] | None]:
-    """A baseline file's runs and its calibration (None when it has none, or is a bare list)."""
+    """A baseline's runs and its calibration (None when it has none, or is a bare list)."""
     p = Path(path)
     doc = _load(p)
     calibration = doc.get("calibration") if isinstance(doc, dict) else None
     return _docs_of(doc, p), calibration if isinstance(calibration, dict) else None
 
 
+def _move_into(folder: Path, docs: Sequence[ResultDoc]) -> None:
+    """Each doc's result file moved (renamed, never copied) into `folder`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for d in docs:
+        src = Path(str(d.get("_path")))
+        if src.parent.resolve() != folder.resolve():
+            shutil.move(src, folder / src.name)
+
+
 def write_baseline(path: StrPath, docs: Sequence[ResultDoc], device: str,
                    calibration: dict[str, Any] | None = None) -> None:
-    """Write (replace) a baseline atomically: the runs, and the calibration when measured."""
-    clean = [{k: v for k, v in d.items() if not k.startswith("_")} for d in docs]
+    """Tag `docs` (read from their result files) as the baseline at `path`: their files move
+    into its runs folder, the tag naming them and the calibration is written atomically, then
+    the runs of the baseline it replaced leave the folder."""
+    folder = baseline_runs_dir(path)
+    _move_into(folder, docs)
+    ids = [str(d.get("run_id")) for d in docs]
     doc = {"kind": BASELINE_KIND, "version": BASELINE_VERSION, "device": device,
            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-           "calibration": calibration, "runs": clean}
+           "batch_ids": sorted({str(d.get("batch_id")) for d in docs}),
+           "calibration": calibration, "run_ids": ids}
     # NaN is not JSON, and the reader refuses it: a calibration's null stays null
     atomic_write_text(Path(path), json.dumps(json_safe(doc), indent=1, allow_nan=False) + "\n")
+    for old in folder_docs(folder):
+        if old.get("run_id") not in ids:
+            Path(str(old["_path"])).unlink(missing_ok=True)
 
 
 def expand_paths(items: Iterable[StrPath]) -> list[Path]:
@@ -430,7 +476,7 @@ def _created(doc: ResultDoc) -> _dt.datetime:
 
 def newest_suite_batch(docs: Sequence[ResultDoc], suite: str) -> list[ResultDoc]:
     """The newest run of `suite` among `docs`: every result of the newest one's invocation
-    (`suite_batch`, which `bench suite` gives each invocation's runs: two suites run at once
+    (`batch_id`, which `bench suite` gives each invocation's runs: two suites run at once
     into one folder stay apart).
 
     Older files carry no batch id, so their batch is rebuilt from the newest result of the
@@ -441,8 +487,8 @@ def newest_suite_batch(docs: Sequence[ResultDoc], suite: str) -> list[ResultDoc]
     runs = sorted((d for d in docs if d.get("suite") == suite), key=_created, reverse=True)
     if not runs:
         return []
-    if runs[0].get("suite_batch"):
-        return [d for d in runs if d.get("suite_batch") == runs[0]["suite_batch"]]
+    if runs[0].get("batch_id"):
+        return [d for d in runs if d.get("batch_id") == runs[0]["batch_id"]]
     folder = Path(str(runs[0].get("_path"))).parent
     host = (runs[0].get("env") or {}).get("host")
     batch: list[ResultDoc] = []

@@ -65,12 +65,26 @@ COURSE_MNIST_SEED = Recipe("seed", batch_size=64, test_batch_size=1000, optimize
                            torch_defaults=True)
 
 
-def per_rank_batch(total: int, world: int) -> int:
-    """Each rank's share of the global batch; a batch that does not divide among the ranks is
-    refused (a silently dropped remainder would train on fewer images than the result says)."""
-    if total < world:
-        raise BenchError(f"batch size {total} is smaller than the world size {world}")
-    if total % world:
-        raise BenchError(f"batch size {total} does not divide among {world} processes "
-                         f"({total % world} left over): give a multiple of {world}")
-    return total // world
+@dataclass(frozen=True)
+class BatchSize:
+    """A run's batch, held in one place from the recipe on: the global size (what one step of
+    all ranks together trains on) and its even split over `world` processes. A batch that does
+    not divide among the ranks is refused (a silently dropped remainder would train on fewer
+    images than the result says)."""
+
+    total: int
+    world: int = 1
+
+    def __post_init__(self) -> None:
+        if self.total < self.world:
+            raise BenchError(f"batch size {self.total} is smaller than the world size "
+                             f"{self.world}")
+        if self.total % self.world:
+            raise BenchError(f"batch size {self.total} does not divide among {self.world} "
+                             f"processes ({self.total % self.world} left over): give a "
+                             f"multiple of {self.world}")
+
+    @property
+    def per_rank(self) -> int:
+        """Each rank's share: its loader's batch and its step's images."""
+        return self.total // self.world

@@ -162,8 +162,8 @@ class RunConfig:
                             "seconds); default: never download", kind="true", record=False)
     # set by the harness, not by flags
     suite: str | None = option(None, "the suite this run belongs to", flag=False, record=False)
-    suite_batch: str | None = option(None, "the id of the suite invocation this run belongs to",
-                                     flag=False, record=False)
+    batch_id: str | None = option(None, "the id of the job (suite, ci or run invocation) this "
+                                  "run belongs to", flag=False, record=False)
     repeat: int = option(0, "repeat index within a suite or --repeats", flag=False,
                          record=False)
     write: bool = option(True, "write the result file", flag=False, record=False)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import fields, replace
 from pathlib import Path
@@ -29,6 +28,7 @@ from bench.host import device as devmod
 from bench.host import toolchain
 from bench.measure.progress import SuiteProgress
 from bench.measure.runner import recipe_for, run, validate
+from bench.results.schema import new_batch_id
 from bench.results.suite_tables import THROUGHPUT_ONLY_SYNTHETIC
 from bench.spec.datasets import FAMILIES, get_dataset_spec, load_dataset
 from bench.spec.models import MODELS, ModelSpec, get_model_spec
@@ -444,7 +444,7 @@ def run_suite(name: str, *, data_dir: str | None, out_dir: str, device: str = DE
             print(f"suite {name}: {why}; using synthetic-{family} ({THROUGHPUT_ONLY_SYNTHETIC})",
                   file=sys.stderr)
     paths: list[Path] = []
-    batch = uuid.uuid4().hex[:12]  # its runs say they belong together (`newest_suite_batch`)
+    batch = new_batch_id()  # its runs say they belong together
     bar = SuiteProgress(name, len(cfgs) * repeats, enabled=progress and not quiet,
                         lines=not quiet)
     try:
@@ -452,7 +452,7 @@ def run_suite(name: str, *, data_dir: str | None, out_dir: str, device: str = DE
             for cfg in cfgs:
                 # the check above fetched what could be fetched: no run downloads again
                 c = replace(cfg, data_dir=data_dir, out=out_dir, device=device, suite=name,
-                            suite_batch=batch, repeat=r, seed=cfg.seed + r,
+                            batch_id=batch, repeat=r, seed=cfg.seed + r,
                             allow_synthetic=True, quiet=quiet, progress=progress,
                             download=False, isolated=True)
                 bar.done(f"{c.model}/{c.dataset}/{c.recipe} r{r}", _run_one(name, c, dev, paths))
