@@ -3,7 +3,7 @@
 Run: ``pytest benchmarks/test_bench_kernels.py``. CIFAR-10-shaped data resident on the device,
 batch 512, pad 4, random crop offsets and flips. Every timed call synchronises CUDA, so the
 figures are per-batch latency including the launch, not queued-launch throughput (for that, see
-``python -m kernels.benchmark``, which times back-to-back batches with CUDA events).
+``benchmarks/kernel_timing.py``, which times back-to-back batches with CUDA events).
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 import torch
+from kernel_timing import BenchInputs, make_inputs
 
 from kernels import triton_available
-from kernels.benchmark import BenchInputs, make_inputs
 from kernels.reference import prepare_batch_reference
 
 HAS_CUDA = torch.cuda.is_available()

@@ -161,7 +161,7 @@ def test_a_torn_last_line_of_an_old_store_is_skipped_with_a_warning(tmp_path, ca
     records = build_records(make_batch(commits=2))
     path.write_bytes(b"".join(jsonl(r) for r in records[:3]) + jsonl(records[3])[:57])  # killed
     assert len(read_file(path)) == 3
-    assert "torn last line" in capsys.readouterr().err
+    assert "skipped 1 line(s)" in capsys.readouterr().err
 
 
 def test_read_skips_lines_that_are_not_records(tmp_path, capsys):

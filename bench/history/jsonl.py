@@ -21,7 +21,6 @@ from bench.errors import BenchError
 from bench.fsutil import os_reason, warn
 from bench.history.records import Record, record_problem
 from bench.results.guarded import (
-    MAX_HISTORY_BYTES,
     MAX_LINE_BYTES,
     Refused,
     iter_lines,
@@ -42,14 +41,6 @@ def _parse(line: bytes | None, where: str) -> tuple[Any, str | None]:
         return None, exc.reason
 
 
-def _check_size(fd: int, path: Path) -> int:
-    size = os.fstat(fd).st_size
-    if size > MAX_HISTORY_BYTES:
-        raise BenchError(f"{path}: history file of {size / (1 << 30):,.1f} GiB, over the "
-                         f"{MAX_HISTORY_BYTES >> 30} GiB cap (damaged, or time to archive it)")
-    return size
-
-
 def read_file(path: Path, within: Path | None = None) -> list[Record]:
     """The records of one history file; lines that are not records (a torn last line, an edit
     gone wrong, a newer format, a line the guarded parser refuses) are skipped with one warning
@@ -59,28 +50,21 @@ def read_file(path: Path, within: Path | None = None) -> list[Record]:
     except OSError as exc:
         raise BenchError(f"{path}: cannot read history file ({os_reason(exc)})") from None
     try:
-        size = _check_size(fd, path)
-        records, bad, last = _records(iter_lines(fd), path)
-        unended = size > 0 and os.pread(fd, 1, size - 1) != b"\n"
+        records, bad = _records(iter_lines(fd), path)
     finally:
         os.close(fd)
     if bad:
-        torn = " (a torn last line: a writer was killed mid-write)" if unended and [
-            n for n, _ in bad] == [last] else ""
         lines = ", ".join(str(n) for n, _ in bad[:5])
         warn(f"warning: {path}: skipped {len(bad)} line(s) that are not history records, "
-             f"line {lines}{'...' if len(bad) > 5 else ''}{torn}; line {bad[0][0]}: "
-             f"{bad[0][1]}")
+             f"line {lines}{'...' if len(bad) > 5 else ''}; line {bad[0][0]}: {bad[0][1]}")
     return records
 
 
 def _records(lines: Iterable[bytes | None], path: Path
-             ) -> tuple[list[Record], list[tuple[int, str]], int]:
-    """The records among `lines`, the (line number, reason) of the rest, and the last line's
-    number."""
+             ) -> tuple[list[Record], list[tuple[int, str]]]:
+    """The records among `lines`, and the (line number, reason) of the rest."""
     records: list[Record] = []
     bad: list[tuple[int, str]] = []
-    n = 0
     for n, line in enumerate(lines, 1):
         if line is not None and not line.strip():
             continue
@@ -90,7 +74,7 @@ def _records(lines: Iterable[bytes | None], path: Path
             bad.append((n, why))
         else:
             records.append(rec)
-    return records, bad, n
+    return records, bad
 
 
 def history_files(source: str | os.PathLike[str]) -> list[Path]:

@@ -44,7 +44,6 @@ MAX_CACHE_BYTES = 1 << 20  # the peak cache: a few hundred bytes of FLOP/s figur
 # One history record is 1-2 KB (a configuration's run ids and throughputs); 256 KiB holds a
 # record of thousands of repeats. A whole history file is read line by line, never held.
 MAX_LINE_BYTES = 256 << 10
-MAX_HISTORY_BYTES = 1 << 30  # a history file that large is a damaged one, or time to split it
 MAX_DEPTH = 64  # a result is 4 levels deep; json.loads recurses once per level
 MAX_INT_DIGITS = 40  # longer integers are not measurements (and cost quadratic time to parse)
 
@@ -299,7 +298,7 @@ def date_problem(name: str, value: Any) -> str | None:
     return None
 
 
-__all__ = ["MAX_CACHE_BYTES", "MAX_DEPTH", "MAX_HISTORY_BYTES", "MAX_LINE_BYTES",
+__all__ = ["MAX_CACHE_BYTES", "MAX_DEPTH", "MAX_LINE_BYTES",
            "MAX_RESULT_BYTES", "Refused", "date_problem", "iter_lines", "load_json", "loads",
            "nesting_depth", "number_problem", "open_regular", "parse_date", "read_capped",
            "version_problem"]

@@ -8,7 +8,8 @@ time, is reported separately), then timed over ``repeats`` samples of ``inner`` 
 batches; we report the median time per batch, the interquartile range as spread, and the
 achieved bandwidth (uint8 bytes read + output bytes written, per batch, over the median time).
 
-Run: ``python -m kernels.benchmark [--device cpu|cuda]``.
+Run: ``.venv/bin/python benchmarks/kernel_timing.py [--device cpu|cuda]`` (a checkout that is
+not installed: ``PYTHONPATH=. python3 benchmarks/kernel_timing.py``).
 """
 
 from __future__ import annotations
