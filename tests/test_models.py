@@ -5,7 +5,7 @@ from bench.errors import BenchError
 from bench.measure.engine import autocast_context, build_optimizer, make_train_step
 from bench.spec.datasets import DATASETS, FAMILIES
 from bench.spec.models import MODELS, build_model, count_params, get_model_spec
-from bench.spec.recipes import RECIPE_NAMES
+from bench.spec.recipes import RECIPE_NAMES, BatchSize
 
 
 @pytest.mark.parametrize("name,expected", [("fc", 6442), ("cnn", 6422), ("lenet", 62006),
@@ -104,7 +104,7 @@ def test_every_recipe_evaluates_plainly(name: str, device_type: str, monkeypatch
     for recipe_name in RECIPE_NAMES:
         recipe = spec.recipe(recipe_name, device_type)
         configs.clear()
-        runner._loaders(plan, recipe, data, recipe.batch_size)
+        runner._loaders(plan, recipe, data, BatchSize(recipe.batch_size))
         test = next(c for c in configs if c.split == "test")
         assert (test.augment, test.shuffle, test.drop_last) == (False, False, False)
         assert test.world_size == 1  # never a shard: every rank evaluates the whole set

@@ -341,7 +341,7 @@ def test_report_numbers_never_take_a_log_of_zero_or_less():
     rows = [flatten(d) for d in (*_bad_docs(1000, 0.0, device="A"),
                                  *_bad_docs(-5.0, math.inf, device="B"),
                                  *_bad_docs(2000, 2100, device="C"))]
-    summary = stats.summarize(pd.DataFrame(rows))
+    summary = stats.summarize(rows)
     assert {s["device"]: s["ips"] for s in summary} == {"A": [1000.0], "B": [], "C": [2000.0,
                                                                                        2100.0]}
     ratios = stats.device_ratios(summary, "A", "throughput")

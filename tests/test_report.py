@@ -16,7 +16,7 @@ from bench import report
 from bench.errors import BenchError
 from bench.gate import compare
 from bench.report import curves, devices, roofline, stats, throughput, tta
-from bench.results import EpochRow, Result, docs_frame, export, load_docs, write_result
+from bench.results import EpochRow, Result, docs_frame, docs_rows, export, load_docs, write_result
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 A100, H100 = "NVIDIA A100", "NVIDIA H100"
@@ -72,7 +72,7 @@ def results_dir(tmp_path: Path) -> Path:
 
 
 def summary_of(folder: Path) -> list[stats.ConfigStats]:
-    return stats.summarize(docs_frame(load_docs([folder])))
+    return stats.summarize(docs_rows(load_docs([folder])))
 
 
 def texts(ax) -> list[str]:
@@ -228,7 +228,7 @@ def test_geomean():
 
 
 def test_roofline_numbers_never_overlap(results_dir):
-    points = roofline.roofline_points(docs_frame(load_docs([results_dir])))
+    points = roofline.roofline_points(docs_rows(load_docs([results_dir])))
     assert len(points) == 10  # repeats merged: 5 configurations x 2 devices
     fig = roofline.plot_roofline(points)
     ax = fig.axes[0]

@@ -22,9 +22,10 @@ from bench.report.stats import (
 )
 from bench.results import (
     ResultDoc,
+    RunRow,
     atomic_write_text,
     config_label,
-    docs_frame,
+    docs_rows,
     flatten,
     fmt_num,
     labelled,
@@ -126,14 +127,14 @@ def _headline(summary: list[ConfigStats], base: str) -> list[str]:
     return [*lines, ""] if lines else []
 
 
-def _failed_md(runs) -> list[str]:
-    failed = runs[runs["status"] != "ok"] if len(runs) else runs
-    if not len(failed):
+def _failed_md(runs: Sequence[RunRow]) -> list[str]:
+    failed = [r for r in runs if r.get("status") != "ok"]
+    if not failed:
         return []
     return ["## Runs that did not finish", "", markdown_table(
         ["configuration", "device", "status", "message"],
         [[config_label(run_key(r)), r.get("device_label"), r.get("status"),
-          r.get("message") or ""] for r in failed.to_dict("records")]), ""]
+          r.get("message") or ""] for r in failed]), ""]
 
 
 def _printable(value: Any) -> Any:
@@ -205,10 +206,11 @@ def _write_report(items: Sequence[str | Path], out_dir: str | Path,
     if not docs:
         raise BenchError(f"no run to report: all {len(left_out)} have an images/s that cannot be"
                          " a throughput (listed above)")
-    runs = docs_frame(docs)
+    runs = docs_rows(docs)  # flat rows, as the gate reads them: no DataFrame and back
     summary = summarize(runs)
     devs = sorted({s["device"] for s in summary})
-    base = choose_baseline_device(sorted(set(runs["device_label"])), summary, baseline_device)
+    base = choose_baseline_device(sorted({str(r["device_label"]) for r in runs}), summary,
+                                  baseline_device)
     rep = _Report(Path(out_dir))
     more = (f" {len(left_out)} more left out: their images/s cannot be a throughput (see Runs"
             " left out)." if left_out else "")
@@ -223,7 +225,7 @@ def _write_report(items: Sequence[str | Path], out_dir: str | Path,
     if any(s["target_accuracy"] is not None for s in summary):
         rep.figure("time_to_accuracy", "Time to accuracy", tta.plot_tta(summary),
                    QUESTIONS["time_to_accuracy"])
-        cold = sum(map(cold_tta, runs.to_dict("records")))
+        cold = sum(map(cold_tta, runs))
         if cold:
             rep.md += [f"{cold} run(s) are results of schema 1, whose time to accuracy includes "
                        "the warm-up steps (`time_to_accuracy_cold_s`); newer runs exclude "

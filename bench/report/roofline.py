@@ -17,14 +17,11 @@ from bench.results import RunRow
 NEED = ("arithmetic_intensity", "achieved_tflops", "peak_tflops", "peak_copy_gbs")
 
 
-def roofline_points(runs) -> list[dict[str, Any]]:
+def roofline_points(runs: Sequence[RunRow]) -> list[dict[str, Any]]:
     """Finished runs that carry what a roofline needs: intensity, achieved and peak FLOP/s,
     bandwidth; numbered in a stable order."""
-    if len(runs) == 0 or any(c not in runs for c in NEED):
-        return []
     pts = []
-    records: list[RunRow] = runs[runs["status"] == "ok"].to_dict("records")
-    for r in records:
+    for r in (r for r in runs if r.get("status") == "ok"):
         vals = {c: clean(r.get(c)) for c in NEED}
         if all(v is not None and v > 0 for v in vals.values()):  # a log-log plot
             pts.append({**vals, "device": str(r.get("device_label")),

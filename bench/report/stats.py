@@ -1,7 +1,7 @@
 """The numbers behind the report: each configuration on each device, its repeats aggregated,
 and the ratios between two devices with their intervals.
 
-Pure functions over the flat run rows (`bench.results.docs_frame`), so every figure and table
+Pure functions over the flat run rows (`bench.results.docs_rows`), so every figure and table
 draws the same numbers.
 """
 
@@ -94,11 +94,9 @@ def config_stats(label: str, device: str, records: list[RunRow]) -> ConfigStats:
     }
 
 
-def summarize(runs) -> list[ConfigStats]:
+def summarize(runs: Sequence[RunRow]) -> list[ConfigStats]:
     """One row per (configuration, device) of the runs that finished, in a stable order."""
-    if not len(runs):
-        return []
-    records: list[RunRow] = runs[runs["status"] == "ok"].to_dict("records")
+    records = [r for r in runs if r.get("status") == "ok"]
     groups = group(records, lambda r: (config_label(run_key(r)), str(r.get("device_label"))))
     return [config_stats(label, device, rs) for (label, device), rs in sorted(groups.items())]
 
