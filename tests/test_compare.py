@@ -334,6 +334,22 @@ def test_a_new_baseline_replaces_the_old_runs_and_old_formats_keep_reading(fake_
     assert "record the baseline again" in err[0]
 
 
+def test_a_baseline_that_cannot_take_its_runs_is_one_line(fake_suite, monkeypatch, capsys):
+    import errno
+    import shutil
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(shutil, "move", full)
+    assert run_ci("--record-baseline") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cannot move the baseline's runs" in err[0]
+    assert "no space left on device" in err[0].lower()
+    assert not Path("results/baselines/nvidia-a100.json").exists()  # no tag without its runs
+    assert len(load_docs(["results"])) == 2 * ci.DEFAULT_REPEATS  # the runs stay where they were
+
+
 def test_ci_refuses_another_devices_baseline(fake_suite, tmp_path, capsys):
     other = tmp_path / "h100.json"
     other.write_text(json.dumps([make_result(ips=1000, device="NVIDIA H100").to_dict()]))

@@ -44,6 +44,7 @@ from bench.results import (
     Key,
     ResultDoc,
     atomic_write_text,
+    baseline_runs_dir,
     config_label,
     device_slug,
     docs_rows,
@@ -302,10 +303,11 @@ def handler(args: argparse.Namespace) -> int:
         path = baseline_path(device_of(docs), _baseline_folder(args))
     if args.record_baseline:
         record_baseline(docs, path)
-        msg = "recorded baseline of {} run(s) on {}: {}"
-        print(term(msg.format(len(docs), device_of(docs), path)))
+        msg = "recorded baseline of {} run(s) on {}: {} (the runs moved into {}/)"
+        runs = baseline_runs_dir(path)
+        print(term(msg.format(len(docs), device_of(docs), path, runs)))
         append_step_summary(_results_markdown(docs, msg.format(len(docs), md(device_of(docs)),
-                                                               md(path))))
+                                                               md(path), md(runs))))
         return 0
     return gate_stored(docs, path, threshold, alpha, args.json, named=bool(args.baseline),
                        store=args.out)

@@ -72,6 +72,7 @@ from bench.results.store import (
     REFERENCE_SUBDIR,
     atomic_write,
     atomic_write_text,
+    baseline_runs_dir,
     doc_problem,
     expand_paths,
     folder_docs,
@@ -106,5 +107,5 @@ __all__ = [
     "suite_table", "text_table", "validate_doc", "write_result", "read_baseline",
     "write_baseline", "prepare_out_dir", "REFERENCE_SUBDIR", "typed", "add_label_option",
     "apply_labels", "labelled", "parse_labels", "Provenance", "provenance", "wrap_lines",
-    "Refused", "doc_problem", "folder_docs", "load_json", "unique_runs",
+    "Refused", "doc_problem", "folder_docs", "load_json", "unique_runs", "baseline_runs_dir",
 ]

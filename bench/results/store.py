@@ -35,7 +35,7 @@ from typing import Any
 from bench.defaults import BASELINES_SUBDIR, GATES_SUBDIR
 from bench.defaults import RESULTS_DIR as DEFAULT_RESULTS_DIR
 from bench.errors import BenchError
-from bench.fsutil import warn, writable_dir
+from bench.fsutil import os_reason, warn, writable_dir
 from bench.results.frames import typed
 from bench.results.guarded import (
     MAX_RESULT_BYTES,
@@ -342,7 +342,11 @@ def write_baseline(path: StrPath, docs: Sequence[ResultDoc], device: str,
     into its runs folder, the tag naming them and the calibration is written atomically, then
     the runs of the baseline it replaced leave the folder."""
     folder = baseline_runs_dir(path)
-    _move_into(folder, docs)
+    try:
+        _move_into(folder, docs)
+    except OSError as exc:
+        raise BenchError(f"cannot move the baseline's runs into {folder}/ ({os_reason(exc)}); "
+                         "no baseline recorded") from None
     ids = [str(d.get("run_id")) for d in docs]
     doc = {"kind": BASELINE_KIND, "version": BASELINE_VERSION, "device": device,
            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
