@@ -323,7 +323,7 @@ def test_only_the_seed_recipes_keep_torch_defaults(name: str) -> None:
 # ----------------------------------------------------------------------------- 10: GPU recipes
 # The CPU-tuned fast recipes as they were tuned (docs/perf.md): (batch, lr, epochs, precision)
 CPU_FAST = {"fc": (32, 0.03, 0.2495, "fp32"), "cnn": (32, 0.03, 0.2495, "bf16"),
-            "lenet": (128, 0.08, 2.75, "bf16"), "vgg11": (128, 0.1, 3.25, "bf16"),
+            "lenet": (128, 0.08, 2.75, "bf16"), "vgg11": (64, 0.07, 2.4, "bf16"),
             "vgg16": (128, 0.1, 10, "bf16")}
 
 
