@@ -59,6 +59,7 @@ from bench.results import (
 )
 from bench.results.aggregate import column, group, spread_of
 from bench.results.escape import Markup, term
+from bench.results.schema import json_safe
 from bench.results.version import row_changes
 
 FORMATS = ("text", "md", "json")
@@ -486,24 +487,10 @@ def format_markdown(cmp: Comparison) -> str:
     return "\n".join(out)
 
 
-def _json_safe(value: Any, where: str, notes: list[str]) -> Any:
-    """`value` with every non-finite float as None, each one noted (JSON has no Infinity or
-    NaN: a reader of ours must never print what a JSON parser refuses)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        notes.append(f"{where}: {value} is no JSON number, written as null")
-        return None
-    if isinstance(value, dict):
-        return {k: _json_safe(v, f"{where}.{k}" if where else str(k), notes)
-                for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v, f"{where}[{i}]", notes) for i, v in enumerate(value)]
-    return value
-
-
 def format_json(cmp: Comparison) -> str:
     """The comparison as strict JSON; a non-finite figure is null, listed under "notes"."""
     notes: list[str] = []
-    d = _json_safe(cmp.to_dict(), "", notes)
+    d = json_safe(cmp.to_dict(), notes)
     if notes:
         d["notes"] = notes
     return json.dumps(d, indent=1, allow_nan=False) + "\n"

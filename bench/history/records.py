@@ -22,7 +22,6 @@ from bench.results.schema import json_safe
 
 RECORD_KIND = "bench-history"
 RECORD_VERSION = 1
-SOURCES = ("suite", "ci", "run", "append")  # "append": the old JSON-lines stores
 
 # The fields every record has (values may be null where a run did not measure them).
 RECORD_FIELDS = (
@@ -124,10 +123,5 @@ def record_problem(rec: Any) -> str | None:
     return date_problem("date", rec.get("date")) or _numbers_problem(rec)
 
 
-def device_of(doc: ResultDoc) -> str:
-    """The device label a doc's record will carry (its history file is named after it)."""
-    return str(flatten(doc)["device_label"])
-
-
-__all__ = ["RECORD_FIELDS", "RECORD_KIND", "RECORD_VERSION", "Record", "SOURCES",
-           "build_record", "build_records", "device_of", "group_rows", "record_problem"]
+__all__ = ["RECORD_FIELDS", "RECORD_KIND", "RECORD_VERSION", "Record",
+           "build_record", "build_records", "group_rows", "record_problem"]

@@ -315,14 +315,19 @@ def new_batch_id() -> str:
     return uuid.uuid4().hex[:12]
 
 
-def json_safe(obj: Any) -> Any:
-    """NaN/inf are not JSON: store them as null (a NaN loss is recorded by status 'nan')."""
+def json_safe(obj: Any, notes: list[str] | None = None, where: str = "") -> Any:
+    """NaN/inf are not JSON: store them as null (a NaN loss is recorded by status 'nan'); with
+    `notes`, each one is also named there (a reader of ours must never print what a JSON parser
+    refuses, nor drop a figure without saying so)."""
     if isinstance(obj, float) and not math.isfinite(obj):
+        if notes is not None:
+            notes.append(f"{where}: {obj} is no JSON number, written as null")
         return None
     if isinstance(obj, dict):
-        return {str(k): json_safe(v) for k, v in obj.items()}
+        return {str(k): json_safe(v, notes, f"{where}.{k}" if where else str(k))
+                for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [json_safe(v) for v in obj]
+        return [json_safe(v, notes, f"{where}[{i}]") for i, v in enumerate(obj)]
     return obj
 
 
