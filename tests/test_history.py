@@ -125,6 +125,10 @@ def test_a_damaged_verdict_file_is_skipped_with_one_line(tmp_path, capsys):
     (gates / "a.json").write_text('{"kind": "bench-gate", "version": 1, "batch_id": "a", '
                                   '"configs": [{"key": [], "gate": {"verdict": "maybe"}}]}')
     (gates / "b.json").write_text("[" * 100 + "]" * 100)
+    # a key that is not a row of scalars (it could not be looked up) is left out, not a crash
+    (gates / "c.json").write_text('{"kind": "bench-gate", "version": 1, "batch_id": "c", '
+                                  '"configs": [{"key": [{}, [], 1, 2, 3, 4, 5, 6, 7, 8, 9], '
+                                  '"gate": {"verdict": "ok"}}]}')
     assert read_verdicts(tmp_path) == {}
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 2 and "without a known verdict" in err[0] and "nested" in err[1]

@@ -76,8 +76,10 @@ def _entries(doc: Any) -> tuple[str, list[dict[str, Any]]]:
 
 
 def _key(entry: dict[str, Any]) -> Key | str | None:
+    """A configuration's key (a row of scalars), or a failed one's label; None: neither."""
     key = entry.get("key")
-    if isinstance(key, list) and len(key) == len(CONFIG_KEYS):
+    if isinstance(key, list) and len(key) == len(CONFIG_KEYS) and all(
+            v is None or isinstance(v, (str, int, float)) for v in key):
         return tuple(key)
     return entry["label"] if isinstance(entry.get("label"), str) else None
 
