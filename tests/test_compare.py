@@ -326,6 +326,11 @@ def test_a_new_baseline_replaces_the_old_runs_and_old_formats_keep_reading(fake_
            "runs": [{k: v for k, v in d.items() if not k.startswith("_")} for d in runs]}
     Path("old.json").write_text(json.dumps(old))
     assert len(load_docs(["old.json"])) == len(runs)
+    # a run named twice in an edited tag is read once (it would pose as a repeat)
+    edited = json.loads(tag.read_text())
+    Path("twice.json").write_text(json.dumps({**edited, "run_ids": edited["run_ids"] * 2}))
+    Path("twice.runs").symlink_to(baseline_runs_dir(tag).resolve())
+    assert len(load_docs(["twice.json"])) == len(runs)
     # a tag whose runs were deleted is one line, naming what is missing
     next(baseline_runs_dir(tag).glob("*.json")).unlink()
     code, err = bench_cli("compare", tag, "old.json")

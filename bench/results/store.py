@@ -276,6 +276,7 @@ def _tagged_runs(doc: dict, p: Path) -> list[ResultDoc]:
         raise BenchError(f"{p}: baseline without its list of run ids")
     folder = baseline_runs_dir(p)
     found = {d.get("run_id"): d for d in folder_docs(folder)} if folder.is_dir() else {}
+    ids = list(dict.fromkeys(ids))  # a run named twice is still one run, not two repeats
     missing = [i for i in ids if i not in found]
     if missing:
         raise BenchError(f"{p}: {len(missing)} of its {len(ids)} runs are not in {folder}/ "
