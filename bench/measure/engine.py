@@ -128,25 +128,28 @@ class Window:
 class WindowClock:
     """The one clock of the timed windows, in both the train and the throughput mode: read
     after a device sync at a window's two edges only, with the host's CPU accounting sampled
-    just outside them (bench/host/load.py: what else ran meanwhile)."""
+    just outside them (bench/host/load.py: what else ran meanwhile). A window's images are
+    counted from its steps after the clock is read, never inside the window."""
 
-    def __init__(self, device: torch.device) -> None:
-        self.device, self._start, self._host = device, 0.0, None
+    def __init__(self, device: torch.device, images_per_step: int) -> None:
+        self.device, self.images_per_step, self._start, self._host = (
+            device, images_per_step, 0.0, None)
 
     def open(self) -> None:
         self._host = hostload.sample()  # before the clock starts: not inside the window
         self._start = now(self.device)
 
-    def close(self, state: TrainState, epoch: int, steps: int, images: int) -> float:
+    def close(self, state: TrainState, epoch: int, steps: int) -> tuple[float, int]:
         """End the window: record it in `state` and sample the GPU (the device has just
-        synchronised, so off the clock); returns its seconds."""
+        synchronised, so off the clock); returns its seconds and images."""
         seconds = now(self.device) - self._start
+        images = steps * self.images_per_step
         host = hostload.between(self._host, hostload.sample())
         state.windows.append(Window(epoch, steps, images, seconds, False, host))
         state.train_time_s += seconds
         if state.telemetry is not None:
             state.telemetry.sample()
-        return seconds
+        return seconds, images
 
 
 def record_warmup(state: TrainState, steps: int, images: int, seconds: float) -> None:
@@ -509,7 +512,7 @@ class _Trainer:
     def _steps(self, ep: _Epoch, batches: Iterator) -> bool:
         """The step loop of one epoch; the clock is read only at window edges."""
         cfg, state = self.cfg, self.state
-        clock, win_steps = WindowClock(self.device), 0
+        clock, win_steps = WindowClock(self.device, cfg.batch.per_rank), 0
         clock.open()
         for x, y in itertools.islice(batches, max(cfg.total_steps - state.steps, 0)):
             ep.loss_sum += self.step(x, y)
@@ -537,8 +540,7 @@ class _Trainer:
     def _close_window(self, ep: _Epoch, steps: int, clock: WindowClock) -> None:
         """A window edge: the clock records the window, then the epoch and the progress bar
         are advanced (off the clock)."""
-        images = steps * self.cfg.batch.per_rank
-        seconds = clock.close(self.state, ep.index, steps, images)
+        seconds, images = clock.close(self.state, ep.index, steps)
         ep.seconds += seconds
         self.progress.window(self.state.steps, images, seconds)
 

@@ -148,7 +148,7 @@ def measure_throughput(step: StepFn, loader: Any, device: torch.device,
     slowdown = slowdown_from_env()
     pad = _busy_pad(slowdown, device) if slowdown else None
     cap = cfg.max_steps or math.inf
-    timed_steps, clock = 0, WindowClock(device)
+    timed_steps, clock = 0, WindowClock(device, cfg.batch.per_rank)
     while state.train_time_s < cfg.budget_s and timed_steps < cap:
         n = int(min(window_steps, cap - timed_steps))
         clock.open()
@@ -157,9 +157,9 @@ def measure_throughput(step: StepFn, loader: Any, device: torch.device,
             step(*next(batches))
             if pad is not None:
                 mark = pad(mark)
-        seconds = clock.close(state, 0, n, n * cfg.batch.per_rank)
+        seconds, images = clock.close(state, 0, n)
         timed_steps += n
-        progress.window(min(state.train_time_s, cfg.budget_s), n * cfg.batch.per_rank, seconds)
+        progress.window(min(state.train_time_s, cfg.budget_s), images, seconds)
         state.probe_rates.append(probe.window())
     state.steps = warm_steps + timed_steps
     synchronize(device)
