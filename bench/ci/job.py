@@ -186,7 +186,10 @@ def _results_markdown(docs: Sequence[ResultDoc], note: str) -> str:
 def _keep_verdicts(store: str | None, docs: Sequence[ResultDoc], cmp: Comparison) -> None:
     """The verdicts beside the runs, for the history (one job: one batch id)."""
     batches = {d.get("batch_id") for d in docs}
-    if store and len(batches) == 1 and isinstance(batch := batches.pop(), str):
+    if not store or len(batches) != 1:
+        return
+    batch = batches.pop()
+    if isinstance(batch, str):
         write_verdicts(store, batch, cmp)
 
 

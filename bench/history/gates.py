@@ -10,16 +10,15 @@ without that job's verdicts).
 from __future__ import annotations
 
 import datetime as _dt
-import json
 from pathlib import Path
 from typing import Any
 
 from bench.defaults import GATES_SUBDIR
 from bench.errors import BenchError
 from bench.fsutil import warn
-from bench.results import CONFIG_KEYS, Key, atomic_write_text, config_label
+from bench.results import CONFIG_KEYS, Key, config_label
 from bench.results.guarded import load_json, number_problem, version_problem
-from bench.results.schema import json_safe
+from bench.results.store import atomic_write_json
 
 GATE_KIND = "bench-gate"
 GATE_VERSION = 1
@@ -38,9 +37,7 @@ def _config_gates(comparison: Any) -> list[dict[str, Any]]:
         "noise_source": r.gate.noise_source, **common}} for r in comparison.rows]
     failed = {"verdict": "failed", "ratio": None, "low": None, "high": None,
               "detectable": None, **common}
-    labels = {config_label(tuple(c["key"])) for c in out}
-    return out + [{"label": label, "gate": failed} for label in comparison.failed
-                  if label not in labels]
+    return out + [{"label": label, "gate": failed} for label in comparison.failed]
 
 
 def write_verdicts(store: str | Path, batch_id: str, comparison: Any) -> Path:
@@ -49,7 +46,7 @@ def write_verdicts(store: str | Path, batch_id: str, comparison: Any) -> Path:
     doc = {"kind": GATE_KIND, "version": GATE_VERSION, "batch_id": batch_id,
            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
            "configs": _config_gates(comparison)}
-    atomic_write_text(path, json.dumps(json_safe(doc), indent=1, allow_nan=False) + "\n")
+    atomic_write_json(path, doc)
     return path
 
 

@@ -140,6 +140,12 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write(path, write)
 
 
+def atomic_write_json(path: Path, doc: Any) -> None:
+    """A document as strict JSON, written atomically: NaN is not JSON and our readers refuse
+    it, so a non-finite figure is written as null."""
+    atomic_write_text(path, json.dumps(json_safe(doc), indent=1, allow_nan=False) + "\n")
+
+
 def save_figure(fig: Any, path: Path) -> None:
     """A matplotlib figure as PNG, written atomically: readers never see half a picture."""
     atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight"),
@@ -353,8 +359,7 @@ def write_baseline(path: StrPath, docs: Sequence[ResultDoc], device: str,
            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
            "batch_ids": sorted({str(d.get("batch_id")) for d in docs}),
            "calibration": calibration, "run_ids": ids}
-    # NaN is not JSON, and the reader refuses it: a calibration's null stays null
-    atomic_write_text(Path(path), json.dumps(json_safe(doc), indent=1, allow_nan=False) + "\n")
+    atomic_write_json(Path(path), doc)  # a calibration's NaN is written as null
     for old in folder_docs(folder):
         if old.get("run_id") not in ids:
             Path(str(old["_path"])).unlink(missing_ok=True)
