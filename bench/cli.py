@@ -19,6 +19,7 @@ import argparse
 import importlib
 import json
 import os
+import re
 import sys
 import traceback
 from collections.abc import Callable, Sequence
@@ -28,7 +29,7 @@ from typing import Any, NoReturn
 from bench.defaults import COMPILE_MODES, EXIT_BAD_INPUT, EXIT_CODES, MAX_REPEATS
 from bench.errors import BenchError
 from bench.host import interrupts
-from bench.results.schema import new_batch_id
+from bench.results.schema import BATCH_ID_PATTERN, new_batch_id
 from bench.spec.runspec import RunConfig, add_run_flags
 
 # verb -> (module:function that adds its parser, one-line help for `bench --help`)
@@ -60,6 +61,13 @@ VERBS: dict[str, tuple[str, str]] = {
 # one process per GPU (8 on the largest nodes); on a CPU more processes than cores only
 # oversubscribe it. Beyond this is a typo, not a job (each process loads the data and model).
 MAX_NPROC = 64
+
+
+def batch_id_arg(text: str) -> str:
+    """`bench suite --batch-id`: the id `bench ci` gives every round process of one job."""
+    if not re.fullmatch(BATCH_ID_PATTERN, text):
+        raise argparse.ArgumentTypeError(f"expected 12 hexadecimal digits, not {text[:40]!r}")
+    return text
 
 
 def check_count(flag: str, value: int, maximum: int) -> None:
@@ -156,7 +164,8 @@ def cmd_suite(args: argparse.Namespace) -> int:
     try:
         paths = run_suite(args.name, data_dir=args.data_dir, out_dir=args.out,
                           device=args.device, repeats=args.repeats, quiet=args.quiet,
-                          progress=args.progress, overrides=overrides, download=args.download)
+                          progress=args.progress, overrides=overrides, download=args.download,
+                          gate=args.gate, batch=args.batch_id)
     except SuiteStopped as exc:  # the table of what finished is still written
         paths, stopped = exc.paths, exc
     if not paths:
@@ -213,6 +222,9 @@ def register_suite(sub: Any) -> None:
                   helps={"compile": "override every run's torch.compile mode: "
                                     + ", ".join(COMPILE_MODES),
                          "threads": "override every run's CPU thread count"})
+    p.add_argument("--gate", action="store_true", help="a suite file: run only what `bench ci "
+                   "--suite FILE` gates, measured as the gate measures it")
+    p.add_argument("--batch-id", type=batch_id_arg, default=None, help=argparse.SUPPRESS)
     add_history_flag(p)
     p.set_defaults(func=cmd_suite)
 

@@ -2,7 +2,7 @@
 
 A `kill -9` of `bench ci --against REF` used to leave its `bench suite ci` child running, and the
 worktree and its `bench-against-*` temporary folder behind. The rounds start through
-`against.start_child`, tested here with a sleeping stand-in.
+`rounds.start_child`, tested here with a sleeping stand-in.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.ci import against
+from bench.ci import against, rounds
 from bench.host import children
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -51,7 +51,7 @@ def _dies(pid: int) -> bool:
 _PARENT = r"""
 import sys, time
 from pathlib import Path
-from bench.ci.against import start_child
+from bench.ci.rounds import start_child
 
 proc = start_child(sys.argv[1:], Path.cwd(), {"PATH": "/usr/bin:/bin"})
 print(proc.pid, flush=True)
@@ -90,14 +90,14 @@ def test_a_round_past_its_time_is_stopped_with_its_own_children(tmp_path: Path,
             "p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); "
             f"pathlib.Path({str(note)!r}).write_text(str(p.pid)); time.sleep(60)")
     with pytest.raises(subprocess.TimeoutExpired):
-        against.run_child([sys.executable, "-c", code], ROOT, dict(os.environ), 3.0)
+        rounds.run_child([sys.executable, "-c", code], ROOT, dict(os.environ), 3.0)
     grandchild = int(note.read_text())
     assert _dies(grandchild), f"grandchild {grandchild} outlived its round"
 
 
 def test_ctrl_c_is_forwarded_and_the_child_stopped(monkeypatch) -> None:
     started: list[subprocess.Popen[str]] = []
-    real_start = against.start_child
+    real_start = rounds.start_child
 
     def start(*args, **kw):
         started.append(real_start(*args, **kw))
@@ -106,10 +106,10 @@ def test_ctrl_c_is_forwarded_and_the_child_stopped(monkeypatch) -> None:
     def interrupted(self, timeout=None):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(against, "start_child", start)
+    monkeypatch.setattr(rounds, "start_child", start)
     monkeypatch.setattr(subprocess.Popen, "communicate", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        against.run_child(SLEEPER, ROOT, dict(os.environ), 60)
+        rounds.run_child(SLEEPER, ROOT, dict(os.environ), 60)
     assert started[0].returncode == -signal.SIGINT  # the same signal, passed on
 
 

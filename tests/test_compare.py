@@ -265,6 +265,7 @@ def fake_suite(monkeypatch, tmp_path):
 
     monkeypatch.setitem(sys.modules, "bench.suites.policy",
                         types.SimpleNamespace(run_suite=run_suite))
+    monkeypatch.setattr(ci, "ONE_PROCESS", True)  # the stand-in suite runs in-process
     monkeypatch.chdir(tmp_path)
     summary = tmp_path / "step_summary.md"
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -116,6 +117,9 @@ def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     _dist_info(folder, "bench-tinyresnet", "0.1.0", _example_entry_point())
     monkeypatch.syspath_prepend(str(folder))
     monkeypatch.syspath_prepend(str(EXAMPLE))
+    # installed: every process sees it, `bench ci`'s round processes too
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
+        [str(folder), str(EXAMPLE), *filter(None, [os.environ.get("PYTHONPATH")])]))
     yield folder
     for name in ("toyplug", "tinyresnet", "tinyresnet.model"):
         sys.modules.pop(name, None)

@@ -273,6 +273,7 @@ def fake_suite(monkeypatch, tmp_path):
                                  check_archive=lambda path: path,
                                  write_archive=lambda *args, **kwargs: None)
     monkeypatch.setitem(sys.modules, "bench.suites.policy", fake)
+    monkeypatch.setattr(ci, "ONE_PROCESS", True)  # the stand-in suite runs in-process
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
     return state

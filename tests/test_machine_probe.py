@@ -97,6 +97,7 @@ def machine(monkeypatch, tmp_path):
 
     monkeypatch.setitem(sys.modules, "bench.suites.policy",
                         types.SimpleNamespace(run_suite=run_suite))
+    monkeypatch.setattr(ci, "ONE_PROCESS", True)  # the stand-in suite runs in-process
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
     return state

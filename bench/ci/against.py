@@ -4,7 +4,8 @@ As PyTorch's own compiler benchmarks do, the baseline is not a stored file but R
 on the same machine in the same job: REF is checked out in a temporary git worktree, and rounds
 of the ci suite alternate between the two trees (B C, then C B, ...: ABBA order, so a linear
 drift of the machine lands on both sides equally). Each round is a fresh `python -m bench suite
-ci --repeats 1` process in that tree, with a time limit, so neither side's code can hang the job.
+ci --repeats 1` process in that tree (`ci.rounds`), with a time limit, so neither side's code
+can hang the job.
 
 The candidate is this checkout, which must be clean (its results must name a commit). REF must
 know the ci suite's throughput measurement (this feature's own commits and later). The test-only
@@ -29,14 +30,13 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from bench.ci.rounds import RoundSpec, run_round
 from bench.defaults import PACKAGE_ROOT
 from bench.errors import BenchError
 from bench.gate.compare import Comparison, compare_runs
-from bench.host import children
 from bench.measure.throughput import SLOWDOWN_ENV
 from bench.results import docs_rows, load_docs, provenance
 
-ROUND_TIMEOUT_S = 30 * 60  # one side's round of the suite; a hung round fails the gate
 GIT_TIMEOUT_S = 120
 TMP_PREFIX = "bench-against-"  # the temporary folders, under tempfile.gettempdir()
 PID_FILE = "owner.pid"  # in each: the pid of the `bench ci` that made it
@@ -78,37 +78,6 @@ def require_clean(repo: Path) -> None:
         n = len(dirty.splitlines())
         raise BenchError(f"the working tree has {n} uncommitted change(s): commit or stash "
                          "them first (the candidate must be a commit)")
-
-
-def _side_command(args: argparse.Namespace, out: Path) -> list[str]:
-    cmd = [sys.executable, "-m", "bench", "suite", "ci", "--repeats", "1", "--device",
-           args.device, "--out", str(out), "--quiet"]
-    if args.data_dir:
-        cmd += ["--data-dir", str(Path(args.data_dir).resolve())]
-    if args.budget_s:
-        cmd += ["--budget-s", str(args.budget_s)]
-    return cmd
-
-
-def start_child(cmd: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Popen[str]:
-    """Start a round's process in its own process group, tied to this process's life."""
-    return children.start_child(cmd, cwd, env)
-
-
-def run_child(cmd: list[str], cwd: Path, env: dict[str, str], timeout: float
-              ) -> subprocess.CompletedProcess[str]:
-    """Run to the end like subprocess.run(capture_output=True); on a timeout, Ctrl-C or a
-    stop signal the child's group is stopped before the exception goes on."""
-    proc = start_child(cmd, cwd, env)
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        children.stop_child(proc)
-        raise
-    except BaseException as exc:
-        children.stop_child(proc, children.forwarded(exc))
-        raise
-    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
 
 def _pid_alive(pid: int) -> bool:
@@ -180,18 +149,9 @@ def _make_tmp() -> Path:
     return tmp
 
 
-def _run_side(tree: Path, cmd: list[str], env: dict[str, str], side: str, round_: int) -> None:
-    env = {**env, "PYTHONPATH": os.pathsep.join([str(tree), env.get("PYTHONPATH", "")])}
-    try:
-        proc = run_child(cmd, tree, env, ROUND_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        raise BenchError(f"--against: the {side} round {round_ + 1} did not finish in "
-                         f"{ROUND_TIMEOUT_S}s") from None
-    if proc.returncode not in (0, 1):
-        last = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
-        raise BenchError(f"--against: the {side} round {round_ + 1} failed (exit "
-                         f"{proc.returncode}): {last}")
-    print(f"ci --against: {side} round {round_ + 1} done", file=sys.stderr, flush=True)
+def _side_command(args: argparse.Namespace, out: Path) -> list[str]:
+    """A round of the ci suite, the same command in both trees."""
+    return RoundSpec("ci", args.device, args.data_dir, args.budget_s).command(out)
 
 
 def round_order(rounds: int) -> list[tuple[int, str]]:
@@ -209,8 +169,8 @@ def measure_alternately(trees: dict[str, Path], args: argparse.Namespace, out: P
     base_env = {k: v for k, v in os.environ.items() if k != SLOWDOWN_ENV}
     envs = {"baseline": base_env, "candidate": dict(os.environ)}
     for r, side in round_order(args.repeats):
-        _run_side(trees[side], _side_command(args, out / side / f"round{r}"), envs[side], side,
-                  r)
+        run_round(trees[side], _side_command(args, out / side / f"round{r}"), envs[side],
+                  f"--against: the {side} round {r + 1}")
     docs = {side: load_docs([out / side]) if (out / side).exists() else [] for side in trees}
     for side, found in docs.items():
         if not found:
@@ -262,4 +222,4 @@ def _remove_worktree(repo: Path, tree: Path) -> None:
 
 
 __all__: Sequence[str] = ["clean_stale", "gate_against", "require_clean", "resolve_ref",
-                          "round_order", "run_child", "start_child"]
+                          "round_order"]

@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.ci.metric import METRIC_NAMES, RAW, gate_metric, noise_table
-from bench.defaults import EXIT_UNGATED, MAX_REPEATS
+from bench.ci.rounds import RoundSpec, run_round
+from bench.defaults import EXIT_UNGATED, MAX_REPEATS, PACKAGE_ROOT
 from bench.errors import BenchError
 from bench.gate.compare import (
     Comparison,
@@ -59,12 +60,14 @@ from bench.results import (
 )
 from bench.results.aggregate import column, group
 from bench.results.escape import md, term
+from bench.results.schema import new_batch_id
 from bench.spec.runspec import add_run_flags
 
 SUITE = "ci"
 BASELINE_DIR = Path(DEFAULT_RESULTS_DIR) / BASELINES_SUBDIR
 DEFAULT_REPEATS = 4
 DEFAULT_CALIBRATION_ROUNDS = 8
+ONE_PROCESS = False  # --one-process by default (the tests' stand-in suites run in-process)
 
 
 def baseline_path(device_label: str, folder: Path = BASELINE_DIR) -> Path:
@@ -254,6 +257,26 @@ def _check_gateable(args: argparse.Namespace, noise: dict[Key, float]) -> None:
 
 
 def _run_suite(args: argparse.Namespace, rounds: int) -> list[ResultDoc]:
+    """`rounds` rounds of the suite, all with one batch id: each in a fresh process (`ci.rounds`
+    says why), or all in this one with `--one-process`; returns their result docs."""
+    if args.one_process:
+        return _run_suite_here(args, rounds)
+    suite = str(Path(args.suite).resolve()) if args.suite else SUITE
+    spec = RoundSpec(suite, args.device, args.data_dir, args.budget_s, gate=bool(args.suite),
+                     batch_id=new_batch_id())
+    out = Path(args.out)
+    before = set(out.glob("*.json"))
+    for r in range(rounds):
+        run_round(PACKAGE_ROOT, spec.command(out), dict(os.environ),
+                  f"round {r + 1} of {rounds}", cwd=Path.cwd())
+    new = sorted(set(out.glob("*.json")) - before)
+    docs = [d for p in new for d in read_docs(p) if d.get("batch_id") == spec.batch_id]
+    if not docs:
+        raise BenchError(f"suite {args.suite or SUITE!r} wrote no results")
+    return docs
+
+
+def _run_suite_here(args: argparse.Namespace, rounds: int) -> list[ResultDoc]:
     from bench.suites.policy import run_suite
 
     overrides = {"budget_s": args.budget_s} if args.budget_s else None
@@ -361,8 +384,12 @@ def register(sub: Any) -> None:
                    "temporary worktree) and this checkout alternately, then gate")
     p.add_argument("--json", metavar="FILE", default=None, help="also write the comparison "
                    "as JSON")
+    p.add_argument("--one-process", action="store_true", help="run every round in this "
+                   "process, not each in a fresh one (saves a process start and, on a GPU, a "
+                   "compilation per round; the rounds then share one process's speed, which "
+                   "a calibration cannot see: docs/ci.md)")
     add_history_flag(p)
-    p.set_defaults(func=handler)
+    p.set_defaults(func=handler, one_process=ONE_PROCESS)
 
 
 __all__ = ["baseline_path", "calibration_of", "gate_stored", "handler", "noise_table",

@@ -114,6 +114,7 @@ class Window:
     seconds: float
     warmup: bool
     host: dict[str, Any] | None = None  # bench.host.load.between: what else ran meanwhile
+    probe: float | None = None  # throughput mode: the reference probe's rate right after it
 
     @property
     def images_per_s(self) -> float:

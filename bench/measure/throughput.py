@@ -161,6 +161,7 @@ def measure_throughput(step: StepFn, loader: Any, device: torch.device,
         timed_steps += n
         progress.window(min(state.train_time_s, cfg.budget_s), images, seconds)
         state.probe_rates.append(probe.window())
+        state.windows[-1].probe = state.probe_rates[-1]
     state.steps = warm_steps + timed_steps
     synchronize(device)
     return state

@@ -30,6 +30,7 @@ class WindowRow(TypedDict):
     images: int
     seconds: float
     warmup: bool
+    probe: float  # throughput mode: the reference probe's rate (iterations/s) right after it
 
 
 class EvalRow(TypedDict):
@@ -307,6 +308,9 @@ def upgrade(doc: dict[str, Any]) -> dict[str, Any]:
     if "images_to_accuracy" not in s and isinstance(batch, int) and isinstance(steps, int):
         s["images_to_accuracy"] = steps * batch
     return {**doc, "summary": s}
+
+
+BATCH_ID_PATTERN = r"[0-9a-f]{12}"  # what new_batch_id makes
 
 
 def new_batch_id() -> str:

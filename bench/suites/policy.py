@@ -422,7 +422,8 @@ def _run_one(name: str, c: RunConfig, dev: torch.device, paths: list[Path]) -> s
 
 def run_suite(name: str, *, data_dir: str | None, out_dir: str, device: str = DEVICE,
               repeats: int = 1, overrides: dict | None = None, quiet: bool = False,
-              progress: bool = True, download: bool = False, gate: bool = False) -> list[Path]:
+              progress: bool = True, download: bool = False, gate: bool = False,
+              batch: str | None = None) -> list[Path]:
     """Run every configuration of a suite `repeats` times (each repeat its own seed).
 
     Repeats are interleaved (A B C A B C, not A A A B B B) so that slow drift of the machine
@@ -431,6 +432,7 @@ def run_suite(name: str, *, data_dir: str | None, out_dir: str, device: str = DE
     config (`isolated`). A missing dataset is downloaded only with `download`, once, before
     the first run; without it the runs use its synthetic twin, for throughput only. `name`
     may be a suite file (`gate`: the runs `bench ci --suite FILE` gates), named by its stem.
+    `batch`: the batch id of a job whose rounds run in several processes (`bench ci`).
     """
     dev = devmod.resolve_device(device)  # a GPU torch cannot use stops here, in one line
     cfgs, what, missing = planned_configs(name, dev.type == "cuda", data_dir, download, gate)
@@ -444,7 +446,7 @@ def run_suite(name: str, *, data_dir: str | None, out_dir: str, device: str = DE
             print(f"suite {name}: {why}; using synthetic-{family} ({THROUGHPUT_ONLY_SYNTHETIC})",
                   file=sys.stderr)
     paths: list[Path] = []
-    batch = new_batch_id()  # its runs say they belong together
+    batch = batch or new_batch_id()  # its runs say they belong together
     bar = SuiteProgress(name, len(cfgs) * repeats, enabled=progress and not quiet,
                         lines=not quiet)
     try:
