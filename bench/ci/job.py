@@ -67,7 +67,7 @@ SUITE = "ci"
 BASELINE_DIR = Path(DEFAULT_RESULTS_DIR) / BASELINES_SUBDIR
 DEFAULT_REPEATS = 4
 DEFAULT_CALIBRATION_ROUNDS = 8
-ONE_PROCESS = False  # --one-process by default (the tests' stand-in suites run in-process)
+ONE_PROCESS = False  # the default of --one-process (True in tests whose suite is in-process)
 
 
 def baseline_path(device_label: str, folder: Path = BASELINE_DIR) -> Path:
