@@ -31,8 +31,9 @@ CPU = torch.device("cpu")
 WARM = Window(-1, 5, 5 * 64, 30.0, True)  # a slow warm-up pass: never judged, never the median
 
 
-def _windows(seconds: list[float], steps: int = 10) -> list[Window]:
-    return [WARM] + [Window(0, steps, steps * 64, s, False) for s in seconds]
+def _windows(seconds: list[float], steps: int = 10, probe: float | None = None
+             ) -> list[Window]:
+    return [WARM] + [Window(0, steps, steps * 64, s, False, None, probe) for s in seconds]
 
 
 def _result(s: dict) -> SimpleNamespace:
@@ -113,7 +114,7 @@ def test_the_run_line_ends_with_the_warning() -> None:
 
 
 def test_throughput_mode_keeps_the_flag_beside_its_estimator() -> None:
-    state = TrainState(windows=_windows([1.0] * 19 + [10.0]), probe_rates=[10.0])
+    state = TrainState(windows=_windows([1.0] * 19 + [10.0], probe=10.0))
     s = summary.summarise(state, 6400, None, 1, None, CPU, "fp32", measure="throughput")
     assert s["estimator"] and s["stalled_windows"] == 1
     assert s["images_per_s"] == pytest.approx(640.0)  # q90 of the window rates: the clean one

@@ -18,8 +18,9 @@ CPU = torch.device("cpu")
 WARM = Window(-1, 5, 5 * 64, 2.0, True)  # a slow warm-up pass: never part of the rate
 
 
-def _windows(seconds: list[float], steps: int = 10) -> list[Window]:
-    return [WARM] + [Window(0, steps, steps * 64, s, False) for s in seconds]
+def _windows(seconds: list[float], steps: int = 10, probe: float | None = None
+             ) -> list[Window]:
+    return [WARM] + [Window(0, steps, steps * 64, s, False, None, probe) for s in seconds]
 
 
 def test_the_rule_is_20_ms_and_5_steps() -> None:
@@ -89,7 +90,7 @@ def test_the_summary_and_the_run_line_name_the_source(seconds, source) -> None:
 
 
 def test_throughput_mode_estimates_from_long_windows_only() -> None:
-    state = TrainState(windows=_windows([0.05, 0.04, 0.06, 0.05, 0.001]), probe_rates=[10.0])
+    state = TrainState(windows=_windows([0.05, 0.04, 0.06, 0.05, 0.001], probe=10.0))
     s = summary._throughput(state, 6400)
     summary._comparison_estimate(state, s)
     assert s["estimator"] == throughput.ESTIMATOR and len(s["window_estimates"]) > 0
@@ -101,7 +102,7 @@ def test_throughput_mode_estimates_from_long_windows_only() -> None:
 
 
 def test_throughput_mode_with_only_short_windows_keeps_the_total() -> None:
-    state = TrainState(windows=_windows([0.001, 0.002]), probe_rates=[10.0])
+    state = TrainState(windows=_windows([0.001, 0.002], probe=10.0))
     s = summary._throughput(state, 6400)
     summary._comparison_estimate(state, s)
     assert "estimator" not in s

@@ -176,7 +176,6 @@ class TrainState:
     time_to_accuracy_wall_s: float | None = None
     steps_to_accuracy: int | None = None
     reached_target: bool = False
-    probe_rates: list[float] = field(default_factory=list)  # throughput mode: measure.probe
     telemetry: Any = None  # bench.host.nvml.Telemetry: GPU samples at window edges
 
 

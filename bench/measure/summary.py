@@ -134,8 +134,9 @@ def _comparison_estimate(state: TrainState, s: Summary) -> None:
         s["estimator"] = ESTIMATOR
         s["window_estimates"] = estimates
         s["images_per_s_source"] = f"{ESTIMATOR} of {len(rates)} timed windows {window_rule()}"
-    if state.probe_rates and s.get("images_per_s"):  # the machine's speed meanwhile
-        probe = window_estimates(state.probe_rates)[ESTIMATOR]  # (bench/measure/probe.py)
+    probes = [w.probe for w in state.windows if not w.warmup and w.probe is not None]
+    if probes and s.get("images_per_s"):  # the machine's speed meanwhile
+        probe = window_estimates(probes)[ESTIMATOR]  # (bench/measure/probe.py)
         s["probe_rate"], s["probe_version"] = probe, PROBE_VERSION
         s["images_per_probe"] = s["images_per_s"] / probe
 

@@ -160,8 +160,7 @@ def measure_throughput(step: StepFn, loader: Any, device: torch.device,
         seconds, images = clock.close(state, 0, n)
         timed_steps += n
         progress.window(min(state.train_time_s, cfg.budget_s), images, seconds)
-        state.probe_rates.append(probe.window())
-        state.windows[-1].probe = state.probe_rates[-1]
+        state.windows[-1].probe = probe.window()
     state.steps = warm_steps + timed_steps
     synchronize(device)
     return state
