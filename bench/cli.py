@@ -70,6 +70,16 @@ def batch_id_arg(text: str) -> str:
     return text
 
 
+def models_arg(text: str) -> tuple[str, ...]:
+    """`bench suite --models a,b`: only these models' runs (`bench ci`'s later rounds measure
+    only the configurations still undecided)."""
+    names = tuple(n for n in text.split(",") if n)
+    if not names or not all(re.fullmatch(r"[^,\s]{1,200}", n) for n in names):
+        raise argparse.ArgumentTypeError(f"expected model names separated by commas, not "
+                                         f"{text[:40]!r}")
+    return names
+
+
 def check_count(flag: str, value: int, maximum: int) -> None:
     """A count flag that multiplies work: positive and at most `maximum`, else one line."""
     if value <= 0:
@@ -165,7 +175,7 @@ def cmd_suite(args: argparse.Namespace) -> int:
         paths = run_suite(args.name, data_dir=args.data_dir, out_dir=args.out,
                           device=args.device, repeats=args.repeats, quiet=args.quiet,
                           progress=args.progress, overrides=overrides, download=args.download,
-                          gate=args.gate, batch=args.batch_id)
+                          gate=args.gate, batch=args.batch_id, models=args.models)
     except SuiteStopped as exc:  # the table of what finished is still written
         paths, stopped = exc.paths, exc
     if not paths:
@@ -225,6 +235,7 @@ def register_suite(sub: Any) -> None:
     p.add_argument("--gate", action="store_true", help="a suite file: run only what `bench ci "
                    "--suite FILE` gates, measured as the gate measures it")
     p.add_argument("--batch-id", type=batch_id_arg, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--models", type=models_arg, default=None, help=argparse.SUPPRESS)
     add_history_flag(p)
     p.set_defaults(func=cmd_suite)
 

@@ -136,11 +136,13 @@ def _job(args: argparse.Namespace, kind: str, i: int, extra: list[str]) -> dict:
              "noisy": (r["base"].get("noisy", 0), r["cand"].get("noisy", 0)),
              "n": (r["gate"]["n_base"], r["gate"]["n_cand"])} for r in gate.get("rows", [])]
     raw_exit = _raw_gate(out, Path(args.out) / "baseline.json", "--against" in extra)
-    print(f"{kind} {i:2d}: exit {code} (raw images/s: {raw_exit}) in {seconds:.0f}s  "
+    rounds = max((r["n"][1] for r in rows), default=0)
+    print(f"{kind} {i:2d}: exit {code} (raw images/s: {raw_exit}) in {seconds:.0f}s, "
+          f"{rounds} rounds  "
           + "  ".join(f"{r['ratio']:.3f}{'!' if r['verdict'] == 'regression' else ''}"
                       f"/{r['raw_ratio']:.3f}" for r in rows), flush=True)
     return {"kind": kind, "job": i, "exit": code, "raw_exit": raw_exit, "seconds": seconds,
-            "metric": gate.get("metric"), "rows": rows}
+            "rounds": rounds, "metric": gate.get("metric"), "rows": rows}
 
 
 def campaign(args: argparse.Namespace) -> None:
@@ -160,9 +162,9 @@ def campaign(args: argparse.Namespace) -> None:
 
 def _campaign(args: argparse.Namespace) -> None:
     baseline = str(Path(args.out) / "baseline.json")  # the runner's calibration, both modes
-    code, seconds = _bench("ci", "--calibrate", "--rounds", str(args.rounds), "--baseline",
-                           baseline, "--out", str(Path(args.out) / "calibration"),
-                           *args.bench_args)
+    rounds = ["--rounds", str(args.rounds)] if args.rounds else []
+    code, seconds = _bench("ci", "--calibrate", *rounds, "--baseline", baseline, "--out",
+                           str(Path(args.out) / "calibration"), *args.bench_args)
     print(f"calibration: exit {code} in {seconds:.0f}s", flush=True)
     # --against the commit the campaign started from: HEAD here, the regressed tree's parent there
     extra = ["--baseline", baseline] + (["--against", args.head] if args.mode == "against"
@@ -187,15 +189,18 @@ def summary(jobs: list[dict], mode: str) -> str:
     lines = [f"## gate campaign: {mode} (gated on {metric})", "",
              "| jobs | count | exit 1 (regression) | exit 3 (not gated) | exit 0 | "
              "gate ratio median (min-max) | raw images/s ratio median (min-max) | "
-             "raw-images/s gate: exit 1 / 3 / 0 | job s median |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    for name, js in (("A/A", aa), ("10% slower", slow)):
+             "raw-images/s gate: exit 1 / 3 / 0 | job s median (max) | rounds median (max) |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for name, js in (("A/A", aa), ("slowed", slow)):
         rs, rr = sorted(ratios(js)) or [math.nan], sorted(raw(js)) or [math.nan]
         lines.append(f"| {name} | {len(js)} | {count(js, 1)} | {count(js, 3)} | {count(js, 0)} "
                      f"| {statistics.median(rs):.3f} ({rs[0]:.3f}-{rs[-1]:.3f}) "
                      f"| {statistics.median(rr):.3f} ({rr[0]:.3f}-{rr[-1]:.3f}) "
                      f"| {raw_exits(js, 1)} / {raw_exits(js, 3)} / {raw_exits(js, 0)} "
-                     f"| {statistics.median(j['seconds'] for j in js):.0f} |")
+                     f"| {statistics.median(j['seconds'] for j in js):.0f} "
+                     f"({max(j['seconds'] for j in js):.0f}) "
+                     f"| {statistics.median(j.get('rounds', 0) for j in js):g} "
+                     f"({max(j.get('rounds', 0) for j in js)}) |")
     return "\n".join(lines)
 
 
@@ -213,7 +218,7 @@ def per_config(jobs: list[dict], baseline: Path, mode: str) -> str:
     n = {r["config"]: r.get("n") or ((runs.get(r["config"], 8) if mode == "stored"
                                       else cal["repeats"]), cal["repeats"])
          for j in jobs for r in j["rows"]}
-    lines = ["| configuration | A/A verdicts | 10% slower verdicts | A/A sd of log ratio | "
+    lines = ["| configuration | A/A verdicts | slowed verdicts | A/A sd of log ratio | "
              "calibration predicts |", "|---|---|---|---|---|"]
     for label in sorted({r["config"] for j in jobs for r in j["rows"]}):
         def rows(kind: str, label: str = label) -> list[dict]:
@@ -265,7 +270,8 @@ def main() -> None:
     p.add_argument("mode", choices=("stored", "against", "estimators", "summary"))
     p.add_argument("folder", nargs="?", help="estimators, summary: a campaign's --out folder")
     p.add_argument("--pairs", type=int, default=20)
-    p.add_argument("--rounds", type=int, default=8, help="calibration rounds")
+    p.add_argument("--rounds", type=int, default=None,
+                   help="calibration rounds (default: bench ci's)")
     p.add_argument("--out", default="results/gate-campaign")
     p.add_argument("--regression", choices=("knob", "code"), default="knob",
                    help="knob: BENCH_TEST_SLOWDOWN=0.10; code: a real change in a worktree")

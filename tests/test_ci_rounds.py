@@ -81,7 +81,7 @@ def test_a_round_that_writes_nothing_is_one_line(tmp_path: Path, monkeypatch) ->
 def test_one_process_runs_the_rounds_here(tmp_path: Path, monkeypatch) -> None:
     seen = {}
     monkeypatch.setattr(job, "run_round", lambda *a, **k: pytest.fail("a process started"))
-    monkeypatch.setattr(job, "_run_suite_here", lambda args, rounds: seen.update(r=rounds) or
+    monkeypatch.setattr(job, "_run_suite_here", lambda args, rounds, *_: seen.update(r=rounds) or
                         [{"batch_id": "x"}])
     assert job._run_suite(_args(tmp_path, one_process=True), 4) == [{"batch_id": "x"}]
     assert seen == {"r": 4}

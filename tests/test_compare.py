@@ -251,7 +251,7 @@ def fake_suite(monkeypatch, tmp_path):
     (each repeat 0.5% apart, as an interleaved suite would)."""
     state: dict = {"results": [make_result(ips=1000), make_result("fc", ips=5000)], "calls": []}
 
-    def run_suite(name, *, data_dir, out_dir, device="auto", repeats=1, overrides=None):
+    def run_suite(name, *, data_dir, out_dir, device="auto", repeats=1, overrides=None, **kw):
         state["calls"].append((name, data_dir, out_dir, device, repeats))
         out, batch = [], new_batch_id()
         for r in range(repeats):

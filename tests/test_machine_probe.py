@@ -82,7 +82,7 @@ def machine(monkeypatch, tmp_path):
     whose code may be slower (`state['code']`); runs within a job differ by +-1%."""
     state = {"speed": 1.0, "code": 1.0, "probe": True}
 
-    def run_suite(name, *, data_dir, out_dir, device="auto", repeats=1, overrides=None):
+    def run_suite(name, *, data_dir, out_dir, device="auto", repeats=1, overrides=None, **kw):
         out = []
         for r in range(repeats):
             jitter = 1 + 0.01 * ((-1) ** r)

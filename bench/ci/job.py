@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from bench.defaults import EXIT_UNGATED, MAX_REPEATS, PACKAGE_ROOT
 from bench.errors import BenchError
 from bench.gate.compare import (
     Comparison,
+    MatchRow,
     add_gate_flags,
     compare_runs,
     format_json,
@@ -36,6 +38,7 @@ from bench.gate.compare import (
     parse_alpha,
     parse_threshold,
 )
+from bench.gate.sequential import DECIDED, Looks
 from bench.gate.stats import detectable_slowdown, log_sigma, per_config_alpha, repeats_needed
 from bench.history.gates import write_verdicts
 from bench.history.hooks import add_history_flag, warn_history_flag
@@ -65,8 +68,10 @@ from bench.spec.runspec import add_run_flags
 
 SUITE = "ci"
 BASELINE_DIR = Path(DEFAULT_RESULTS_DIR) / BASELINES_SUBDIR
-DEFAULT_REPEATS = 4
-DEFAULT_CALIBRATION_ROUNDS = 8
+DEFAULT_REPEATS = 4  # rounds before the first look
+DEFAULT_MAX_REPEATS = 12  # rounds at most (the undecided configurations only, after the first)
+DEFAULT_TIME_CAP_S = 300.0  # no round starts that would end the job later than this
+DEFAULT_CALIBRATION_ROUNDS = 16
 ONE_PROCESS = False  # the default of --one-process (True in tests whose suite is in-process)
 
 
@@ -221,6 +226,57 @@ def gate_stored(docs: Sequence[ResultDoc], path: Path, threshold: float, alpha: 
     return _report(cmp, json_out, f"bench ci against {path}")
 
 
+def calibration_df(calibration: dict[str, Any] | None) -> int | None:
+    """Degrees of freedom of the calibrated noise: its fewest A/A runs of a configuration, - 1
+    (None without a calibration, or one that does not say)."""
+    runs = [c.get("runs") for c in (calibration or {}).get("configs", [])]
+    if not runs or not all(isinstance(n, int) and n >= 2 for n in runs):
+        return None
+    return min(runs) - 1
+
+
+def _undecided_models(cmp: Comparison, frozen: dict[Key, MatchRow]) -> list[str]:
+    """The models of the configurations no look has decided yet (their next round's runs)."""
+    return sorted({str(r.key[0]).split("@")[0] for r in cmp.rows if r.key not in frozen})
+
+
+def gate_sequential(args: argparse.Namespace, path: Path, threshold: float,
+                    alpha: float) -> int:
+    """The stored-baseline job: `--repeats` rounds, then a round at a time of the
+    configurations still undecided (`bench.gate.sequential`), each verdict frozen at the look
+    that reached it, until all are decided, `--max-repeats` rounds ran or the next round would
+    end past `--time-cap-s`."""
+    base, calibration = read_baseline(path)
+    base_rows = docs_rows(base)
+    looks = Looks(most=max(1, args.max_repeats - args.repeats + 1),
+                  sigma_df=calibration_df(calibration))
+    batch, started = new_batch_id(), time.monotonic()
+    docs = _run_suite(args, args.repeats, batch)
+    rounds, last = args.repeats, (time.monotonic() - started) / args.repeats
+    frozen: dict[Key, MatchRow] = {}
+    while True:
+        _check_same_device(base, device_of(docs), path)
+        metric = gate_metric(base, docs)
+        cmp = compare_runs(base_rows, docs_rows(docs), threshold, alpha,
+                           noise_table(calibration, metric), metric, looks)
+        frozen.update({r.key: r for r in cmp.rows
+                       if r.verdict in DECIDED and r.key not in frozen})
+        cmp.rows = [frozen.get(r.key, r) for r in cmp.rows]
+        models = _undecided_models(cmp, frozen)
+        elapsed = time.monotonic() - started
+        if (not models or cmp.failed or rounds >= args.max_repeats
+                or elapsed + last > args.time_cap_s):
+            break
+        t0 = time.monotonic()
+        docs += _run_suite(args, 1, batch, models)
+        rounds, last = rounds + 1, time.monotonic() - t0
+    print(f"ci: {rounds} round(s) in {time.monotonic() - started:.0f}s; "
+          f"{len(cmp.rows) - len(models)} of {len(cmp.rows)} configuration(s) decided")
+    cmp.provenance = {"baseline": provenance(base), "candidate": provenance(docs)}
+    _keep_verdicts(args.out, docs, cmp)
+    return _report(cmp, args.json, f"bench ci against {path}")
+
+
 def _baseline_file(args: argparse.Namespace) -> Path:
     """The named --baseline (which must exist), else this device's own file."""
     if args.baseline:
@@ -256,14 +312,17 @@ def _check_gateable(args: argparse.Namespace, noise: dict[Key, float]) -> None:
                          f"or more (default {DEFAULT_REPEATS}), or record one with --calibrate")
 
 
-def _run_suite(args: argparse.Namespace, rounds: int) -> list[ResultDoc]:
-    """`rounds` rounds of the suite, all with one batch id: each in a fresh process (`ci.rounds`
-    says why), or all in this one with `--one-process`; returns their result docs."""
+def _run_suite(args: argparse.Namespace, rounds: int, batch: str | None = None,
+               models: Sequence[str] = ()) -> list[ResultDoc]:
+    """`rounds` rounds of the suite (only `models`' runs, when given), all with the batch id
+    `batch` (default: a new one): each in a fresh process (`ci.rounds` says why), or all in
+    this one with `--one-process`; returns their result docs."""
+    batch = batch or new_batch_id()
     if args.one_process:
-        return _run_suite_here(args, rounds)
+        return _run_suite_here(args, rounds, batch, models)
     suite = str(Path(args.suite).resolve()) if args.suite else SUITE
     spec = RoundSpec(suite, args.device, args.data_dir, args.budget_s, gate=bool(args.suite),
-                     batch_id=new_batch_id())
+                     batch_id=batch, models=tuple(models))
     out = Path(args.out)
     before = set(out.glob("*.json"))
     for r in range(rounds):
@@ -276,14 +335,17 @@ def _run_suite(args: argparse.Namespace, rounds: int) -> list[ResultDoc]:
     return docs
 
 
-def _run_suite_here(args: argparse.Namespace, rounds: int) -> list[ResultDoc]:
+def _run_suite_here(args: argparse.Namespace, rounds: int, batch: str,
+                    models: Sequence[str] = ()) -> list[ResultDoc]:
     from bench.suites.policy import run_suite
 
     overrides = {"budget_s": args.budget_s} if args.budget_s else None
     suite = args.suite or SUITE
-    gate = {"gate": True} if args.suite else {}  # --suite FILE: the runs the file gates
+    extra: dict[str, Any] = {"batch": batch, "gate": bool(args.suite)}  # FILE: its gated runs
+    if models:
+        extra["models"] = tuple(models)
     paths = run_suite(suite, data_dir=args.data_dir, out_dir=args.out, device=args.device,
-                      repeats=rounds, overrides=overrides, **gate)
+                      repeats=rounds, overrides=overrides, **extra)
     docs = [d for p in paths for d in read_docs(p)]
     if not docs:
         raise BenchError(f"suite {suite!r} wrote no results")
@@ -324,6 +386,8 @@ def handler(args: argparse.Namespace) -> int:
 
         cmp = gate_against(args, threshold, alpha, calibration)
         return _report(cmp, args.json, f"bench ci --against {args.against}")
+    if not args.record_baseline and path.exists():
+        return gate_sequential(args, path, threshold, alpha)
     docs = _run_suite(args, args.repeats)
     if not args.baseline:
         path = baseline_path(device_of(docs), _baseline_folder(args))
@@ -349,6 +413,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds, not {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text}")
+    return value
+
+
 def _run_count(text: str) -> int:
     """--repeats and --rounds: 1 to MAX_REPEATS runs per configuration (bench.cli says why),
     checked as the flags are parsed, before any run."""
@@ -364,8 +438,16 @@ def register(sub: Any) -> None:
                        description=__doc__.split("\n\n")[0])
     add_run_flags(p, include=("data_dir", "out", "device", "budget_s"))
     p.add_argument("--repeats", type=_run_count, default=DEFAULT_REPEATS,
-                   help=f"rounds of the suite (runs per configuration; default "
-                   f"{DEFAULT_REPEATS})")
+                   help=f"rounds of the suite before the gate first looks (runs per "
+                   f"configuration; default {DEFAULT_REPEATS})")
+    p.add_argument("--max-repeats", type=_run_count, default=DEFAULT_MAX_REPEATS,
+                   help="with a stored baseline: rounds at most; after --repeats, one round at "
+                   "a time of the configurations still undecided (default "
+                   f"{DEFAULT_MAX_REPEATS}; docs/ci.md)")
+    p.add_argument("--time-cap-s", type=_positive_seconds, default=DEFAULT_TIME_CAP_S,
+                   help="with a stored baseline: start no further round that would end the job "
+                   f"later than this (default {DEFAULT_TIME_CAP_S:g}; --repeats rounds always "
+                   "run)")
     add_gate_flags(p, "slowdown that counts as a regression",
                    "false-alarm rate of one gate run, over all its configurations")
     p.add_argument("--baseline", default=None,

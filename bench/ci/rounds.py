@@ -38,6 +38,7 @@ class RoundSpec:
     budget_s: float | None = None
     gate: bool = False  # a suite file: the runs `bench ci --suite FILE` gates
     batch_id: str | None = None  # the job's: every round's runs carry it
+    models: tuple[str, ...] = ()  # only these models' runs (the configurations undecided)
 
     def command(self, out: Path) -> list[str]:
         cmd = [sys.executable, "-m", "bench", "suite", self.suite, "--repeats", "1",
@@ -50,6 +51,8 @@ class RoundSpec:
             cmd.append("--gate")
         if self.batch_id:
             cmd += ["--batch-id", self.batch_id]
+        if self.models:
+            cmd += ["--models", ",".join(self.models)]
         return cmd
 
 

@@ -34,6 +34,7 @@ from typing import Any
 
 from bench.defaults import EXIT_BAD_INPUT, EXIT_UNGATED
 from bench.errors import BenchError
+from bench.gate.sequential import Looks, decide
 from bench.gate.stats import GateResult, gate, per_config_alpha
 from bench.host import load as hostload
 from bench.results import (
@@ -238,10 +239,12 @@ def _check_same_work(key: Key, base: list[RunRow], cand: list[RunRow]) -> None:
 
 
 def _match(key: Key, base: list[RunRow], cand: list[RunRow], threshold: float, alpha: float,
-           sigma: float | None, metric: str) -> MatchRow:
+           sigma: float | None, metric: str, looks: Looks | None = None) -> MatchRow:
     b, c = _side_stats(base), _side_stats(cand)
+    bv, cv = _values(base, metric), _values(cand, metric)
     try:
-        g = gate(_values(base, metric), _values(cand, metric), threshold, alpha, sigma)
+        g = (decide(bv, cv, threshold, alpha, sigma, looks) if looks
+             else gate(bv, cv, threshold, alpha, sigma))
     except OverflowError:  # finite figures hundreds of orders of magnitude apart
         raise BenchError(term(f"{config_label(key)}: the two sides' {metric} differ by more "
                               "than a float can hold; a damaged or edited file?")) from None
@@ -254,14 +257,15 @@ def _match(key: Key, base: list[RunRow], cand: list[RunRow], threshold: float, a
 
 def compare_runs(base_rows: Sequence[RunRow], cand_rows: Sequence[RunRow], threshold: float,
                  alpha: float = 0.05,
-                   noise: Mapping[Key, float] | None = None,
-                   metric: str = "images_per_s") -> Comparison:
+                 noise: Mapping[Key, float] | None = None,
+                 metric: str = "images_per_s", looks: Looks | None = None) -> Comparison:
     """Compare two sets of runs (flat rows, `results.flatten`). Pure: no I/O.
 
     `alpha` is the false-alarm rate of the whole comparison; `noise` maps a configuration key
     to its calibrated run-to-run sigma (log scale) of `metric`, where `bench ci --calibrate`
     measured one. `metric` is the per-run figure the verdict is on: images/s, or for a stored
     baseline `images_per_probe` (images/s over the machine's speed, bench/measure/probe.py).
+    `looks`: one look of a sequential job (`bench.gate.sequential`), else the fixed test.
     """
     base, base_skip = _split(base_rows, "baseline", metric)
     cand, cand_skip = _split(cand_rows, "candidate", metric)
@@ -273,7 +277,7 @@ def compare_runs(base_rows: Sequence[RunRow], cand_rows: Sequence[RunRow], thres
     for key in matched:
         _check_same_work(key, base[key], cand[key])
         out.rows.append(_match(key, base[key], cand[key], threshold, per_config,
-                               (noise or {}).get(key), metric))
+                               (noise or {}).get(key), metric, looks))
     out.only_base = sorted(config_label(k) for k in base.keys() - cand.keys())
     out.only_cand = sorted(config_label(k) for k in cand.keys() - base.keys())
     out.failed = sorted(config_label(k) for k in base.keys() & (cand_skip.keys() - cand.keys()))

@@ -45,17 +45,22 @@ class GateResult:
     n_cand: int
 
 
-def _quantiles(alpha: float, df: int | None) -> tuple[float, float]:
-    """(q_{1-alpha}, q_{POWER}) of the normal (df None) or Student t distribution."""
+def quantile(p: float, df: int | None) -> float:
+    """The p-quantile of the normal (df None) or Student t distribution."""
     if df is None:
-        nd = statistics.NormalDist()
-        return nd.inv_cdf(1 - alpha), nd.inv_cdf(POWER)
+        return statistics.NormalDist().inv_cdf(p)
     from scipy.stats import t
 
-    return float(t.ppf(1 - alpha, df)), float(t.ppf(POWER, df))
+    return float(t.ppf(p, df))
 
 
-def _cdf(x: float, df: int | None) -> float:
+def _quantiles(alpha: float, df: int | None) -> tuple[float, float]:
+    """(q_{1-alpha}, q_{POWER}) of the normal (df None) or Student t distribution."""
+    return quantile(1 - alpha, df), quantile(POWER, df)
+
+
+def t_cdf(x: float, df: int | None) -> float:
+    """The normal (df None) or Student t distribution function."""
     if df is None:
         return statistics.NormalDist().cdf(x)
     from scipy.stats import t
@@ -105,7 +110,7 @@ def gate(base: Sequence[float], cand: Sequence[float], threshold: float, alpha: 
     q_a, q_b = _quantiles(alpha, df)
     detectable = -math.expm1(-(q_a + q_b) * se)
     result = dict(ratio=math.exp(d), low=math.exp(d - q_a * se), high=math.exp(d + q_a * se),
-                  p_slower=_cdf(d / se, df), detectable=detectable, noise=sigma,
+                  p_slower=t_cdf(d / se, df), detectable=detectable, noise=sigma,
                   noise_source=source, n_base=nb, n_cand=nc, needed_repeats=None)
     verdict = _verdict(result, threshold, sigma, alpha)  # sets needed_repeats when not gated
     return GateResult(**result, verdict=verdict)

@@ -423,7 +423,7 @@ def _run_one(name: str, c: RunConfig, dev: torch.device, paths: list[Path]) -> s
 def run_suite(name: str, *, data_dir: str | None, out_dir: str, device: str = DEVICE,
               repeats: int = 1, overrides: dict | None = None, quiet: bool = False,
               progress: bool = True, download: bool = False, gate: bool = False,
-              batch: str | None = None) -> list[Path]:
+              batch: str | None = None, models: Sequence[str] | None = None) -> list[Path]:
     """Run every configuration of a suite `repeats` times (each repeat its own seed).
 
     Repeats are interleaved (A B C A B C, not A A A B B B) so that slow drift of the machine
@@ -432,12 +432,16 @@ def run_suite(name: str, *, data_dir: str | None, out_dir: str, device: str = DE
     config (`isolated`). A missing dataset is downloaded only with `download`, once, before
     the first run; without it the runs use its synthetic twin, for throughput only. `name`
     may be a suite file (`gate`: the runs `bench ci --suite FILE` gates), named by its stem.
-    `batch`: the batch id of a job whose rounds run in several processes (`bench ci`).
+    `batch`: the batch id of a job whose rounds run in several processes (`bench ci`);
+    `models`: only these models' configurations (its later rounds: the undecided ones).
     """
     dev = devmod.resolve_device(device)  # a GPU torch cannot use stops here, in one line
     cfgs, what, missing = planned_configs(name, dev.type == "cuda", data_dir, download, gate)
     name = suite_label(name)
-    cfgs = [replace(c, **(overrides or {})) for c in cfgs]
+    cfgs = [replace(c, **(overrides or {})) for c in cfgs if models is None or c.model in models]
+    if not cfgs:
+        raise BenchError(f"suite {name}: none of its configurations is of the models "
+                         f"{', '.join(models or ())}")
     _check_toolchain(cfgs, dev)
     print(f"suite {name}: {what}", file=sys.stderr)
     _ensure_peak(device)
