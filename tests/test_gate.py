@@ -4,6 +4,7 @@ and the `--against` worktree flow on a tiny repository."""
 from __future__ import annotations
 
 import json
+import math
 import random
 import subprocess
 import sys
@@ -221,7 +222,7 @@ def test_against_alternates_in_a_worktree(tiny_repo: Path, tmp_path: Path, monke
     script.write_text(_FAKE_ROUND)
     root = Path(__file__).resolve().parent.parent
     monkeypatch.setattr(against, "checkout_root", lambda: tiny_repo)
-    monkeypatch.setattr(against, "_side_command", lambda args, out: [
+    monkeypatch.setattr(against, "_side_command", lambda args, out, *_: [
         sys.executable, str(script), str(out), str(log)])
     monkeypatch.setenv("PYTHONPATH", str(root))
     monkeypatch.setenv(throughput.SLOWDOWN_ENV, "0.10")
@@ -247,7 +248,7 @@ def test_against_gates_on_the_probe_when_both_sides_have_it(tiny_repo: Path, tmp
     script = tmp_path / "fake_round.py"
     script.write_text(_FAKE_ROUND)
     monkeypatch.setattr(against, "checkout_root", lambda: tiny_repo)
-    monkeypatch.setattr(against, "_side_command", lambda args, out: [
+    monkeypatch.setattr(against, "_side_command", lambda args, out, *_: [
         sys.executable, str(script), str(out), str(tmp_path / "rounds.log")])
     monkeypatch.setenv("PYTHONPATH", str(Path(__file__).resolve().parent.parent))
     monkeypatch.setenv("FAKE_DRIFT", "1")
@@ -274,6 +275,32 @@ def test_against_bad_input(tiny_repo: Path, monkeypatch) -> None:
         against.require_clean(tiny_repo)
     assert against.round_order(2) == [(0, "baseline"), (0, "candidate"), (1, "candidate"),
                                       (1, "baseline")]
+    assert against.round_order(1, start=3) == [(3, "candidate"), (3, "baseline")]
+
+
+def test_against_is_sequential_with_caps(tiny_repo: Path, tmp_path: Path, monkeypatch,
+                                         capsys) -> None:
+    """With caps, a decided job stops at its first look; an older REF (no `bench suite
+    --models`) gets the whole suite in any extra round."""
+    import argparse
+
+    from bench.ci.looks import Caps
+
+    log = tmp_path / "rounds.log"
+    script = tmp_path / "fake_round.py"
+    script.write_text(_FAKE_ROUND)
+    monkeypatch.setattr(against, "checkout_root", lambda: tiny_repo)
+    monkeypatch.setattr(against, "_side_command", lambda args, out, *_: [
+        sys.executable, str(script), str(out), str(log)])
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).resolve().parent.parent))
+    args = argparse.Namespace(against="HEAD~1", repeats=2, out=str(tmp_path / "out"),
+                              device="cpu", data_dir=None, budget_s=None)
+    cmp = against.gate_against(args, 0.05, 0.05, None, Caps(2, 6, math.inf))
+    assert len(log.read_text().splitlines()) == 4  # 2 pairs: decided at the first look
+    assert all(r.verdict == "regression" for r in cmp.rows)
+    assert "ci: 2 round(s)" in capsys.readouterr().out
+    assert not against.knows_models(tiny_repo)
+    assert against.knows_models(Path(__file__).resolve().parent.parent)
 
 
 def test_baseline_of_a_newer_format_is_bad_input(tmp_path: Path) -> None:

@@ -21,6 +21,7 @@ it running. The temporary folder holds the owner's pid; the next `--against` rem
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import shutil
 import subprocess
@@ -30,6 +31,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from bench.ci.looks import Caps, run_looks
 from bench.ci.rounds import RoundSpec, run_round
 from bench.defaults import PACKAGE_ROOT
 from bench.errors import BenchError
@@ -149,28 +151,42 @@ def _make_tmp() -> Path:
     return tmp
 
 
-def _side_command(args: argparse.Namespace, out: Path) -> list[str]:
-    """A round of the ci suite, the same command in both trees."""
-    return RoundSpec("ci", args.device, args.data_dir, args.budget_s).command(out)
+def _side_command(args: argparse.Namespace, out: Path, models: Sequence[str] = ()
+                  ) -> list[str]:
+    """A round of the ci suite (only `models`' runs, when given), the same in both trees."""
+    spec = RoundSpec("ci", args.device, args.data_dir, args.budget_s, models=tuple(models))
+    return spec.command(out)
 
 
-def round_order(rounds: int) -> list[tuple[int, str]]:
-    """(round, side) in ABBA order: B C C B B C ..."""
+def knows_models(tree: Path) -> bool:
+    """Whether the tree's `bench suite` takes `--models` (this change on): an older REF's
+    extra rounds run the whole suite on both sides instead."""
+    try:
+        return '"--models"' in (tree / "bench" / "cli.py").read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
+def round_order(rounds: int, start: int = 0) -> list[tuple[int, str]]:
+    """(round, side) in ABBA order: B C C B B C ... (from round `start` on)."""
     order = []
-    for r in range(rounds):
+    for r in range(start, start + rounds):
         sides = ("baseline", "candidate") if r % 2 == 0 else ("candidate", "baseline")
         order += [(r, s) for s in sides]
     return order
 
 
-def measure_alternately(trees: dict[str, Path], args: argparse.Namespace, out: Path
-                        ) -> dict[str, list]:
-    """Run the rounds; returns each side's result docs."""
+def measure_alternately(trees: dict[str, Path], args: argparse.Namespace, out: Path,
+                        rounds: int | None = None, start: int = 0,
+                        models: Sequence[str] = ()) -> dict[str, list]:
+    """Run `rounds` rounds (default --repeats) from round `start` on, of `models` only when
+    given; returns each side's result docs so far (all rounds under `out`)."""
     base_env = {k: v for k, v in os.environ.items() if k != SLOWDOWN_ENV}
     envs = {"baseline": base_env, "candidate": dict(os.environ)}
-    for r, side in round_order(args.repeats):
-        run_round(trees[side], _side_command(args, out / side / f"round{r}"), envs[side],
-                  f"--against: the {side} round {r + 1}")
+    models = models if all(knows_models(t) for t in trees.values()) else ()
+    for r, side in round_order(args.repeats if rounds is None else rounds, start):
+        run_round(trees[side], _side_command(args, out / side / f"round{r}", models),
+                  envs[side], f"--against: the {side} round {r + 1}")
     docs = {side: load_docs([out / side]) if (out / side).exists() else [] for side in trees}
     for side, found in docs.items():
         if not found:
@@ -179,14 +195,13 @@ def measure_alternately(trees: dict[str, Path], args: argparse.Namespace, out: P
 
 
 def gate_against(args: argparse.Namespace, threshold: float, alpha: float,
-                 calibration: dict | None = None) -> Comparison:
+                 calibration: dict | None = None, caps: Caps | None = None) -> Comparison:
     """Check REF out, measure both trees alternately, compare (one device, same job).
 
     The figure is the stored gate's (`metric.gate_metric`): images/s ÷ probe when both sides ran
     the same probe version, since the machine's speed also wanders between rounds of one job;
-    the noise is `calibration`'s for that figure, else estimated from the rounds."""
-    from bench.ci.metric import gate_metric, noise_table
-
+    the noise is `calibration`'s for that figure, else estimated from the rounds. With `caps`
+    the job is sequential (`ci.looks`): a round is a pair, one round of each side."""
     repo = checkout_root()
     sha = resolve_ref(repo, args.against)
     require_clean(repo)
@@ -202,14 +217,38 @@ def gate_against(args: argparse.Namespace, threshold: float, alpha: float,
         tree = tmp / "baseline"
         _git(repo, "worktree", "add", "--detach", "--quiet", str(tree), sha)
         try:
-            docs = measure_alternately({"baseline": tree, "candidate": repo}, args, out)
+            cmp = _measure_and_gate({"baseline": tree, "candidate": repo}, args, out,
+                                    (threshold, alpha, calibration),
+                                    caps or Caps(args.repeats, args.repeats, math.inf))
         finally:
             _remove_worktree(repo, tree)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    metric = gate_metric(docs["baseline"], docs["candidate"])
-    cmp = compare_runs(docs_rows(docs["baseline"]), docs_rows(docs["candidate"]),
-                         threshold, alpha, noise_table(calibration, metric), metric)
+    return cmp
+
+
+def _measure_and_gate(trees: dict[str, Path], args: argparse.Namespace, out: Path,
+                      gate: tuple[float, float, dict | None], caps: Caps) -> Comparison:
+    from bench.ci.metric import calibration_df, gate_metric, noise_table
+
+    threshold, alpha, calibration = gate
+    looks = caps.looks(calibration_df(calibration), base_in_job=True)
+    docs: dict[str, list] = {}
+    done = [0]  # rounds so far
+
+    def measure(rounds: int, models: Sequence[str]) -> None:
+        docs.update(measure_alternately(trees, args, out, rounds, done[0], models))
+        done[0] += rounds
+
+    def look() -> Comparison:
+        metric = gate_metric(docs["baseline"], docs["candidate"])
+        return compare_runs(docs_rows(docs["baseline"]), docs_rows(docs["candidate"]),
+                            threshold, alpha, noise_table(calibration, metric), metric, looks)
+
+    outcome = run_looks(measure, look, caps)
+    if looks:
+        print(outcome.line())
+    cmp = outcome.comparison
     cmp.provenance = {side: provenance(docs[side]) for side in ("baseline", "candidate")}
     return cmp
 

@@ -18,18 +18,17 @@ from __future__ import annotations
 
 import argparse
 import os
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.ci.metric import METRIC_NAMES, RAW, gate_metric, noise_table
+from bench.ci.looks import Caps, run_looks
+from bench.ci.metric import METRIC_NAMES, RAW, calibration_df, gate_metric, noise_table
 from bench.ci.rounds import RoundSpec, run_round
 from bench.defaults import EXIT_UNGATED, MAX_REPEATS, PACKAGE_ROOT
 from bench.errors import BenchError
 from bench.gate.compare import (
     Comparison,
-    MatchRow,
     add_gate_flags,
     compare_runs,
     format_json,
@@ -38,7 +37,6 @@ from bench.gate.compare import (
     parse_alpha,
     parse_threshold,
 )
-from bench.gate.sequential import DECIDED, Looks
 from bench.gate.stats import detectable_slowdown, log_sigma, per_config_alpha, repeats_needed
 from bench.history.gates import write_verdicts
 from bench.history.hooks import add_history_flag, warn_history_flag
@@ -226,52 +224,34 @@ def gate_stored(docs: Sequence[ResultDoc], path: Path, threshold: float, alpha: 
     return _report(cmp, json_out, f"bench ci against {path}")
 
 
-def calibration_df(calibration: dict[str, Any] | None) -> int | None:
-    """Degrees of freedom of the calibrated noise: its fewest A/A runs of a configuration, - 1
-    (None without a calibration, or one that does not say)."""
-    runs = [c.get("runs") for c in (calibration or {}).get("configs", [])]
-    if not runs or not all(isinstance(n, int) and n >= 2 for n in runs):
-        return None
-    return min(runs) - 1
-
-
-def _undecided_models(cmp: Comparison, frozen: dict[Key, MatchRow]) -> list[str]:
-    """The models of the configurations no look has decided yet (their next round's runs)."""
-    return sorted({str(r.key[0]).split("@")[0] for r in cmp.rows if r.key not in frozen})
+def caps_of(args: argparse.Namespace) -> Caps:
+    """The job's round and time caps, from its flags."""
+    return Caps(first=args.repeats, most=max(args.repeats, args.max_repeats),
+                time_cap_s=args.time_cap_s)
 
 
 def gate_sequential(args: argparse.Namespace, path: Path, threshold: float,
                     alpha: float) -> int:
-    """The stored-baseline job: `--repeats` rounds, then a round at a time of the
-    configurations still undecided (`bench.gate.sequential`), each verdict frozen at the look
-    that reached it, until all are decided, `--max-repeats` rounds ran or the next round would
-    end past `--time-cap-s`."""
+    """The stored-baseline job: rounds until each configuration is decided or a cap is
+    reached (`ci.looks`), gated against the baseline at `path`."""
     base, calibration = read_baseline(path)
     base_rows = docs_rows(base)
-    looks = Looks(most=max(1, args.max_repeats - args.repeats + 1),
-                  sigma_df=calibration_df(calibration))
-    batch, started = new_batch_id(), time.monotonic()
-    docs = _run_suite(args, args.repeats, batch)
-    rounds, last = args.repeats, (time.monotonic() - started) / args.repeats
-    frozen: dict[Key, MatchRow] = {}
-    while True:
+    caps, batch = caps_of(args), new_batch_id()
+    looks = caps.looks(calibration_df(calibration))
+    docs: list[ResultDoc] = []
+
+    def measure(rounds: int, models: Sequence[str]) -> None:
+        docs.extend(_run_suite(args, rounds, batch, models))
+
+    def look() -> Comparison:
         _check_same_device(base, device_of(docs), path)
         metric = gate_metric(base, docs)
-        cmp = compare_runs(base_rows, docs_rows(docs), threshold, alpha,
-                           noise_table(calibration, metric), metric, looks)
-        frozen.update({r.key: r for r in cmp.rows
-                       if r.verdict in DECIDED and r.key not in frozen})
-        cmp.rows = [frozen.get(r.key, r) for r in cmp.rows]
-        models = _undecided_models(cmp, frozen)
-        elapsed = time.monotonic() - started
-        if (not models or cmp.failed or rounds >= args.max_repeats
-                or elapsed + last > args.time_cap_s):
-            break
-        t0 = time.monotonic()
-        docs += _run_suite(args, 1, batch, models)
-        rounds, last = rounds + 1, time.monotonic() - t0
-    print(f"ci: {rounds} round(s) in {time.monotonic() - started:.0f}s; "
-          f"{len(cmp.rows) - len(models)} of {len(cmp.rows)} configuration(s) decided")
+        return compare_runs(base_rows, docs_rows(docs), threshold, alpha,
+                            noise_table(calibration, metric), metric, looks)
+
+    outcome = run_looks(measure, look, caps)
+    print(outcome.line())
+    cmp = outcome.comparison
     cmp.provenance = {"baseline": provenance(base), "candidate": provenance(docs)}
     _keep_verdicts(args.out, docs, cmp)
     return _report(cmp, args.json, f"bench ci against {path}")
@@ -384,7 +364,7 @@ def handler(args: argparse.Namespace) -> int:
     if args.against:
         from bench.ci.against import gate_against
 
-        cmp = gate_against(args, threshold, alpha, calibration)
+        cmp = gate_against(args, threshold, alpha, calibration, caps_of(args))
         return _report(cmp, args.json, f"bench ci --against {args.against}")
     if not args.record_baseline and path.exists():
         return gate_sequential(args, path, threshold, alpha)
@@ -441,11 +421,11 @@ def register(sub: Any) -> None:
                    help=f"rounds of the suite before the gate first looks (runs per "
                    f"configuration; default {DEFAULT_REPEATS})")
     p.add_argument("--max-repeats", type=_run_count, default=DEFAULT_MAX_REPEATS,
-                   help="with a stored baseline: rounds at most; after --repeats, one round at "
+                   help="rounds at most (with --against: pairs); after --repeats, one round at "
                    "a time of the configurations still undecided (default "
                    f"{DEFAULT_MAX_REPEATS}; docs/ci.md)")
     p.add_argument("--time-cap-s", type=_positive_seconds, default=DEFAULT_TIME_CAP_S,
-                   help="with a stored baseline: start no further round that would end the job "
+                   help="start no further round that would end the job "
                    f"later than this (default {DEFAULT_TIME_CAP_S:g}; --repeats rounds always "
                    "run)")
     add_gate_flags(p, "slowdown that counts as a regression",

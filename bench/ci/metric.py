@@ -42,4 +42,13 @@ def noise_table(calibration: dict[str, Any] | None, metric: str = RAW) -> dict[K
                          "--calibrate") from None
 
 
+def calibration_df(calibration: dict[str, Any] | None) -> int | None:
+    """Degrees of freedom of the calibrated noise: its fewest A/A runs of a configuration, - 1
+    (None without a calibration, or one that does not say)."""
+    runs = [c.get("runs") for c in (calibration or {}).get("configs", [])]
+    if not runs or not all(isinstance(n, int) and n >= 2 for n in runs):
+        return None
+    return min(runs) - 1
+
+
 METRIC_NAMES = {RAW: "images/s", PROBED: "images/s ÷ probe"}

@@ -47,10 +47,13 @@ DECIDED = ("regression", "faster", "ok")
 @dataclass(frozen=True)
 class Looks:
     """How a sequential job looks at its data: `most` looks at most (alpha is split over them),
-    and the calibrated sigma's degrees of freedom (its A/A runs - 1; None: take it as known)."""
+    the calibrated sigma's degrees of freedom (its A/A runs - 1; None: take it as known), and
+    whether the baseline's runs are this job's too (`--against`: their spread joins the pooled
+    noise; a stored baseline's runs are the calibration itself, counted once)."""
 
     most: int
     sigma_df: int | None = None
+    base_in_job: bool = False
 
 
 def _noise(bl: list[float], cl: list[float], sigma: float | None, looks: Looks
@@ -59,10 +62,11 @@ def _noise(bl: list[float], cl: list[float], sigma: float | None, looks: Looks
     if sigma is None:
         s, df = pooled_sigma(bl, cl)
         return (s, df, "repeats") if df >= 1 and s > 0 else None
-    if looks.sigma_df is None or len(cl) < 2:
+    sides = [cl, bl] if looks.base_in_job else [cl]
+    if looks.sigma_df is None or all(len(side) < 2 for side in sides):
         return sigma, looks.sigma_df, "calibrated"
-    ss = sum((x - statistics.fmean(cl)) ** 2 for x in cl)
-    df = looks.sigma_df + len(cl) - 1
+    ss = sum((x - statistics.fmean(side)) ** 2 for side in sides for x in side)
+    df = looks.sigma_df + sum(len(side) - 1 for side in sides)
     return math.sqrt((looks.sigma_df * sigma ** 2 + ss) / df), df, "calibrated+job"
 
 
