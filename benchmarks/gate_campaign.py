@@ -71,8 +71,9 @@ def _raw_gate(out: Path, baseline: Path, against: bool) -> int:
     from bench.gate.compare import compare_runs
     from bench.results import docs_rows, expand_paths, read_baseline, read_result
 
-    def docs(folder: Path) -> list[dict]:
-        return [read_result(p) for p in expand_paths([str(folder)]) if p.name[:1].isdigit()]
+    def docs(folder: Path) -> list[dict]:  # the runs only: not gate.json, nor gates/ verdicts
+        return [read_result(p) for p in expand_paths([str(folder)])
+                if p.name[:1].isdigit() and p.parent.name != "gates"]
 
     stored, cal = read_baseline(baseline)
     if against:  # one job's rounds: out/against/<stamp>/{baseline,candidate}/
@@ -163,9 +164,12 @@ def campaign(args: argparse.Namespace) -> None:
 def _campaign(args: argparse.Namespace) -> None:
     baseline = str(Path(args.out) / "baseline.json")  # the runner's calibration, both modes
     rounds = ["--rounds", str(args.rounds)] if args.rounds else []
-    code, seconds = _bench("ci", "--calibrate", *rounds, "--baseline", baseline, "--out",
-                           str(Path(args.out) / "calibration"), *args.bench_args)
-    print(f"calibration: exit {code} in {seconds:.0f}s", flush=True)
+    if args.keep_calibration and Path(baseline).exists():
+        print(f"calibration: kept {baseline}", flush=True)
+    else:
+        code, seconds = _bench("ci", "--calibrate", *rounds, "--baseline", baseline, "--out",
+                               str(Path(args.out) / "calibration"), *args.bench_args)
+        print(f"calibration: exit {code} in {seconds:.0f}s", flush=True)
     # --against the commit the campaign started from: HEAD here, the regressed tree's parent there
     extra = ["--baseline", baseline] + (["--against", args.head] if args.mode == "against"
                                         else [])
@@ -245,7 +249,8 @@ def estimators(folder: str) -> None:
     from bench.results import config_label, expand_paths, read_result, run_key
 
     per: dict[tuple[str, str], list[float]] = {}
-    paths = [p for p in expand_paths([folder]) if p.name[:1].isdigit()]  # not gate/jobs.json
+    paths = [p for p in expand_paths([folder])  # the runs: not gate.json, jobs.json, gates/
+             if p.name[:1].isdigit() and p.parent.name != "gates"]
     for doc in map(read_result, paths):
         if doc.get("status") != "ok" or (doc.get("config") or {}).get("measure") != "throughput":
             continue
@@ -273,6 +278,8 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=None,
                    help="calibration rounds (default: bench ci's)")
     p.add_argument("--out", default="results/gate-campaign")
+    p.add_argument("--keep-calibration", action="store_true",
+                   help="reuse the calibration already in --out (an interrupted campaign)")
     p.add_argument("--regression", choices=("knob", "code"), default="knob",
                    help="knob: BENCH_TEST_SLOWDOWN=0.10; code: a real change in a worktree")
     p.add_argument("--neighbour", choices=("steady", "periodic", "random"), default=None,
