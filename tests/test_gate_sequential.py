@@ -177,3 +177,12 @@ def test_bad_caps_are_one_line(flag: str, capsys) -> None:
 def test_suite_models_flag_is_checked(capsys) -> None:
     assert cli.main(["suite", "ci", "--models", ",,"]) == 2
     assert "model names" in capsys.readouterr().err
+
+
+def test_a_suite_of_none_of_the_models_is_one_error(tmp_path: Path) -> None:
+    from bench.errors import BenchError
+    from bench.suites import policy
+
+    with pytest.raises(BenchError, match="none of its configurations"):
+        policy.run_suite("ci", data_dir=None, out_dir=str(tmp_path), device="cpu",
+                         models=("no-such-model",))

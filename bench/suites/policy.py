@@ -439,7 +439,7 @@ def run_suite(name: str, *, data_dir: str | None, out_dir: str, device: str = DE
     cfgs, what, missing = planned_configs(name, dev.type == "cuda", data_dir, download, gate)
     name = suite_label(name)
     cfgs = [replace(c, **(overrides or {})) for c in cfgs if models is None or c.model in models]
-    if not cfgs:
+    if models is not None and not cfgs:
         raise BenchError(f"suite {name}: none of its configurations is of the models "
                          f"{', '.join(models or ())}")
     _check_toolchain(cfgs, dev)
