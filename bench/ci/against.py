@@ -234,11 +234,12 @@ def _measure_and_gate(trees: dict[str, Path], args: argparse.Namespace, out: Pat
     threshold, alpha, calibration = gate
     looks = caps.looks(calibration_df(calibration), base_in_job=True)
     docs: dict[str, list] = {}
-    done = [0]  # rounds so far
+    done = 0  # rounds so far (the ABBA order goes on from there)
 
     def measure(rounds: int, models: Sequence[str]) -> None:
-        docs.update(measure_alternately(trees, args, out, rounds, done[0], models))
-        done[0] += rounds
+        nonlocal done
+        docs.update(measure_alternately(trees, args, out, rounds, done, models))
+        done += rounds
 
     def look() -> Comparison:
         metric = gate_metric(docs["baseline"], docs["candidate"])

@@ -199,29 +199,17 @@ def _keep_verdicts(store: str | None, docs: Sequence[ResultDoc], cmp: Comparison
         write_verdicts(store, batch, cmp)
 
 
-def gate_stored(docs: Sequence[ResultDoc], path: Path, threshold: float, alpha: float,
-                json_out: str | None, named: bool, store: str | None = None) -> int:
-    """Compare this job's runs with the stored baseline at `path`; the verdicts go to the
-    result store `store` beside the runs."""
+def report_no_baseline(docs: Sequence[ResultDoc], path: Path) -> int:
+    """A job with no baseline at `path` (the device's default; a named one must exist): its
+    runs are printed and it could not gate (exit 3; 1 when runs failed), never a pass."""
     label = device_of(docs)
-    if not path.exists():
-        if named:
-            raise BenchError(f"--baseline {path}: no such file")
-        msg = ("no baseline for {} at {}: could not gate (record one with "
-               "`bench ci --calibrate` or `make bench-baseline`)")
-        print(term(msg.format(label, path)))
-        for f in _failures(docs):
-            print(term(f"failed: {f}"))
-        append_step_summary(_results_markdown(docs, msg.format(md(label), md(path))))
-        return 1 if _failures(docs) else EXIT_UNGATED
-    base, calibration = read_baseline(path)
-    _check_same_device(base, label, path)
-    metric = gate_metric(base, docs)
-    cmp = compare_runs(docs_rows(base), docs_rows(docs), threshold, alpha,
-                         noise_table(calibration, metric), metric)
-    cmp.provenance = {"baseline": provenance(base), "candidate": provenance(docs)}
-    _keep_verdicts(store, docs, cmp)
-    return _report(cmp, json_out, f"bench ci against {path}")
+    msg = ("no baseline for {} at {}: could not gate (record one with "
+           "`bench ci --calibrate` or `make bench-baseline`)")
+    print(term(msg.format(label, path)))
+    for f in _failures(docs):
+        print(term(f"failed: {f}"))
+    append_step_summary(_results_markdown(docs, msg.format(md(label), md(path))))
+    return 1 if _failures(docs) else EXIT_UNGATED
 
 
 def caps_of(args: argparse.Namespace) -> Caps:
@@ -230,17 +218,22 @@ def caps_of(args: argparse.Namespace) -> Caps:
                 time_cap_s=args.time_cap_s)
 
 
-def gate_sequential(args: argparse.Namespace, path: Path, threshold: float,
-                    alpha: float) -> int:
+def gate_sequential(args: argparse.Namespace, path: Path, threshold: float, alpha: float,
+                    first: Sequence[ResultDoc] = ()) -> int:
     """The stored-baseline job: rounds until each configuration is decided or a cap is
-    reached (`ci.looks`), gated against the baseline at `path`."""
+    reached (`ci.looks`), gated against the baseline at `path`. `first`: the first rounds,
+    when they ran already (their device's baseline was found only from their results)."""
     base, calibration = read_baseline(path)
     base_rows = docs_rows(base)
-    caps, batch = caps_of(args), new_batch_id()
+    caps = caps_of(args)
+    batch = next((d["batch_id"] for d in first if isinstance(d.get("batch_id"), str)),
+                 new_batch_id())
     looks = caps.looks(calibration_df(calibration))
-    docs: list[ResultDoc] = []
+    docs: list[ResultDoc] = list(first)
 
     def measure(rounds: int, models: Sequence[str]) -> None:
+        if docs and not models:  # the first rounds, measured before the baseline was known
+            return
         docs.extend(_run_suite(args, rounds, batch, models))
 
     def look() -> Comparison:
@@ -379,8 +372,9 @@ def handler(args: argparse.Namespace) -> int:
         append_step_summary(_results_markdown(docs, msg.format(len(docs), md(device_of(docs)),
                                                                md(path), md(runs))))
         return 0
-    return gate_stored(docs, path, threshold, alpha, args.json, named=bool(args.baseline),
-                       store=args.out)
+    if path.exists():  # the runs' device has a baseline after all: gate them on it
+        return gate_sequential(args, path, threshold, alpha, first=docs)
+    return report_no_baseline(docs, path)
 
 
 def _positive_int(text: str) -> int:
@@ -454,5 +448,5 @@ def register(sub: Any) -> None:
     p.set_defaults(func=handler, one_process=ONE_PROCESS)
 
 
-__all__ = ["baseline_path", "calibration_of", "gate_stored", "handler", "noise_table",
-           "record_baseline", "register"]
+__all__ = ["baseline_path", "calibration_of", "gate_sequential", "handler", "noise_table",
+           "record_baseline", "register", "report_no_baseline"]
