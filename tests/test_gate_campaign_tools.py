@@ -1,8 +1,10 @@
-"""The gate campaign's tools: the neighbour's profiles and the real regression's worktree."""
+"""The gate campaign's tools: the neighbour's profiles, the real regression's worktree and the
+twin-probe pilot's reading."""
 
 from __future__ import annotations
 
 import itertools
+import json
 import subprocess
 import sys
 import time
@@ -15,6 +17,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import gate_campaign  # noqa: E402
 import neighbour  # noqa: E402
+import twin_probe  # noqa: E402
 
 
 def test_periodic_spells_alternate_busy_and_idle() -> None:
@@ -57,3 +60,18 @@ def test_the_regressed_tree_runs_an_extra_forward_in_every_step() -> None:
                              text=True, timeout=120)
         assert out.stdout.strip() == "[9, 3]", out.stderr
     assert not tree.exists()
+
+
+def test_the_twin_pilot_reads_spread_and_shift(tmp_path: Path, capsys: pytest.CaptureFixture
+                                               ) -> None:
+    """A twin that moves with the model cancels a neighbour's shift the probe does not."""
+    for rep, (cond, speed) in enumerate([("quiet", 1.0), ("quiet", 1.0), ("steady", 0.8),
+                                         ("steady", 0.8)]):
+        rows = [[1000 * speed, 50.0, 10 * speed]] * 5  # images/s, probe rate, twin rate
+        (tmp_path / f"{cond}-cnn-{rep:02d}.json").write_text(
+            json.dumps({"model": "cnn", "threads": 1, "rows": rows}))
+    twin_probe.read(tmp_path)
+    lines = {line.split(" | ")[2]: line for line in capsys.readouterr().out.splitlines()
+             if line.startswith("| cnn")}
+    assert "steady -20.0%" in lines["images/s"] and "steady -20.0%" in lines["÷ probe"]
+    assert "steady +0.0%" in lines["÷ twin"] and "| 0.0% |" in lines["÷ twin"]
