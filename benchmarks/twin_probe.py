@@ -44,12 +44,13 @@ def measure(model_name: str, out: str) -> None:
     import torch
     import torch.nn.functional as F
 
+    from bench.host.device import synchronize
     from bench.measure import runner
     from bench.measure.engine import autocast_context, endless
     from bench.measure.probe import ReferenceProbe
-    from bench.suites.policy import _ci
+    from bench.suites.policy import suite_configs
 
-    cfg = next(c for c in _ci(False)[0] if c.model == model_name)
+    cfg = next(c for c in suite_configs("ci", on_gpu=False)[0] if c.model == model_name)
     plan = runner.resolve(cfg)
     built = runner.build(plan)
     batches = endless(built.train_loader)
@@ -69,6 +70,15 @@ def measure(model_name: str, out: str) -> None:
             n += 1
         return n
 
+    def timed(n: int, fn) -> float:
+        """Seconds for n calls, the device synced at both edges."""
+        synchronize(plan.device)
+        start = time.perf_counter()
+        for _ in range(n):
+            fn()
+        synchronize(plan.device)
+        return time.perf_counter() - start
+
     steps_in(1.0, lambda: (built.step(*next(batches)), twin_step()))  # warm-up, untimed
     train_n = max(3, round(0.1 / (0.3 / steps_in(0.3, lambda: built.step(*next(batches))))))
     twin_n = max(2, round(0.025 / (0.2 / steps_in(0.2, twin_step))))
@@ -76,15 +86,9 @@ def measure(model_name: str, out: str) -> None:
     probe.calibrate(0.025)
     rows = []
     for _ in range(WINDOWS):
-        start = time.perf_counter()
-        for _ in range(train_n):
-            built.step(*next(batches))
-        images_per_s = train_n * x0.shape[0] / (time.perf_counter() - start)
+        images_per_s = train_n * x0.shape[0] / timed(train_n, lambda: built.step(*next(batches)))
         probe_rate = probe.window()
-        start = time.perf_counter()
-        for _ in range(twin_n):
-            twin_step()
-        rows.append((images_per_s, probe_rate, twin_n / (time.perf_counter() - start)))
+        rows.append((images_per_s, probe_rate, twin_n / timed(twin_n, twin_step)))
     Path(out).write_text(json.dumps({"model": model_name, "threads": torch.get_num_threads(),
                                      "rows": rows}))
 
@@ -114,7 +118,9 @@ def run(out: Path, reps: int, conds: list[str]) -> None:
 
 
 def _q90(xs: list[float]) -> float:
-    return statistics.quantiles(sorted(xs), n=100, method="inclusive")[89]
+    """The gate's estimator of a run from its windows (bench/measure/throughput.py)."""
+    from bench.measure.throughput import window_estimates
+    return window_estimates(xs)["q90"]
 
 
 def read(folder: Path) -> None:
