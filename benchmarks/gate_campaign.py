@@ -75,7 +75,7 @@ def _raw_gate(out: Path, baseline: Path, against: bool) -> int:
         return [read_result(p) for p in expand_paths([str(folder)])
                 if p.name[:1].isdigit() and p.parent.name != "gates"]
 
-    stored, cal = read_baseline(baseline)
+    stored, cal = read_baseline(baseline) if baseline.exists() else ([], None)
     if against:  # one job's rounds: out/against/<stamp>/{baseline,candidate}/
         base = [d for f in out.glob("against/*/baseline") for d in docs(f)]
         cand = [d for f in out.glob("against/*/candidate") for d in docs(f)]
@@ -166,13 +166,15 @@ def _campaign(args: argparse.Namespace) -> None:
     rounds = ["--rounds", str(args.rounds)] if args.rounds else []
     if args.keep_calibration and Path(baseline).exists():
         print(f"calibration: kept {baseline}", flush=True)
+    elif args.no_calibration:
+        print("calibration: none (--no-calibration)", flush=True)
     else:
         code, seconds = _bench("ci", "--calibrate", *rounds, "--baseline", baseline, "--out",
                                str(Path(args.out) / "calibration"), *args.bench_args)
         print(f"calibration: exit {code} in {seconds:.0f}s", flush=True)
     # --against the commit the campaign started from: HEAD here, the regressed tree's parent there
-    extra = ["--baseline", baseline] + (["--against", args.head] if args.mode == "against"
-                                        else [])
+    extra = ([] if args.no_calibration else ["--baseline", baseline]) + (
+        ["--against", args.head] if args.mode == "against" else [])
     jobs = []
     for i in range(args.pairs):
         for kind in ("aa", "slow") if i % 2 == 0 else ("slow", "aa"):
@@ -215,7 +217,8 @@ def per_config(jobs: list[dict], baseline: Path, mode: str) -> str:
     from bench.ci.metric import noise_table
     from bench.results import config_label, read_baseline
 
-    _, cal = read_baseline(baseline)
+    _, cal = read_baseline(baseline) if baseline.exists() else ([], {"configs": [],
+                                                                      "repeats": 0})
     metric = next((j.get("metric") for j in jobs if j.get("metric")), "images_per_s")
     sigma = {config_label(k): v for k, v in noise_table(cal, metric).items()}
     runs = {c["label"]: c["runs"] for c in cal["configs"]}
@@ -280,6 +283,9 @@ def main() -> None:
     p.add_argument("--out", default="results/gate-campaign")
     p.add_argument("--keep-calibration", action="store_true",
                    help="reuse the calibration already in --out (an interrupted campaign)")
+    p.add_argument("--no-calibration", action="store_true",
+                   help="against: no `bench ci --calibrate` first (rounds in turns are gated "
+                        "on their own pairs; the calibration only feeds the raw-figure gate)")
     p.add_argument("--regression", choices=("knob", "code"), default="knob",
                    help="knob: BENCH_TEST_SLOWDOWN=0.10; code: a real change in a worktree")
     p.add_argument("--neighbour", choices=("steady", "periodic", "random"), default=None,

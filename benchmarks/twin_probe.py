@@ -70,14 +70,15 @@ def measure(model_name: str, out: str) -> None:
             n += 1
         return n
 
-    def timed(n: int, fn) -> float:
-        """Seconds for n calls, the device synced at both edges."""
+    def timed(n: int, fn) -> tuple[float, float]:
+        """Wall and CPU seconds (every thread of this process) for n calls, the device synced
+        at both edges."""
         synchronize(plan.device)
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         for _ in range(n):
             fn()
         synchronize(plan.device)
-        return time.perf_counter() - start
+        return time.perf_counter() - start, time.process_time() - cpu
 
     steps_in(1.0, lambda: (built.step(*next(batches)), twin_step()))  # warm-up, untimed
     train_n = max(3, round(0.1 / (0.3 / steps_in(0.3, lambda: built.step(*next(batches))))))
@@ -86,9 +87,10 @@ def measure(model_name: str, out: str) -> None:
     probe.calibrate(0.025)
     rows = []
     for _ in range(WINDOWS):
-        images_per_s = train_n * x0.shape[0] / timed(train_n, lambda: built.step(*next(batches)))
+        wall, cpu = timed(train_n, lambda: built.step(*next(batches)))
         probe_rate = probe.window()
-        rows.append((images_per_s, probe_rate, twin_n / timed(twin_n, twin_step)))
+        rows.append((train_n * x0.shape[0] / wall, probe_rate, twin_n / timed(twin_n, twin_step)[0],
+                     train_n * x0.shape[0] / max(cpu, 1e-9)))
     Path(out).write_text(json.dumps({"model": model_name, "threads": torch.get_num_threads(),
                                      "rows": rows}))
 
@@ -130,11 +132,15 @@ def read(folder: Path) -> None:
     for f in sorted(folder.glob("*.json")):
         d = json.loads(f.read_text())
         ips, probe, twin = (math.log(_q90([r[i] for r in d["rows"]])) for i in range(3))
-        per[d["model"]].append((f.name.split("-")[0], ips, ips - probe, ips - twin))
+        row = [f.name.split("-")[0], ips, ips - probe, ips - twin]
+        if all(len(r) > 3 for r in d["rows"]):  # images per CPU-second, where recorded
+            row.append(math.log(_q90([r[3] for r in d["rows"]])))
+        per[d["model"]].append(tuple(row))
     print("| model | processes | figure | sd between processes | shift under neighbour |")
     print("|---|---|---|---|---|")
     for model, rows in sorted(per.items()):
-        for k, label in ((1, "images/s"), (2, "÷ probe"), (3, "÷ twin")):
+        labels = [(1, "images/s"), (2, "÷ probe"), (3, "÷ twin"), (4, "images/CPU-s")]
+        for k, label in labels[:min(len(r) for r in rows) - 1]:
             vals = [r[k] for r in rows]
             means = {c: statistics.fmean(r[k] for r in rows if r[0] == c) for c, *_ in rows}
             shifts = " ".join(f"{c} {100 * (math.exp(m - means['quiet']) - 1):+.1f}%"

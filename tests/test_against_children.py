@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from bench.ci import against, rounds
+from bench.errors import BenchError
 from bench.host import children
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -111,6 +112,52 @@ def test_ctrl_c_is_forwarded_and_the_child_stopped(monkeypatch) -> None:
     with pytest.raises(KeyboardInterrupt):
         rounds.run_child(SLEEPER, ROOT, dict(os.environ), 60)
     assert started[0].returncode == -signal.SIGINT  # the same signal, passed on
+
+
+# --------------------------------------------------------------------------- pairs in turns
+_SAY_PID = "import os, pathlib, sys, time; pathlib.Path(sys.argv[1]).write_text(str(os.getpid())); "
+
+
+def _side(tmp_path: Path, name: str, body: str) -> rounds.Side:
+    note = tmp_path / f"{name}.pid"
+    return rounds.Side(ROOT, [sys.executable, "-c", _SAY_PID + body, str(note)],
+                       dict(os.environ), f"the {name} round", tmp_path / f"{name}.log")
+
+
+def _pid(tmp_path: Path, name: str) -> int:
+    note = tmp_path / f"{name}.pid"
+    deadline = time.monotonic() + DEADLINE_S
+    while not note.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return int(note.read_text())
+
+
+def test_a_pair_whose_side_fails_is_one_line_and_the_other_stopped(tmp_path: Path) -> None:
+    other = tmp_path / "baseline.pid"  # fails once the other side is up
+    failing = _side(tmp_path, "candidate", f"[time.sleep(0.05) for _ in range(200) if not "
+                    f"pathlib.Path({str(other)!r}).exists()]; "
+                    "print('no CUDA here', file=sys.stderr); sys.exit(2)")
+    sleeping = _side(tmp_path, "baseline", "time.sleep(60)")
+    with pytest.raises(BenchError, match=r"the candidate round failed \(exit 2\): no CUDA here"):
+        rounds.run_pair(failing, sleeping, timeout=30)
+    assert _dies(_pid(tmp_path, "baseline"))
+
+
+def test_a_pair_past_its_time_stops_both(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(children, "STOP_GRACE_S", 2.0)
+    sides = [_side(tmp_path, name, "time.sleep(60)") for name in ("baseline", "candidate")]
+    with pytest.raises(BenchError, match="did not finish in 2s"):
+        rounds.run_pair(*sides, timeout=2)
+    assert all(_dies(_pid(tmp_path, name)) for name in ("baseline", "candidate"))
+
+
+def test_a_pair_hands_each_side_its_pipes(tmp_path: Path) -> None:
+    body = ("from bench.measure.turns import for_process; t = for_process(); t.meet('k'); "
+            "print(type(t).__name__, t.first, t.take(), flush=True); t.give(); t.finish()")
+    sides = [_side(tmp_path, name, body) for name in ("baseline", "candidate")]
+    rounds.run_pair(*sides, timeout=60)
+    assert (tmp_path / "baseline.log").read_text().split() == ["Turns", "True", "1"]
+    assert (tmp_path / "candidate.log").read_text().split() == ["Turns", "False", "1"]
 
 
 # --------------------------------------------------------------------------- next start

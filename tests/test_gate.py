@@ -300,7 +300,74 @@ def test_against_is_sequential_with_caps(tiny_repo: Path, tmp_path: Path, monkey
     assert all(r.verdict == "regression" for r in cmp.rows)
     assert "ci: 2 round(s)" in capsys.readouterr().out
     assert not against.knows_models(tiny_repo)
+    assert not against.knows_turns(tiny_repo)  # so its rounds ran one after the other
     assert against.knows_models(Path(__file__).resolve().parent.parent)
+
+
+# A side's round that takes turns (bench.measure.turns): 6 windows per configuration, each
+# logged while its side holds the turn; the machine is 30% faster in round 2, for both sides.
+_FAKE_TURNS_ROUND = r"""
+import os, sys, pathlib
+from bench.measure.turns import for_process
+from bench.results import Result, write_result
+
+tree = pathlib.Path.cwd(); out = pathlib.Path(sys.argv[1]); log = sys.argv[2]
+ips = float((tree / "version.txt").read_text()) * (1.3 if out.name == "round1" else 1.0)
+side = for_process()
+for model in ("fc", "cnn"):
+    cfg = dict(model=model, dataset="mnist", loader="device", precision="fp32", compile="none",
+               channels_last=False, batch_size=256, recipe="fast", world_size=1,
+               measure="throughput", max_steps=None)
+    side.meet(model)
+    windows = []
+    for _ in range(6):
+        k = side.take()
+        with open(log, "a") as f:
+            f.write(f"{out.name} {tree.name} {model} {k}\n")
+        windows.append(dict(epoch=0, steps=1, images=int(ips), seconds=1.0, warmup=False,
+                            turn=k))
+        side.give()
+    side.finish()
+    write_result(Result(config=cfg, env={"host": "h", "cpu_model": "Test CPU", "gpus": []},
+                        summary={"images_per_s": ips}, windows=windows), str(out))
+"""
+
+
+def test_against_rounds_take_turns_when_both_trees_can(tiny_repo: Path, tmp_path: Path,
+                                                       monkeypatch, capsys) -> None:
+    """Both sides of a round run at once, window by window, the opening side alternating; the
+    verdict is on the pairs: two rounds 30% apart still read 0.9 exactly."""
+    import argparse
+
+    from bench.ci.looks import Caps
+
+    for message in ("turns", "turns, slower"):
+        (tiny_repo / "bench" / "measure").mkdir(parents=True, exist_ok=True)
+        (tiny_repo / "bench" / "measure" / "turns.py").write_text(f"# {message}\n")
+        (tiny_repo / "version.txt").write_text("900\n" if "slower" in message else "1000\n")
+        _git(tiny_repo, "add", ".")
+        _git(tiny_repo, "commit", "-qm", message)
+    log = tmp_path / "turns.log"
+    script = tmp_path / "fake_turns_round.py"
+    script.write_text(_FAKE_TURNS_ROUND)
+    monkeypatch.setattr(against, "checkout_root", lambda: tiny_repo)
+    monkeypatch.setattr(against, "_side_command", lambda args, out, *_: [
+        sys.executable, str(script), str(out), str(log)])
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).resolve().parent.parent))
+    args = argparse.Namespace(against="HEAD~1", repeats=2, out=str(tmp_path / "out"),
+                              device="cpu", data_dir=None, budget_s=None)
+    cmp = against.gate_against(args, 0.05, 0.05, None, Caps(2, 2, math.inf))
+    assert "taking turns window by window" in capsys.readouterr().err
+    lines = [line.split() for line in log.read_text().splitlines()]
+    for rnd, opener in (("round0", "baseline"), ("round1", "repo")):
+        for model in ("fc", "cnn"):
+            seen = [(tree, k) for r, tree, m, k in lines if r == rnd and m == model]
+            other = "repo" if opener == "baseline" else "baseline"
+            assert seen == [(side, str(k)) for k in range(1, 7) for side in (opener, other)]
+    assert [r.verdict for r in cmp.rows] == ["regression", "regression"]
+    assert all(r.ips_ratio == pytest.approx(0.9, abs=1e-3) for r in cmp.rows)
+    assert all(r.gate.noise_source == "turns" for r in cmp.rows)
+    assert against.knows_turns(Path(__file__).resolve().parent.parent)
 
 
 def test_baseline_of_a_newer_format_is_bad_input(tmp_path: Path) -> None:

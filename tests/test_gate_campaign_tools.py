@@ -16,6 +16,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import gate_campaign  # noqa: E402
+import lockstep_pilot  # noqa: E402
 import neighbour  # noqa: E402
 import twin_probe  # noqa: E402
 
@@ -75,3 +76,30 @@ def test_the_twin_pilot_reads_spread_and_shift(tmp_path: Path, capsys: pytest.Ca
              if line.startswith("| cnn")}
     assert "steady -20.0%" in lines["images/s"] and "steady -20.0%" in lines["÷ probe"]
     assert "steady +0.0%" in lines["÷ twin"] and "| 0.0% |" in lines["÷ twin"]
+
+
+def test_the_twin_pilot_reads_cpu_time_where_recorded(tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture) -> None:
+    for rep in range(2):
+        rows = [[1000.0, 50.0, 10.0, 1000.0 + rep]] * 5  # ... and images per CPU-second
+        (tmp_path / f"quiet-fc-{rep:02d}.json").write_text(
+            json.dumps({"model": "fc", "threads": 1, "rows": rows}))
+    twin_probe.read(tmp_path)
+    assert "| fc | 2 | images/CPU-s | 0.1% |" in capsys.readouterr().out
+
+
+def test_the_lockstep_pilot_separates_turns_from_processes(tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture) -> None:
+    """Pairs whose processes differ by 30% but whose turns agree read 0% in turns."""
+    for i, speed in enumerate((1.0, 1.3, 1.0, 1.3)):
+        a = [100.0 * speed] * 10
+        (tmp_path / f"quiet-cnn-{i:02d}.json").write_text(
+            json.dumps({"model": "cnn", "cond": "quiet", "a": a, "b": a}))
+    lockstep_pilot.read(tmp_path)
+    combined = tmp_path / "all.json"
+    combined.write_text(json.dumps({f.name: json.loads(f.read_text())
+                                    for f in sorted(tmp_path.glob("quiet-*.json"))}))
+    lockstep_pilot.read(combined)
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| quiet")]
+    assert len(rows) == 2 and rows[0] == rows[1]
+    assert rows[0].startswith("| quiet | cnn | 4 | 0.0% | 0.0% | 30.3% |")

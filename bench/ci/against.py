@@ -32,10 +32,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bench.ci.looks import Caps, run_looks
-from bench.ci.rounds import RoundSpec, run_round
+from bench.ci.rounds import RoundSpec, Side, run_pair, run_round
 from bench.defaults import PACKAGE_ROOT
 from bench.errors import BenchError
 from bench.gate.compare import Comparison, compare_runs
+from bench.gate.paired import paired_rounds
 from bench.measure.throughput import SLOWDOWN_ENV
 from bench.results import docs_rows, load_docs, provenance
 
@@ -176,22 +177,49 @@ def round_order(rounds: int, start: int = 0) -> list[tuple[int, str]]:
     return order
 
 
+def knows_turns(tree: Path) -> bool:
+    """Whether the tree's throughput loop takes turns (`bench.measure.turns`, this change on):
+    with an older REF the sides' rounds run one after the other."""
+    return (tree / "bench" / "measure" / "turns.py").is_file()
+
+
+def _envs() -> dict[str, dict[str, str]]:
+    """Each side's environment: the test-only slowdown reaches the candidate only."""
+    base_env = {k: v for k, v in os.environ.items() if k != SLOWDOWN_ENV}
+    return {"baseline": base_env, "candidate": dict(os.environ)}
+
+
 def measure_alternately(trees: dict[str, Path], args: argparse.Namespace, out: Path,
                         rounds: int | None = None, start: int = 0,
                         models: Sequence[str] = ()) -> dict[str, list]:
     """Run `rounds` rounds (default --repeats) from round `start` on, of `models` only when
-    given; returns each side's result docs so far (all rounds under `out`)."""
-    base_env = {k: v for k, v in os.environ.items() if k != SLOWDOWN_ENV}
-    envs = {"baseline": base_env, "candidate": dict(os.environ)}
+    given; returns each side's result docs so far (all rounds under `out`). When both trees
+    take turns, a round runs both sides at once, window by window (`rounds.run_pair`; the
+    side that opens alternates); else one after the other in ABBA order."""
+    envs = _envs()
     models = models if all(knows_models(t) for t in trees.values()) else ()
-    for r, side in round_order(args.repeats if rounds is None else rounds, start):
-        run_round(trees[side], _side_command(args, out / side / f"round{r}", models),
-                  envs[side], f"--against: the {side} round {r + 1}")
+    rounds = args.repeats if rounds is None else rounds
+    if all(knows_turns(t) for t in trees.values()):
+        for r in range(start, start + rounds):
+            sides = [Side(trees[s], _side_command(args, out / s / f"round{r}", models), envs[s],
+                          f"--against: the {s} round {r + 1}", out / s / f"round{r}.log")
+                     for s in ("baseline", "candidate")]
+            run_pair(*(sides if r % 2 == 0 else sides[::-1]))
+    else:
+        for r, side in round_order(rounds, start):
+            run_round(trees[side], _side_command(args, out / side / f"round{r}", models),
+                      envs[side], f"--against: the {side} round {r + 1}")
     docs = {side: load_docs([out / side]) if (out / side).exists() else [] for side in trees}
     for side, found in docs.items():
         if not found:
             raise BenchError(f"--against: the {side} side wrote no results")
     return docs
+
+
+def rounds_docs(out: Path, rounds: int) -> list[dict[str, list]]:
+    """Per round so far, each side's result docs (what `gate.paired` pairs)."""
+    return [{side: load_docs([out / side / f"round{r}"]) if (out / side / f"round{r}").exists()
+             else [] for side in ("baseline", "candidate")} for r in range(rounds)]
 
 
 def gate_against(args: argparse.Namespace, threshold: float, alpha: float,
@@ -233,6 +261,7 @@ def _measure_and_gate(trees: dict[str, Path], args: argparse.Namespace, out: Pat
 
     threshold, alpha, calibration = gate
     looks = caps.looks(calibration_df(calibration), base_in_job=True)
+    in_turns = all(knows_turns(t) for t in trees.values())
     docs: dict[str, list] = {}
     done = 0  # rounds so far (the ABBA order goes on from there)
 
@@ -243,9 +272,14 @@ def _measure_and_gate(trees: dict[str, Path], args: argparse.Namespace, out: Pat
 
     def look() -> Comparison:
         metric = gate_metric(docs["baseline"], docs["candidate"])
+        paired = paired_rounds(rounds_docs(out, done)) if in_turns else None
         return compare_runs(docs_rows(docs["baseline"]), docs_rows(docs["candidate"]),
-                            threshold, alpha, noise_table(calibration, metric), metric, looks)
+                            threshold, alpha, noise_table(calibration, metric), metric, looks,
+                            paired)
 
+    print("ci --against: " + ("each round runs both sides at once, taking turns window by "
+                              "window" if in_turns else "the sides' rounds run one after the "
+                              "other (REF's code predates turns)"), file=sys.stderr, flush=True)
     outcome = run_looks(measure, look, caps)
     if looks:
         print(outcome.line())

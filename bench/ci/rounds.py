@@ -17,13 +17,16 @@ carries the job's batch id, so its runs read as one job (baselines, the history,
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from bench.errors import BenchError
 from bench.host import children
+from bench.measure.turns import TURNS_ENV
 
 ROUND_TIMEOUT_S = 30 * 60  # one round of the suite; a hung round fails the gate
 
@@ -93,4 +96,71 @@ def run_round(tree: Path, cmd: list[str], env: dict[str, str], what: str,
     print(f"ci: {what} done", file=sys.stderr, flush=True)
 
 
-__all__ = ["ROUND_TIMEOUT_S", "RoundSpec", "run_child", "run_round", "start_child"]
+@dataclass(frozen=True)
+class Side:
+    """One side of a round run in turns: its code's tree, its command, environment, name,
+    and the file its output goes to."""
+
+    tree: Path
+    cmd: list[str]
+    env: dict[str, str]
+    what: str
+    log: Path
+
+
+def run_pair(first: Side, second: Side, timeout: float = ROUND_TIMEOUT_S) -> None:
+    """Both sides' rounds at once, taking turns window by window (`bench.measure.turns`):
+    `first` opens each configuration. Each side's output goes to its `log` (two pipes read
+    one after the other could fill and stall the side not read). A side
+    that fails or hangs is one line, the other stopped."""
+    a_to_b, b_to_a = os.pipe(), os.pipe()
+    fds = {id(first): (b_to_a[0], a_to_b[1], 1), id(second): (a_to_b[0], b_to_a[1], 0)}
+    procs: list[tuple[Side, subprocess.Popen[str], Path]] = []
+    try:
+        for side in (first, second):
+            fd_in, fd_out, opens = fds[id(side)]
+            env = {**side.env, TURNS_ENV: f"{fd_in},{fd_out},{opens}",
+                   "PYTHONPATH": os.pathsep.join([str(side.tree), side.env.get("PYTHONPATH", "")])}
+            side.log.parent.mkdir(parents=True, exist_ok=True)
+            with side.log.open("w") as sink:
+                procs.append((side, children.start_child(side.cmd, side.tree, env, sink, sink,
+                                                         pass_fds=(fd_in, fd_out)), side.log))
+    except BaseException:
+        for _, proc, _ in procs:
+            children.stop_child(proc)
+        raise
+    finally:
+        for fd in (*a_to_b, *b_to_a):  # the children hold their ends: a dead one reads as EOF
+            os.close(fd)
+    _wait_pair(procs, timeout)
+
+
+def _wait_pair(procs: list[tuple[Side, subprocess.Popen[str], Path]], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    try:
+        for side, proc, log in procs:
+            try:
+                code = proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                raise BenchError(f"{side.what} did not finish in {timeout:g}s") from None
+            if code not in (0, 1):
+                raise BenchError(f"{side.what} failed (exit {code}): {_last_line(log)}")
+            print(f"ci: {side.what} done", file=sys.stderr, flush=True)
+    except BaseException as exc:
+        sig = children.forwarded(exc) if not isinstance(exc, BenchError) else signal.SIGTERM
+        for _, proc, _ in procs:
+            if proc.poll() is None:
+                children.stop_child(proc, sig)
+        raise
+
+
+def _last_line(log: Path) -> str:
+    try:
+        lines = log.read_text(errors="replace").strip().splitlines()
+    except OSError:
+        lines = []
+    return lines[-1] if lines else "(no output)"
+
+
+__all__ = ["ROUND_TIMEOUT_S", "RoundSpec", "Side", "run_child", "run_pair", "run_round",
+           "start_child"]

@@ -34,7 +34,7 @@ from typing import Any
 
 from bench.defaults import EXIT_BAD_INPUT, EXIT_UNGATED
 from bench.errors import BenchError
-from bench.gate.sequential import Looks, decide
+from bench.gate.sequential import Looks, decide, decide_paired
 from bench.gate.stats import GateResult, gate, per_config_alpha
 from bench.host import load as hostload
 from bench.results import (
@@ -239,12 +239,17 @@ def _check_same_work(key: Key, base: list[RunRow], cand: list[RunRow]) -> None:
 
 
 def _match(key: Key, base: list[RunRow], cand: list[RunRow], threshold: float, alpha: float,
-           sigma: float | None, metric: str, looks: Looks | None = None) -> MatchRow:
+           sigma: float | None, metric: str, looks: Looks | None = None,
+           pairs: list[float] | None = None) -> MatchRow:
     b, c = _side_stats(base), _side_stats(cand)
     bv, cv = _values(base, metric), _values(cand, metric)
     try:
-        g = (decide(bv, cv, threshold, alpha, sigma, looks) if looks
-             else gate(bv, cv, threshold, alpha, sigma))
+        if pairs is not None:
+            g = decide_paired(pairs, threshold, alpha, looks or Looks(1))
+        elif looks:
+            g = decide(bv, cv, threshold, alpha, sigma, looks)
+        else:
+            g = gate(bv, cv, threshold, alpha, sigma)
     except OverflowError:  # finite figures hundreds of orders of magnitude apart
         raise BenchError(term(f"{config_label(key)}: the two sides' {metric} differ by more "
                               "than a float can hold; a damaged or edited file?")) from None
@@ -258,7 +263,8 @@ def _match(key: Key, base: list[RunRow], cand: list[RunRow], threshold: float, a
 def compare_runs(base_rows: Sequence[RunRow], cand_rows: Sequence[RunRow], threshold: float,
                  alpha: float = 0.05,
                  noise: Mapping[Key, float] | None = None,
-                 metric: str = "images_per_s", looks: Looks | None = None) -> Comparison:
+                 metric: str = "images_per_s", looks: Looks | None = None,
+                 paired: Mapping[Key, Sequence[float]] | None = None) -> Comparison:
     """Compare two sets of runs (flat rows, `results.flatten`). Pure: no I/O.
 
     `alpha` is the false-alarm rate of the whole comparison; `noise` maps a configuration key
@@ -266,6 +272,8 @@ def compare_runs(base_rows: Sequence[RunRow], cand_rows: Sequence[RunRow], thres
     measured one. `metric` is the per-run figure the verdict is on: images/s, or for a stored
     baseline `images_per_probe` (images/s over the machine's speed, bench/measure/probe.py).
     `looks`: one look of a sequential job (`bench.gate.sequential`), else the fixed test.
+    `paired`: the job ran its rounds in turns (`--against`): per configuration, each round's
+    log(candidate / baseline) (`gate.paired`), which the verdict is on instead of the runs.
     """
     base, base_skip = _split(base_rows, "baseline", metric)
     cand, cand_skip = _split(cand_rows, "candidate", metric)
@@ -276,8 +284,9 @@ def compare_runs(base_rows: Sequence[RunRow], cand_rows: Sequence[RunRow], thres
     per_config = per_config_alpha(alpha, len(matched))
     for key in matched:
         _check_same_work(key, base[key], cand[key])
+        pairs = None if paired is None else list(paired.get(key, ()))
         out.rows.append(_match(key, base[key], cand[key], threshold, per_config,
-                               (noise or {}).get(key), metric, looks))
+                               (noise or {}).get(key), metric, looks, pairs))
     out.only_base = sorted(config_label(k) for k in base.keys() - cand.keys())
     out.only_cand = sorted(config_label(k) for k in cand.keys() - base.keys())
     out.failed = sorted(config_label(k) for k in base.keys() & (cand_skip.keys() - cand.keys()))

@@ -84,6 +84,29 @@ def decide(base: Sequence[float], cand: Sequence[float], threshold: float, alpha
         return GateResult(math.exp(d), None, None, None, None, None, "none", "not gated",
                           None, nb, nc)
     s, df, source = noise
+    return _verdict(d, s, df, source, (nb, nc), threshold, alpha, looks)
+
+
+def decide_paired(diffs: Sequence[float], threshold: float, alpha: float, looks: Looks
+                  ) -> GateResult:
+    """One look at one configuration's rounds run in turns (`--against`): `diffs` are the
+    rounds' log(candidate / baseline) (`gate.paired.turn_ratio`). Both sides of a round saw
+    the same machine, so the noise is the spread of the differences themselves (Student t on
+    rounds - 1 degrees of freedom; a calibration of unpaired runs does not apply)."""
+    n = len(diffs)
+    d = statistics.fmean(diffs) if diffs else 0.0
+    if n < 2:
+        return GateResult(math.exp(d), None, None, None, None, None, "none", "not gated",
+                          None, n, n)
+    # the se below is s / sqrt(n); _verdict takes (s, sides) with se = s * sqrt(1/nb + 1/nc)
+    s = statistics.stdev(diffs) / math.sqrt(2)
+    return _verdict(d, s, n - 1, "turns", (n, n), threshold, alpha, looks)
+
+
+def _verdict(d: float, s: float, df: int | None, source: str, sides: tuple[int, int],
+             threshold: float, alpha: float, looks: Looks) -> GateResult:
+    """The look's verdict on a mean log ratio `d` with noise `s` per run (the module's rules)."""
+    nb, nc = sides
     s = max(s, SIGMA_FLOOR)
     se = s * math.sqrt(1 / nb + 1 / nc)
     alpha_look = alpha / max(1, looks.most)
@@ -103,4 +126,4 @@ def decide(base: Sequence[float], cand: Sequence[float], threshold: float, alpha
                       needed, nb, nc)
 
 
-__all__ = ["DECIDED", "Looks", "decide"]
+__all__ = ["DECIDED", "Looks", "decide", "decide_paired"]

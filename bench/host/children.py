@@ -49,11 +49,12 @@ def _die_with_parent(parent: int) -> Callable[[], None] | None:
 
 def start_child(cmd: list[str], cwd: Path, env: dict[str, str],
                 stdout: int | IO[Any] = subprocess.PIPE, stderr: int | IO[Any] = subprocess.PIPE,
-                text: bool = True) -> subprocess.Popen[Any]:
-    """Start `cmd` in its own process group, tied to this process's life."""
+                text: bool = True, pass_fds: tuple[int, ...] = ()) -> subprocess.Popen[Any]:
+    """Start `cmd` in its own process group, tied to this process's life (`pass_fds`: file
+    descriptors it inherits, as subprocess.Popen's)."""
     return subprocess.Popen(cmd, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=stdout,
                             stderr=stderr, text=text, start_new_session=True,
-                            preexec_fn=_die_with_parent(os.getpid()))
+                            preexec_fn=_die_with_parent(os.getpid()), pass_fds=pass_fds)
 
 
 def stop_child(proc: subprocess.Popen[Any], sig: int = signal.SIGTERM) -> None:

@@ -115,6 +115,7 @@ class Window:
     warmup: bool
     host: dict[str, Any] | None = None  # bench.host.load.between: what else ran meanwhile
     probe: float | None = None  # throughput mode: the reference probe's rate right after it
+    turn: int | None = None  # taken in turns with another process: its number (measure.turns)
 
     @property
     def images_per_s(self) -> float:

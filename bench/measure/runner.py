@@ -29,6 +29,7 @@ from bench.errors import BenchError, debug_trace
 from bench.host import device as devmod
 from bench.host import interrupts, toolchain
 from bench.host.envinfo import fingerprint
+from bench.measure import turns
 from bench.measure.autobatch import candidate_sizes, find_batch_size, probe_step
 from bench.measure.distributed import (
     DistContext,
@@ -299,9 +300,11 @@ def _measure(built: Built, state: TrainState, progress: RunProgress) -> None:
     plan = built.plan
     budget = _budget(plan)
     built.model.train()
+    cfg = plan.cfg
     measure_throughput(built.step, built.train_loader, plan.device, ThroughputConfig(
-        budget_s=budget, warmup_steps=plan.cfg.warmup_steps,
-        batch=built.engine.batch, max_steps=plan.cfg.max_steps), state, progress)
+        budget_s=budget, warmup_steps=cfg.warmup_steps, batch=built.engine.batch,
+        max_steps=cfg.max_steps, turns=turns.for_process(),
+        turn_key=f"{cfg.model}/{cfg.dataset}/{cfg.recipe}"), state, progress)
     built.result.config["budget_s"] = budget
 
 

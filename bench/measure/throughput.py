@@ -49,6 +49,7 @@ from bench.measure.engine import (
 )
 from bench.measure.probe import SHARE, ReferenceProbe
 from bench.measure.progress import RunProgress, quiet_progress
+from bench.measure.turns import Alone
 from bench.spec.recipes import BatchSize
 
 WINDOWS = 20  # timed windows per run
@@ -69,6 +70,8 @@ class ThroughputConfig:
     warmup_steps: int
     batch: BatchSize  # the run's: a step trains on batch.per_rank images on each rank
     max_steps: int | None = None  # cap on timed steps
+    turns: Alone | None = None  # the other side's process, taking turns (measure.turns)
+    turn_key: str = ""  # the configuration's name both sides give it
 
 
 def slowdown_from_env() -> float:
@@ -149,8 +152,11 @@ def measure_throughput(step: StepFn, loader: Any, device: torch.device,
     pad = _busy_pad(slowdown, device) if slowdown else None
     cap = cfg.max_steps or math.inf
     timed_steps, clock = 0, WindowClock(device, cfg.batch.per_rank)
+    turns = cfg.turns or Alone()
+    turns.meet(cfg.turn_key)
     while state.train_time_s < cfg.budget_s and timed_steps < cap:
         n = int(min(window_steps, cap - timed_steps))
+        turn = turns.take()
         clock.open()
         mark = time.perf_counter()
         for _ in range(n):
@@ -161,6 +167,9 @@ def measure_throughput(step: StepFn, loader: Any, device: torch.device,
         timed_steps += n
         progress.window(min(state.train_time_s, cfg.budget_s), images, seconds)
         state.windows[-1].probe = probe.window()
+        state.windows[-1].turn = turn
+        turns.give()
+    turns.finish()
     state.steps = warm_steps + timed_steps
     synchronize(device)
     return state

@@ -31,6 +31,7 @@ class WindowRow(TypedDict):
     seconds: float
     warmup: bool
     probe: float  # throughput mode: the reference probe's rate (iterations/s) right after it
+    turn: int | None  # --against: its turn number, timed in turns with the other side's process
 
 
 class EvalRow(TypedDict):
