@@ -35,13 +35,14 @@ def test_a_round_is_the_median_of_its_turns() -> None:
     assert turn_ratio(base, cand) == pytest.approx(math.log(0.9))
 
 
-def test_turns_pair_by_number_and_need_enough_of_them() -> None:
-    base = _doc([100] * 6, [1, 2, 3, 4, 5, 6])
-    cand = _doc([80] * 6, [None, None, 3, 4, 5, 6])  # its first two windows ran alone
-    assert turn_ratio(base, cand) is None  # 4 common turns < MIN_TURNS
-    assert MIN_TURNS == 5
-    assert turn_ratio(_doc([100] * 5), _doc([80] * 5)) == pytest.approx(math.log(0.8))
+def test_turns_pair_by_number_and_need_one_in_common() -> None:
+    base = _doc([100, 100, 100, 50], [1, 2, 3, None])
+    cand = _doc([80, 80, 10, 80], [None, None, 3, 4])  # its first two windows ran alone
+    assert turn_ratio(base, cand) == pytest.approx(math.log(0.1))  # turn 3 alone pairs
+    assert MIN_TURNS == 1
+    assert turn_ratio(_doc([40]), _doc([20])) == pytest.approx(math.log(0.5))  # one 2 s window
     assert turn_ratio(_doc([100] * 6, [None] * 6), _doc([80] * 6, [None] * 6)) is None
+    assert turn_ratio(_doc([100, 100], [1, 2]), _doc([80, 80], [3, 4])) is None
 
 
 def test_hostile_windows_are_skipped_not_trusted() -> None:
