@@ -304,7 +304,8 @@ def _measure(built: Built, state: TrainState, progress: RunProgress) -> None:
     measure_throughput(built.step, built.train_loader, plan.device, ThroughputConfig(
         budget_s=budget, warmup_steps=cfg.warmup_steps, batch=built.engine.batch,
         max_steps=cfg.max_steps, turns=turns.for_process(),
-        turn_key=f"{cfg.model}/{cfg.dataset}/{cfg.recipe}"), state, progress)
+        turn_key=f"{cfg.model}/{cfg.dataset}/{cfg.recipe}/{cfg.precision}/{cfg.batch_size}"),
+        state, progress)
     built.result.config["budget_s"] = budget
 
 

@@ -13,7 +13,10 @@ fast GPU milliseconds of signal. This loop trains the same step function with no
    and `MIN_WINDOW_STEPS`: a small budget gets fewer windows, not shorter ones);
 3. timed windows until `budget_s` seconds of training have been timed (or `max_steps`), each
    followed by a window of the fixed reference workload (`measure.probe`, a quarter of a
-   window's time): the machine's speed meanwhile, which a stored baseline needs.
+   window's time): the machine's speed meanwhile, which a stored baseline needs. Under
+   `bench ci --against` two such loops, one per side, take turns (`measure.turns`): a side
+   times a window and its probe only while it holds the turn, and each window records its
+   turn number.
 
 On a shared machine interference only ever slows a window down, so the gate's estimator is an
 upper quantile of the window rates (see `ESTIMATOR` and docs/ci.md for the A/A data that chose
