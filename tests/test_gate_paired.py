@@ -106,5 +106,6 @@ def test_compare_runs_takes_the_pairs_over_the_runs() -> None:
                           paired=paired_rounds(rounds))
     assert paired.rows[0].verdict == "regression"
     assert paired.rows[0].ips_ratio == pytest.approx(0.9)
+    assert paired.metric == "images_per_s_in_turns" and unpaired.metric == "images_per_s"
     empty = compare_runs(rows_b, rows_c, 0.05, 0.05, looks=Looks(4), paired={})
     assert empty.rows[0].verdict == "not gated"  # ran in turns but no round paired: no claim

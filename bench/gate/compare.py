@@ -64,6 +64,7 @@ from bench.results.schema import json_safe
 from bench.results.version import row_changes
 
 FORMATS = ("text", "md", "json")
+TURNS_METRIC = "images_per_s_in_turns"  # a Comparison's metric when rounds ran in turns
 EXIT_HELP = (f"Exit status: 0 pass; 1 regression, or a configuration that stopped working; "
              f"{EXIT_BAD_INPUT} bad input; {EXIT_UNGATED} could not gate (too noisy or too few"
              " runs: the row says how many it needs; or no configuration on both sides).")
@@ -277,7 +278,8 @@ def compare_runs(base_rows: Sequence[RunRow], cand_rows: Sequence[RunRow], thres
     """
     base, base_skip = _split(base_rows, "baseline", metric)
     cand, cand_skip = _split(cand_rows, "candidate", metric)
-    out = Comparison(threshold=threshold, alpha=alpha, metric=metric)
+    out = Comparison(threshold=threshold, alpha=alpha,
+                     metric=TURNS_METRIC if paired is not None else metric)
     for skips in (*base_skip.values(), *cand_skip.values()):
         out.skipped.extend(skips)
     matched = sorted(base.keys() & cand.keys(), key=config_label)
@@ -410,7 +412,9 @@ def _summary_line(cmp: Comparison) -> str:
 
 METRIC_NOTES = {"images_per_probe": "images/s divided by the machine's speed at the time (a "
                 "fixed reference workload timed between the windows, bench/measure/probe.py); "
-                "the images/s columns are raw"}
+                "the images/s columns are raw",
+                TURNS_METRIC: "each round's candidate ÷ baseline images/s over the turns both "
+                "sides took (the median; bench/gate/paired.py); the images/s columns are raw"}
 
 
 NOISY_HEADING = (f"Verdicts from noisy runs (other processes or steal took >= "
