@@ -278,23 +278,30 @@ def test_against_bad_input(tiny_repo: Path, monkeypatch) -> None:
     assert against.round_order(1, start=3) == [(3, "candidate"), (3, "baseline")]
 
 
-def test_against_is_sequential_with_caps(tiny_repo: Path, tmp_path: Path, monkeypatch,
-                                         capsys) -> None:
-    """With caps, a decided job stops at its first look; an older REF (no `bench suite
-    --models`) gets the whole suite in any extra round."""
+def _fake_against(tiny_repo: Path, tmp_path: Path, monkeypatch, source: str, log: Path,
+                  repeats: int = 2):
+    """--against on `tiny_repo` whose rounds run `source` (a fake round) logging to `log`;
+    returns the job's args."""
     import argparse
 
-    from bench.ci.looks import Caps
-
-    log = tmp_path / "rounds.log"
     script = tmp_path / "fake_round.py"
-    script.write_text(_FAKE_ROUND)
+    script.write_text(source)
     monkeypatch.setattr(against, "checkout_root", lambda: tiny_repo)
     monkeypatch.setattr(against, "_side_command", lambda args, out, *_: [
         sys.executable, str(script), str(out), str(log)])
     monkeypatch.setenv("PYTHONPATH", str(Path(__file__).resolve().parent.parent))
-    args = argparse.Namespace(against="HEAD~1", repeats=2, out=str(tmp_path / "out"),
+    return argparse.Namespace(against="HEAD~1", repeats=repeats, out=str(tmp_path / "out"),
                               device="cpu", data_dir=None, budget_s=None)
+
+
+def test_against_is_sequential_with_caps(tiny_repo: Path, tmp_path: Path, monkeypatch,
+                                         capsys) -> None:
+    """With caps, a decided job stops at its first look; an older REF (no `bench suite
+    --models`) gets the whole suite in any extra round."""
+    from bench.ci.looks import Caps
+
+    log = tmp_path / "rounds.log"
+    args = _fake_against(tiny_repo, tmp_path, monkeypatch, _FAKE_ROUND, log)
     cmp = against.gate_against(args, 0.05, 0.05, None, Caps(2, 6, math.inf))
     assert len(log.read_text().splitlines()) == 4  # 2 pairs: decided at the first look
     assert all(r.verdict == "regression" for r in cmp.rows)
@@ -337,7 +344,6 @@ def test_against_rounds_take_turns_when_both_trees_can(tiny_repo: Path, tmp_path
                                                        monkeypatch, capsys) -> None:
     """Both sides of a round run at once, window by window, the opening side alternating; the
     verdict is on the pairs: two rounds 30% apart still read 0.9 exactly."""
-    import argparse
 
     from bench.ci.looks import Caps
 
@@ -348,14 +354,7 @@ def test_against_rounds_take_turns_when_both_trees_can(tiny_repo: Path, tmp_path
         _git(tiny_repo, "add", ".")
         _git(tiny_repo, "commit", "-qm", message)
     log = tmp_path / "turns.log"
-    script = tmp_path / "fake_turns_round.py"
-    script.write_text(_FAKE_TURNS_ROUND)
-    monkeypatch.setattr(against, "checkout_root", lambda: tiny_repo)
-    monkeypatch.setattr(against, "_side_command", lambda args, out, *_: [
-        sys.executable, str(script), str(out), str(log)])
-    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).resolve().parent.parent))
-    args = argparse.Namespace(against="HEAD~1", repeats=2, out=str(tmp_path / "out"),
-                              device="cpu", data_dir=None, budget_s=None)
+    args = _fake_against(tiny_repo, tmp_path, monkeypatch, _FAKE_TURNS_ROUND, log)
     cmp = against.gate_against(args, 0.05, 0.05, None, Caps(2, 2, math.inf))
     assert "taking turns window by window" in capsys.readouterr().err
     lines = [line.split() for line in log.read_text().splitlines()]
