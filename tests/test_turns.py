@@ -109,3 +109,19 @@ def test_the_variable_names_the_pipes(monkeypatch) -> None:
     assert isinstance(got, Turns) and (got.fd_in, got.fd_out, got.first) == (r, w, True)
     os.close(r)
     os.close(w)
+
+
+def test_a_stopped_run_does_not_wait_for_the_other_side(monkeypatch) -> None:
+    """finish(wait=False) (a NaN, OOM or Ctrl-C) says done and returns while the other side,
+    still paired and silent, would keep a normal finish waiting."""
+    monkeypatch.setattr(turns, "MEET_S", 5.0)
+    a, b, fds = _pair()
+    os.write(fds[3], b"ready fc\n")  # b's end answers a's meeting
+    a.meet("fc")
+    assert a.paired and a.take() == 1
+    start = time.monotonic()
+    a.finish(wait=False)
+    assert time.monotonic() - start < 1.0
+    assert os.read(fds[0], 100).decode().split("\n")[-2] == "done fc"
+    for fd in fds:
+        os.close(fd)

@@ -17,7 +17,6 @@ carries the job's batch id, so its runs read as one job (baselines, the history,
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -85,14 +84,12 @@ def run_round(tree: Path, cmd: list[str], env: dict[str, str], what: str,
     """One round with the code of `tree` (first on PYTHONPATH), in `cwd` (default: `tree`); a
     round that hangs or cannot run is one line. Exit 1 (some runs failed: they are recorded as
     such) is a finished round."""
-    env = {**env, "PYTHONPATH": os.pathsep.join([str(tree), env.get("PYTHONPATH", "")])}
     try:
-        proc = run_child(cmd, cwd or tree, env, ROUND_TIMEOUT_S)
+        proc = run_child(cmd, cwd or tree, _tree_env(tree, env), ROUND_TIMEOUT_S)
     except subprocess.TimeoutExpired:
         raise BenchError(f"{what} did not finish in {ROUND_TIMEOUT_S}s") from None
     if proc.returncode not in (0, 1):
-        last = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
-        raise BenchError(f"{what} failed (exit {proc.returncode}): {last}")
+        raise BenchError(f"{what} failed (exit {proc.returncode}): {_last_line(proc.stderr)}")
     print(f"ci: {what} done", file=sys.stderr, flush=True)
 
 
@@ -114,13 +111,11 @@ def run_pair(first: Side, second: Side, timeout: float = ROUND_TIMEOUT_S) -> Non
     one after the other could fill and stall the side not read). A side
     that fails or hangs is one line, the other stopped."""
     a_to_b, b_to_a = os.pipe(), os.pipe()
-    fds = {id(first): (b_to_a[0], a_to_b[1], 1), id(second): (a_to_b[0], b_to_a[1], 0)}
+    ends = ((b_to_a[0], a_to_b[1], 1), (a_to_b[0], b_to_a[1], 0))  # (in, out, opens)
     procs: list[tuple[Side, subprocess.Popen[str], Path]] = []
     try:
-        for side in (first, second):
-            fd_in, fd_out, opens = fds[id(side)]
-            env = {**side.env, TURNS_ENV: f"{fd_in},{fd_out},{opens}",
-                   "PYTHONPATH": os.pathsep.join([str(side.tree), side.env.get("PYTHONPATH", "")])}
+        for side, (fd_in, fd_out, opens) in zip((first, second), ends, strict=True):
+            env = {**_tree_env(side.tree, side.env), TURNS_ENV: f"{fd_in},{fd_out},{opens}"}
             side.log.parent.mkdir(parents=True, exist_ok=True)
             with side.log.open("w") as sink:
                 procs.append((side, children.start_child(side.cmd, side.tree, env, sink, sink,
@@ -144,22 +139,27 @@ def _wait_pair(procs: list[tuple[Side, subprocess.Popen[str], Path]], timeout: f
             except subprocess.TimeoutExpired:
                 raise BenchError(f"{side.what} did not finish in {timeout:g}s") from None
             if code not in (0, 1):
-                raise BenchError(f"{side.what} failed (exit {code}): {_last_line(log)}")
+                try:
+                    output = log.read_text(errors="replace")
+                except OSError:
+                    output = ""
+                raise BenchError(f"{side.what} failed (exit {code}): {_last_line(output)}")
             print(f"ci: {side.what} done", file=sys.stderr, flush=True)
-    except BaseException as exc:
-        sig = children.forwarded(exc) if not isinstance(exc, BenchError) else signal.SIGTERM
+    except BaseException as exc:  # a failed side, Ctrl-C or a stop signal: stop the other too
         for _, proc, _ in procs:
             if proc.poll() is None:
-                children.stop_child(proc, sig)
+                children.stop_child(proc, children.forwarded(exc))
         raise
 
 
-def _last_line(log: Path) -> str:
-    try:
-        lines = log.read_text(errors="replace").strip().splitlines()
-    except OSError:
-        lines = []
-    return lines[-1] if lines else "(no output)"
+def _tree_env(tree: Path, env: dict[str, str]) -> dict[str, str]:
+    """`env` with the code of `tree` first on PYTHONPATH."""
+    return {**env, "PYTHONPATH": os.pathsep.join([str(tree), env.get("PYTHONPATH", "")])}
+
+
+def _last_line(output: str) -> str:
+    """A failed round's last line of output, for its one-line error."""
+    return (output.strip().splitlines() or ["(no output)"])[-1]
 
 
 __all__ = ["ROUND_TIMEOUT_S", "RoundSpec", "Side", "run_child", "run_pair", "run_round",

@@ -157,21 +157,25 @@ def measure_throughput(step: StepFn, loader: Any, device: torch.device,
     timed_steps, clock = 0, WindowClock(device, cfg.batch.per_rank)
     turns = cfg.turns or Alone()
     turns.meet(cfg.turn_key)
-    while state.train_time_s < cfg.budget_s and timed_steps < cap:
-        n = int(min(window_steps, cap - timed_steps))
-        turn = turns.take()
-        clock.open()
-        mark = time.perf_counter()
-        for _ in range(n):
-            step(*next(batches))
-            if pad is not None:
-                mark = pad(mark)
-        seconds, images = clock.close(state, 0, n)
-        timed_steps += n
-        progress.window(min(state.train_time_s, cfg.budget_s), images, seconds)
-        state.windows[-1].probe = probe.window()
-        state.windows[-1].turn = turn
-        turns.give()
+    try:
+        while state.train_time_s < cfg.budget_s and timed_steps < cap:
+            n = int(min(window_steps, cap - timed_steps))
+            turn = turns.take()
+            clock.open()
+            mark = time.perf_counter()
+            for _ in range(n):
+                step(*next(batches))
+                if pad is not None:
+                    mark = pad(mark)
+            seconds, images = clock.close(state, 0, n)
+            timed_steps += n
+            progress.window(min(state.train_time_s, cfg.budget_s), images, seconds)
+            state.windows[-1].probe = probe.window()
+            state.windows[-1].turn = turn
+            turns.give()
+    except BaseException:  # NaN, OOM, Ctrl-C: the other side goes on alone now, no wait here
+        turns.finish(wait=False)
+        raise
     turns.finish()
     state.steps = warm_steps + timed_steps
     synchronize(device)

@@ -46,8 +46,8 @@ class Alone:
     def give(self) -> None:
         """This side's window is timed: the other's turn."""
 
-    def finish(self) -> None:
-        """This side has timed its budget of the configuration."""
+    def finish(self, wait: bool = True) -> None:
+        """This side has timed its budget of the configuration (or stopped: `wait` False)."""
 
 
 class Turns(Alone):
@@ -117,12 +117,13 @@ class Turns(Alone):
             self.mine = False
             self._send("turn")
 
-    def finish(self) -> None:
+    def finish(self, wait: bool = True) -> None:
         """Say so, and while the other side still times windows of this configuration, wait
-        for it (MEET_S at most): this side's next warm-up must not land in its windows."""
+        for it (MEET_S at most): this side's next warm-up must not land in its windows. A run
+        that stopped (`wait` False) does not wait: a Ctrl-C must not hang on the other side."""
         was_paired, self.paired = self.paired, False
         self._send("done")
-        if was_paired and not self.other_done:
+        if wait and was_paired and not self.other_done:
             self._wait(("done",), MEET_S)
 
 
