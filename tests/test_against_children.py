@@ -160,6 +160,27 @@ def test_a_pair_hands_each_side_its_pipes(tmp_path: Path) -> None:
     assert (tmp_path / "candidate.log").read_text().split() == ["Turns", "False", "1"]
 
 
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity"), reason="no CPU affinity here")
+def test_a_pair_on_a_cpu_runs_both_sides_on_one_cpu(tmp_path: Path) -> None:
+    cpus = rounds.pair_cpus("cpu")
+    assert cpus is not None and len(cpus) == 1 and cpus <= os.sched_getaffinity(0)
+    body = "import os; print(sorted(os.sched_getaffinity(0)), flush=True)"
+    sides = [_side(tmp_path, name, body) for name in ("baseline", "candidate")]
+    rounds.run_pair(*sides, timeout=60, cpus=cpus)
+    for name in ("baseline", "candidate"):
+        assert (tmp_path / f"{name}.log").read_text().strip() == str(sorted(cpus))
+    assert os.sched_getaffinity(0) != cpus or len(os.sched_getaffinity(0)) == 1  # ours kept
+
+
+def test_a_pair_on_a_gpu_is_not_pinned(monkeypatch) -> None:
+    import torch
+
+    from bench.host import device
+
+    monkeypatch.setattr(device, "resolve_device", lambda name: torch.device("cuda", 0))
+    assert rounds.pair_cpus("cuda") is None
+
+
 # --------------------------------------------------------------------------- next start
 def _git(repo: Path, *args: str) -> str:
     return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True,

@@ -330,7 +330,7 @@ for model in ("fc", "cnn"):
     for _ in range(6):
         k = side.take()
         with open(log, "a") as f:
-            f.write(f"{out.name} {tree.name} {model} {k}\n")
+            f.write(f"{out.name} {tree.name} {model} {k} {len(os.sched_getaffinity(0))}\n")
         windows.append(dict(epoch=0, steps=1, images=int(ips), seconds=1.0, warmup=False,
                             turn=k))
         side.give()
@@ -342,8 +342,8 @@ for model in ("fc", "cnn"):
 
 def test_against_rounds_take_turns_when_both_trees_can(tiny_repo: Path, tmp_path: Path,
                                                        monkeypatch, capsys) -> None:
-    """Both sides of a round run at once, window by window, the opening side alternating; the
-    verdict is on the pairs: two rounds 30% apart still read 0.9 exactly."""
+    """Both sides of a round run at once, window by window, the opening side alternating, on
+    one CPU; the verdict is on the pairs: two rounds 30% apart still read 0.9 exactly."""
 
     from bench.ci.looks import Caps
 
@@ -360,9 +360,10 @@ def test_against_rounds_take_turns_when_both_trees_can(tiny_repo: Path, tmp_path
     lines = [line.split() for line in log.read_text().splitlines()]
     for rnd, opener in (("round0", "baseline"), ("round1", "repo")):
         for model in ("fc", "cnn"):
-            seen = [(tree, k) for r, tree, m, k in lines if r == rnd and m == model]
+            seen = [(tree, k) for r, tree, m, k, _ in lines if r == rnd and m == model]
             other = "repo" if opener == "baseline" else "baseline"
             assert seen == [(side, str(k)) for k in range(1, 7) for side in (opener, other)]
+    assert {cpus for *_, cpus in lines} == {"1"}  # a CPU round's two sides share one CPU
     assert [r.verdict for r in cmp.rows] == ["regression", "regression"]
     assert all(r.ips_ratio == pytest.approx(0.9, abs=1e-3) for r in cmp.rows)
     assert all(r.gate.noise_source == "turns" for r in cmp.rows)

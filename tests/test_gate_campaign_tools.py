@@ -103,3 +103,15 @@ def test_the_lockstep_pilot_separates_turns_from_processes(tmp_path: Path,
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| quiet")]
     assert len(rows) == 2 and rows[0] == rows[1]
     assert rows[0].startswith("| quiet | cnn | 4 | 0.0% | 0.0% | 30.3% |")
+
+
+def test_pin_pilot_table_gives_the_spread_within_and_across_pairs() -> None:
+    import pin_pilot
+
+    records = [{"model": "cnn", "variant": "harness", "turns": t, "window_s": 0.1}
+               for t in ([0.0, 0.2, -0.2], [0.1, 0.1, 0.1])]
+    records.append({"model": "cnn", "variant": "harness-pinned", "turns": [0.0], "window_s": 0.1})
+    lines = pin_pilot.table(records)
+    assert len(lines) == 3  # one row: a pair of one turn has no spread over turns
+    # sd over turns: 0.2 and 0.0 -> median 10.0%; medians 0.0 and 0.1 -> sd 7.1%
+    assert lines[2] == "| cnn | harness | 2 | 3 | 0.100 | 10.0% | 7.1% |"

@@ -1,6 +1,7 @@
 """End-to-end runs on tiny official-format data, and every error path a user can hit."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -192,6 +193,8 @@ def test_env_prints_fingerprint(capsys) -> None:
     assert main(["env"]) == 0
     env = json.loads(capsys.readouterr().out)
     assert env["packages"]["torch"] and "cpu_model" in env
+    if hasattr(os, "sched_getaffinity"):  # the CPUs the run may use (a pinned --against pair)
+        assert env["cpu_affinity"] == sorted(os.sched_getaffinity(0))
 
 
 def test_suite_table_summarises_repeats(tmp_path) -> None:

@@ -105,11 +105,34 @@ class Side:
     log: Path
 
 
-def run_pair(first: Side, second: Side, timeout: float = ROUND_TIMEOUT_S) -> None:
+def pair_cpus(device: str) -> frozenset[int] | None:
+    """The one CPU both sides of a CPU round run on; None on a GPU (or where affinity is not
+    settable): the sides take turns, so one CPU holds both.
+
+    Why: on the 2-core VM, unpinned, each side's rate jumped between two levels (about 5,300
+    and 8,000 images/s for cnn) as the scheduler placed it on one vCPU or the other, and the
+    two sides were often on different ones; pinned to one CPU the spread of a pair's median
+    over turns fell from 6-11% to under 2% (`benchmarks/pin_pilot.py`, docs/ci.md). On a GPU
+    a side's loader workers need CPUs of their own, and that case was never measured."""
+    from bench.host.device import resolve_device
+
+    if not hasattr(os, "sched_getaffinity"):
+        return None
+    try:
+        if resolve_device(device).type != "cpu":
+            return None
+        allowed = os.sched_getaffinity(0)
+    except (BenchError, OSError, RuntimeError):  # the rounds themselves say what is wrong
+        return None
+    return frozenset({max(allowed)}) if allowed else None
+
+
+def run_pair(first: Side, second: Side, timeout: float = ROUND_TIMEOUT_S,
+             cpus: frozenset[int] | None = None) -> None:
     """Both sides' rounds at once, taking turns window by window (`bench.measure.turns`):
-    `first` opens each configuration. Each side's output goes to its `log` (two pipes read
-    one after the other could fill and stall the side not read). A side
-    that fails or hangs is one line, the other stopped."""
+    `first` opens each configuration; `cpus` (`pair_cpus`): the CPUs both run on. Each side's
+    output goes to its `log` (two pipes read one after the other could fill and stall the
+    side not read). A side that fails or hangs is one line, the other stopped."""
     a_to_b, b_to_a = os.pipe(), os.pipe()
     ends = ((b_to_a[0], a_to_b[1], 1), (a_to_b[0], b_to_a[1], 0))  # (in, out, opens)
     procs: list[tuple[Side, subprocess.Popen[str], Path]] = []
@@ -119,7 +142,8 @@ def run_pair(first: Side, second: Side, timeout: float = ROUND_TIMEOUT_S) -> Non
             side.log.parent.mkdir(parents=True, exist_ok=True)
             with side.log.open("w") as sink:
                 procs.append((side, children.start_child(side.cmd, side.tree, env, sink, sink,
-                                                         pass_fds=(fd_in, fd_out)), side.log))
+                                                         pass_fds=(fd_in, fd_out), cpus=cpus),
+                              side.log))
     except BaseException:
         for _, proc, _ in procs:
             children.stop_child(proc)
@@ -162,5 +186,6 @@ def _last_line(output: str) -> str:
     return (output.strip().splitlines() or ["(no output)"])[-1]
 
 
-__all__ = ["ROUND_TIMEOUT_S", "RoundSpec", "Side", "run_child", "run_pair", "run_round",
+__all__ = ["ROUND_TIMEOUT_S", "RoundSpec", "Side", "pair_cpus", "run_child", "run_pair",
+           "run_round",
            "start_child"]

@@ -26,7 +26,7 @@ from bench.results.aggregate import group
 MIN_TURNS = 1
 
 
-def _turn_rates(doc: ResultDoc) -> dict[int, float]:
+def turn_rates(doc: ResultDoc) -> dict[int, float]:
     """Turn number -> images/s of the run's windows timed in turns."""
     rates = {}
     for w in doc.get("windows") or []:
@@ -43,7 +43,7 @@ def _turn_rates(doc: ResultDoc) -> dict[int, float]:
 def turn_ratio(base: ResultDoc, cand: ResultDoc) -> float | None:
     """The round's log(candidate / baseline): median over the turns both took; None when
     fewer than MIN_TURNS (the round did not run in turns, or its partner died first)."""
-    b, c = _turn_rates(base), _turn_rates(cand)
+    b, c = turn_rates(base), turn_rates(cand)
     common = sorted(b.keys() & c.keys())
     if len(common) < MIN_TURNS:
         return None
@@ -71,4 +71,4 @@ def _ok_by_key(docs: Sequence[ResultDoc]) -> dict[Key, ResultDoc]:
     return found
 
 
-__all__ = ["MIN_TURNS", "paired_rounds", "turn_ratio"]
+__all__ = ["MIN_TURNS", "paired_rounds", "turn_rates", "turn_ratio"]

@@ -47,14 +47,29 @@ def _die_with_parent(parent: int) -> Callable[[], None] | None:
     return request
 
 
+def _in_child(parent: int, cpus: frozenset[int] | None) -> Callable[[], None] | None:
+    """The preexec_fn: die with `parent` and, given `cpus`, run on those CPUs only (its
+    threads and children inherit the set)."""
+    die = _die_with_parent(parent)
+    if not cpus:
+        return die
+
+    def prepare() -> None:
+        if die is not None:
+            die()
+        os.sched_setaffinity(0, cpus)
+    return prepare
+
+
 def start_child(cmd: list[str], cwd: Path, env: dict[str, str],
                 stdout: int | IO[Any] = subprocess.PIPE, stderr: int | IO[Any] = subprocess.PIPE,
-                text: bool = True, pass_fds: tuple[int, ...] = ()) -> subprocess.Popen[Any]:
+                text: bool = True, pass_fds: tuple[int, ...] = (),
+                cpus: frozenset[int] | None = None) -> subprocess.Popen[Any]:
     """Start `cmd` in its own process group, tied to this process's life (`pass_fds`: file
-    descriptors it inherits, as subprocess.Popen's)."""
+    descriptors it inherits, as subprocess.Popen's; `cpus`: the only CPUs it may run on)."""
     return subprocess.Popen(cmd, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=stdout,
                             stderr=stderr, text=text, start_new_session=True,
-                            preexec_fn=_die_with_parent(os.getpid()), pass_fds=pass_fds)
+                            preexec_fn=_in_child(os.getpid(), cpus), pass_fds=pass_fds)
 
 
 def stop_child(proc: subprocess.Popen[Any], sig: int = signal.SIGTERM) -> None:

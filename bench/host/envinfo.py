@@ -62,6 +62,15 @@ def git_commit() -> str | None:
 _STARTUP_THREADS = torch.get_num_threads()
 
 
+def _cpu_affinity() -> list[int] | None:
+    """The CPUs this process may run on (`bench ci --against` pins a CPU round's two sides to
+    one); None where the platform does not say."""
+    try:
+        return sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return None
+
+
 @functools.lru_cache(maxsize=1)
 def fingerprint() -> dict[str, Any]:
     """Everything that changes a throughput figure and that we can read without side effects."""
@@ -71,6 +80,7 @@ def fingerprint() -> dict[str, Any]:
         "platform": platform.platform(),
         "cpu_model": _cpu_model(),
         "cpu_count": os.cpu_count(),
+        "cpu_affinity": _cpu_affinity(),
         "torch_threads": _STARTUP_THREADS,
         "packages": {p: _version(p) for p in _PACKAGES},
         "git_commit": git_commit(),
