@@ -89,13 +89,6 @@ def run(out: Path, pairs: int, models: list[str]) -> None:
         print(i, time.strftime("%H:%M:%S"), flush=True)
 
 
-def _records(where: Path) -> list[dict]:
-    """A `run` folder's files, or one JSON file of them by name (docs/campaigns/)."""
-    if where.is_file():
-        return [d for _, d in sorted(json.loads(where.read_text()).items())]
-    return [json.loads(f.read_text()) for f in sorted(where.glob("*.json"))]
-
-
 def table(records: list[dict]) -> list[str]:
     """The markdown table `read` prints (pure: tested)."""
     per = collections.defaultdict(list)
@@ -128,6 +121,8 @@ def main() -> None:
     if args.verb == "run":
         run(args.out, args.pairs, args.models.split(","))
     else:
+        from lockstep_pilot import _records  # a run folder or a record file, as there
+
         print("\n".join(table(_records(args.folder))))
 
 

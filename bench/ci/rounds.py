@@ -112,7 +112,7 @@ def pair_cpus(device: str) -> frozenset[int] | None:
     Why: on the 2-core VM, unpinned, each side's rate jumped between two levels (about 5,300
     and 8,000 images/s for cnn) as the scheduler placed it on one vCPU or the other, and the
     two sides were often on different ones; pinned to one CPU the spread of a pair's median
-    over turns fell from 6-11% to under 2% (`benchmarks/pin_pilot.py`, docs/ci.md). On a GPU
+    over turns fell from 5.5-15% to 0.5-1.6% (`benchmarks/pin_pilot.py`, docs/ci.md). On a GPU
     a side's loader workers need CPUs of their own, and that case was never measured."""
     from bench.host.device import resolve_device
 
@@ -187,5 +187,4 @@ def _last_line(output: str) -> str:
 
 
 __all__ = ["ROUND_TIMEOUT_S", "RoundSpec", "Side", "pair_cpus", "run_child", "run_pair",
-           "run_round",
-           "start_child"]
+           "run_round", "start_child"]
