@@ -22,7 +22,9 @@ from bench.errors import BenchError
 from bench.host import children
 
 ROOT = Path(__file__).resolve().parent.parent
-SLEEPER = [sys.executable, "-c", "import time; time.sleep(60)"]
+# SIGINT as Python starts it, even under a shell that runs us in the background with it ignored
+SLEEPER = [sys.executable, "-c", "import signal, time; "
+           "signal.signal(signal.SIGINT, signal.default_int_handler); time.sleep(60)"]
 DEADLINE_S = 8.0
 
 
