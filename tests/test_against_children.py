@@ -20,6 +20,7 @@ import pytest
 from bench.ci import against, rounds
 from bench.errors import BenchError
 from bench.host import children
+from bench.measure import turns
 
 ROOT = Path(__file__).resolve().parent.parent
 # SIGINT as Python starts it, even under a shell that runs us in the background with it ignored
@@ -184,6 +185,44 @@ def test_a_pair_on_a_cpu_runs_both_sides_on_one_cpu(tmp_path: Path) -> None:
     for name in ("baseline", "candidate"):
         assert (tmp_path / f"{name}.log").read_text().strip() == str(sorted(cpus))
     assert os.sched_getaffinity(0) != cpus or len(os.sched_getaffinity(0)) == 1  # ours kept
+
+
+# each side: its CPUs before the meeting, in the timed phase (its main thread, and a thread
+# started before the meeting), after finish(); and its torch-visible thread setting
+TIMED_PHASE = (
+    "import os, threading; from bench.measure.turns import for_process; t = for_process(); "
+    "cpus = lambda tid=0: sorted(os.sched_getaffinity(tid)); seen = {}; go = threading.Event(); "
+    "th = threading.Thread(target=lambda: (go.wait(), seen.update(thread=cpus()))); th.start(); "
+    "before = cpus(); t.meet('k'); t.take(); go.set(); th.join(); timed = cpus(); t.give(); "
+    "t.finish(); print(before, timed, seen['thread'], cpus(), os.environ.get('OMP_NUM_THREADS'),"
+    " sep='|', flush=True)")
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
+                    reason="needs CPU affinity and two CPUs")
+def test_a_pair_pinned_in_its_timed_phase_only(tmp_path: Path) -> None:
+    """Both trees pin their own timed phase (`rounds.pins_own_turns`): each side starts on
+    every CPU with one torch thread, is pinned (every thread of it) from the meeting to
+    finish(), and gets its CPUs back for the next configuration's warm-up."""
+    cpus = rounds.pair_cpus("cpu")
+    assert rounds.pins_own_turns(ROOT)
+    sides = [_side(tmp_path, name, TIMED_PHASE) for name in ("baseline", "candidate")]
+    rounds.run_pair(*sides, timeout=60, cpus=cpus, timed_only=True)
+    every, one = str(sorted(os.sched_getaffinity(0))), str(sorted(cpus))
+    for name in ("baseline", "candidate"):
+        got = (tmp_path / f"{name}.log").read_text().strip().split("|")
+        assert got == [every, one, one, every, "1"], name
+
+
+def test_an_older_tree_is_pinned_whole(tmp_path: Path) -> None:
+    """A REF whose turns do not pin themselves (`CPU_ENV` unknown to it) is not given the
+    timed-only pin: this process pins its sides from start to end instead."""
+    old = tmp_path / "old" / "bench" / "measure"
+    old.mkdir(parents=True)
+    (old / "turns.py").write_text('TURNS_ENV = "BENCH_TURNS"\n')
+    assert not rounds.pins_own_turns(tmp_path / "old")
+    assert not rounds.pins_own_turns(tmp_path / "missing")
+    assert rounds.pin_env(frozenset({1})) == {turns.CPU_ENV: "1", "OMP_NUM_THREADS": "1"}
 
 
 def test_a_pair_on_a_gpu_is_not_pinned(monkeypatch) -> None:

@@ -111,6 +111,44 @@ def test_the_variable_names_the_pipes(monkeypatch) -> None:
     os.close(w)
 
 
+@pytest.mark.parametrize("raw, cpu", [("1", 1), ("", None), ("x", None), ("-1", None)])
+def test_the_cpu_variable_names_the_timed_phase_cpu(monkeypatch, raw: str, cpu) -> None:
+    r, w = os.pipe()
+    monkeypatch.setenv(turns.TURNS_ENV, f"{r},{w},0")
+    monkeypatch.setenv(turns.CPU_ENV, raw)
+    got = from_env()
+    assert isinstance(got, Turns) and got.cpu == cpu
+    os.close(r)
+    os.close(w)
+
+
+def test_an_unpaired_side_is_never_pinned(monkeypatch) -> None:
+    """A side whose partner never came runs alone, on the CPUs it had."""
+    monkeypatch.setattr(turns, "MEET_S", 0.2)
+    pins: list = []
+    monkeypatch.setattr(turns, "_pin", lambda cpus: pins.append(cpus))
+    a, _, fds = _pair()
+    a.cpu = 0
+    a.meet("fc")
+    a.finish()
+    assert not a.paired and pins == []
+    for fd in fds:
+        os.close(fd)
+
+
+def test_a_stopped_run_is_unpinned(monkeypatch) -> None:
+    pins: list = []
+    monkeypatch.setattr(turns, "_pin", lambda cpus: pins.append(cpus) or {0, 1})
+    a, _, fds = _pair()
+    a.cpu = 1
+    os.write(fds[3], b"ready fc\n")
+    a.meet("fc")
+    a.finish(wait=False)
+    assert pins == [{1}, {0, 1}] and a.unpinned is None
+    for fd in fds:
+        os.close(fd)
+
+
 def test_a_stopped_run_does_not_wait_for_the_other_side(monkeypatch) -> None:
     """finish(wait=False) (a NaN, OOM or Ctrl-C) says done and returns while the other side,
     still paired and silent, would keep a normal finish waiting."""

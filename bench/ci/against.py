@@ -32,7 +32,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bench.ci.looks import Caps, run_looks
-from bench.ci.rounds import RoundSpec, Side, pair_cpus, run_pair, run_round
+from bench.ci.rounds import RoundSpec, Side, pair_cpus, pins_own_turns, run_pair, run_round
 from bench.defaults import PACKAGE_ROOT
 from bench.errors import BenchError
 from bench.gate.compare import Comparison, compare_runs
@@ -195,18 +195,21 @@ def measure_alternately(trees: dict[str, Path], args: argparse.Namespace, out: P
     """Run `rounds` rounds (default --repeats) from round `start` on, of `models` only when
     given; returns each side's result docs so far (all rounds under `out`). When both trees
     take turns, a round runs both sides at once, window by window (`rounds.run_pair`; the
-    side that opens alternates; on a CPU both run on one CPU, `rounds.pair_cpus`); else one
+    side that opens alternates; on a CPU both time their windows on one CPU, `rounds.pair_cpus`,
+    pinned in their timed phase only when both trees can, `rounds.pins_own_turns`); else one
     after the other in ABBA order."""
     envs = _envs()
     models = models if all(knows_models(t) for t in trees.values()) else ()
     rounds = args.repeats if rounds is None else rounds
     if all(knows_turns(t) for t in trees.values()):
         cpus = pair_cpus(args.device)
+        timed_only = all(pins_own_turns(t) for t in trees.values())
         for r in range(start, start + rounds):
             sides = [Side(trees[s], _side_command(args, out / s / f"round{r}", models), envs[s],
                           f"--against: the {s} round {r + 1}", out / s / f"round{r}.log")
                      for s in ("baseline", "candidate")]
-            run_pair(*(sides if r % 2 == 0 else sides[::-1]), cpus=cpus)
+            run_pair(*(sides if r % 2 == 0 else sides[::-1]), cpus=cpus,
+                     timed_only=timed_only)
     else:
         for r, side in round_order(rounds, start):
             run_round(trees[side], _side_command(args, out / side / f"round{r}", models),

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from bench.errors import BenchError
 from bench.host import children
-from bench.measure.turns import TURNS_ENV
+from bench.measure.turns import CPU_ENV, TURNS_ENV
 
 ROUND_TIMEOUT_S = 30 * 60  # one round of the suite; a hung round fails the gate
 
@@ -127,22 +127,42 @@ def pair_cpus(device: str) -> frozenset[int] | None:
     return frozenset({max(allowed)}) if allowed else None
 
 
+def pin_env(cpus: frozenset[int]) -> dict[str, str]:
+    """What a side that pins its own timed phase (`measure.turns`, `CPU_ENV`) is given: the
+    CPU, and one torch thread from the start, so its warm-up's step time (which sizes the
+    windows) is a one-thread step's, as its windows are."""
+    return {CPU_ENV: str(min(cpus)), "OMP_NUM_THREADS": "1"}
+
+
+def pins_own_turns(tree: Path) -> bool:
+    """Whether the tree's sides pin their timed phase themselves (`CPU_ENV`, this change on):
+    an older side is pinned whole by this process."""
+    try:
+        return CPU_ENV in (tree / "bench" / "measure" / "turns.py").read_text(encoding="utf-8")
+    except OSError:
+        return False
+
+
 def run_pair(first: Side, second: Side, timeout: float = ROUND_TIMEOUT_S,
-             cpus: frozenset[int] | None = None) -> None:
+             cpus: frozenset[int] | None = None, timed_only: bool = False) -> None:
     """Both sides' rounds at once, taking turns window by window (`bench.measure.turns`):
-    `first` opens each configuration; `cpus` (`pair_cpus`): the CPUs both run on. Each side's
+    `first` opens each configuration; `cpus` (`pair_cpus`): the CPUs both run on, from start
+    to end or, `timed_only` (both `pins_own_turns`), in their timed phase only. Each side's
     output goes to its `log` (two pipes read one after the other could fill and stall the
     side not read). A side that fails or hangs is one line, the other stopped."""
     a_to_b, b_to_a = os.pipe(), os.pipe()
     ends = ((b_to_a[0], a_to_b[1], 1), (a_to_b[0], b_to_a[1], 0))  # (in, out, opens)
     procs: list[tuple[Side, subprocess.Popen[str], Path]] = []
+    pin = pin_env(cpus) if cpus and timed_only else {}
+    whole = None if pin else cpus
     try:
         for side, (fd_in, fd_out, opens) in zip((first, second), ends, strict=True):
-            env = {**_tree_env(side.tree, side.env), TURNS_ENV: f"{fd_in},{fd_out},{opens}"}
+            env = {**_tree_env(side.tree, side.env), TURNS_ENV: f"{fd_in},{fd_out},{opens}",
+                   **pin}
             side.log.parent.mkdir(parents=True, exist_ok=True)
             with side.log.open("w") as sink:
                 procs.append((side, children.start_child(side.cmd, side.tree, env, sink, sink,
-                                                         pass_fds=(fd_in, fd_out), cpus=cpus),
+                                                         pass_fds=(fd_in, fd_out), cpus=whole),
                               side.log))
     except BaseException:
         for _, proc, _ in procs:
@@ -186,5 +206,5 @@ def _last_line(output: str) -> str:
     return (output.strip().splitlines() or ["(no output)"])[-1]
 
 
-__all__ = ["ROUND_TIMEOUT_S", "RoundSpec", "Side", "pair_cpus", "run_child", "run_pair",
-           "run_round", "start_child"]
+__all__ = ["ROUND_TIMEOUT_S", "RoundSpec", "Side", "pair_cpus", "pin_env", "pins_own_turns",
+           "run_child", "run_pair", "run_round", "start_child"]

@@ -10,7 +10,8 @@ fast GPU milliseconds of signal. This loop trains the same step function with no
    `WARMUP_CAP` budgets;
 2. windows sized from the warm-up's step time so that a run holds about `WINDOWS` of them,
    none shorter than the engine's rule for a window long enough to time (`engine.MIN_WINDOW_S`
-   and `MIN_WINDOW_STEPS`: a small budget gets fewer windows, not shorter ones);
+   and `MIN_WINDOW_STEPS`, or `LONG_WINDOW_S`: a small budget gets fewer windows, not shorter
+   ones);
 3. timed windows until `budget_s` seconds of training have been timed (or `max_steps`), each
    followed by a window of the fixed reference workload (`measure.probe`, a quarter of a
    window's time): the machine's speed meanwhile, which a stored baseline needs. Under
@@ -42,6 +43,7 @@ from bench.errors import BenchError
 from bench.host.device import now, synchronize
 from bench.host.nvml import open_telemetry
 from bench.measure.engine import (
+    LONG_WINDOW_S,
     MIN_WINDOW_S,
     MIN_WINDOW_STEPS,
     StepFn,
@@ -131,7 +133,8 @@ def _window_steps(budget_s: float, per_step: float) -> int:
     """Steps per timed window: a `WINDOWS`-th of the budget, but never a window too short to
     time (the engine's rule, so that every window counts towards the estimator)."""
     per_step = max(per_step, 1e-9)
-    return max(MIN_WINDOW_STEPS, math.ceil(WINDOW_HEADROOM * MIN_WINDOW_S / per_step),
+    fewest = min(MIN_WINDOW_STEPS, math.ceil(WINDOW_HEADROOM * LONG_WINDOW_S / per_step))
+    return max(fewest, math.ceil(WINDOW_HEADROOM * MIN_WINDOW_S / per_step),
                round(budget_s / WINDOWS / per_step))
 
 

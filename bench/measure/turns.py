@@ -18,6 +18,12 @@ alone for the rest of the configuration; each window records whether it was take
 
 `BENCH_TURNS=IN,OUT,FIRST` (file descriptors and 1 or 0) is how `bench ci` hands the pipes to
 a round's process; without it `from_env` gives `Alone`, which never waits.
+
+`BENCH_TURNS_CPU=N` (a CPU round) pins the side to CPU N from the meeting to `finish`, every
+thread of it: both sides time their windows on one CPU, while the start-up, the build and the
+warm-ups, which run at once on both sides, keep every CPU. Pinned for the whole process, a
+round on the 2-core VM took 62 s instead of 26 s (docs/ci.md): both sides' start-up and
+warm-ups shared one CPU.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ import select
 import time
 
 TURNS_ENV = "BENCH_TURNS"
+CPU_ENV = "BENCH_TURNS_CPU"
 MEET_S = 180.0  # the other side's build and warm-up of one configuration, at most
 TURN_S = 60.0  # one window of the other side (and its probe), at most
 
@@ -53,8 +60,10 @@ class Alone:
 class Turns(Alone):
     """One side of a pair of processes taking turns (the module's docstring says how)."""
 
-    def __init__(self, fd_in: int, fd_out: int, first: bool) -> None:
+    def __init__(self, fd_in: int, fd_out: int, first: bool, cpu: int | None = None) -> None:
         self.fd_in, self.fd_out, self.first = fd_in, fd_out, first
+        self.cpu = cpu  # the one CPU of the timed phase (None: not pinned)
+        self.unpinned: set[int] | None = None  # the CPUs before the pin, while pinned
         self.buffer, self.key, self.turn = b"", "", 0
         self.seen: set[str] = set()  # messages read, not yet waited for
         self.paired = False  # taking turns in the current configuration
@@ -100,6 +109,8 @@ class Turns(Alone):
         self._send("ready")
         self.paired = self._wait(("ready",), MEET_S) == "ready"
         self.mine = self.first
+        if self.paired and self.cpu is not None:
+            self.unpinned = _pin({self.cpu})
 
     def take(self) -> int | None:
         if not self.paired:
@@ -122,14 +133,41 @@ class Turns(Alone):
         for it (MEET_S at most): this side's next warm-up must not land in its windows. A run
         that stopped (`wait` False) does not wait: a Ctrl-C must not hang on the other side."""
         was_paired, self.paired = self.paired, False
+        if self.unpinned is not None:
+            _pin(self.unpinned)
+            self.unpinned = None
         self._send("done")
         if wait and was_paired and not self.other_done:
             self._wait(("done",), MEET_S)
 
 
+def _pin(cpus: set[int]) -> set[int] | None:
+    """Every thread of this process on `cpus` (threads started later inherit it from the one
+    that starts them); returns the CPUs the process had, None where affinity is not settable
+    (the side then runs unpinned: a pin is a noise remedy, not a condition of the run)."""
+    try:
+        before = os.sched_getaffinity(0)
+        tids = [int(t) for t in os.listdir("/proc/self/task")]
+    except (AttributeError, OSError, ValueError):
+        return None
+    for tid in tids:
+        try:
+            os.sched_setaffinity(tid, cpus)
+        except OSError:  # a thread that ended meanwhile, or a CPU this process may not use
+            pass
+    return before
+
+
+def _cpu_from_env() -> int | None:
+    """`BENCH_TURNS_CPU`'s CPU; None when unset or not a CPU number (a stray value must not
+    stop a run)."""
+    raw = os.environ.get(CPU_ENV, "")
+    return int(raw) if raw.isdigit() else None
+
+
 def from_env() -> Alone:
-    """This process's side of a pair, from `BENCH_TURNS`; `Alone` without it (or a value that
-    is not `IN,OUT,FIRST`: a stray variable must not stop a run)."""
+    """This process's side of a pair, from `BENCH_TURNS` (and `BENCH_TURNS_CPU`); `Alone`
+    without it (or a value that is not `IN,OUT,FIRST`: a stray variable must not stop a run)."""
     raw = os.environ.get(TURNS_ENV, "")
     try:
         fd_in, fd_out, first = (int(x) for x in raw.split(","))
@@ -137,7 +175,7 @@ def from_env() -> Alone:
         os.fstat(fd_out)
     except (ValueError, OSError):
         return Alone()
-    return Turns(fd_in, fd_out, bool(first))
+    return Turns(fd_in, fd_out, bool(first), _cpu_from_env())
 
 
 _PROCESS: list[Alone] = []
@@ -150,4 +188,4 @@ def for_process() -> Alone:
     return _PROCESS[0]
 
 
-__all__ = ["MEET_S", "TURNS_ENV", "TURN_S", "Alone", "Turns", "for_process", "from_env"]
+__all__ = ["CPU_ENV", "MEET_S", "TURNS_ENV", "TURN_S", "Alone", "Turns", "for_process", "from_env"]

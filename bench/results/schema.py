@@ -90,7 +90,7 @@ class Summary(TypedDict, total=False):
     """The run's headline figures (`result.summary`)."""
 
     # throughput: median over the steady windows long enough to time and its spread, or
-    # (none is: engine.MIN_WINDOW_S / MIN_WINDOW_STEPS) the training clock's total, no spread
+    # (none is: engine.Window.timeable) the training clock's total, no spread
     images_per_s: float | None
     images_per_s_min: float
     images_per_s_max: float
@@ -103,7 +103,7 @@ class Summary(TypedDict, total=False):
     stall_ratio: float | None  # the worst one's seconds over the median's for its images
     stall_note: str | None  # which, by how much, what the figures make of it (run line warns)
     # where images_per_s came from, in words: "median of N timed windows >= 20 ms and >= 5
-    # steps" or "training clock total: N timed windows, none >= 20 ms and >= 5 steps"
+    # steps, or >= 100 ms" or "training clock total: N timed windows, none >= 20 ms and ..."
     images_per_s_source: str | None
     epoch_time_s: float | None  # measured: median over complete epochs (None if none ran)
     epoch_time_extrapolated_s: float | None  # no complete epoch: epoch images / images/s
