@@ -12,7 +12,14 @@ import pytest
 import torch
 
 from bench.measure import summary, throughput
-from bench.measure.engine import LONG_WINDOW_S, MIN_WINDOW_S, MIN_WINDOW_STEPS, TrainState, Window, steady_state
+from bench.measure.engine import (
+    LONG_WINDOW_S,
+    MIN_WINDOW_S,
+    MIN_WINDOW_STEPS,
+    TrainState,
+    Window,
+    steady_state,
+)
 
 CPU = torch.device("cpu")
 WARM = Window(-1, 5, 5 * 64, 2.0, True)  # a slow warm-up pass: never part of the rate
@@ -52,7 +59,8 @@ def test_long_windows_give_the_median_and_short_ones_are_left_out() -> None:
     assert s["images_per_s"] == pytest.approx(640 / 0.050)  # median of the three long ones
     assert (s["images_per_s_min"], s["images_per_s_max"]) == pytest.approx((6400, 16000))
     assert s["steady_windows"] == 3
-    assert s["images_per_s_source"] == "median of 3 timed windows >= 20 ms and >= 5 steps, or >= 100 ms"
+    assert s["images_per_s_source"] == ("median of 3 timed windows >= 20 ms and >= 5 steps, or "
+                                        ">= 100 ms")
 
 
 def test_the_quartiles_lie_within_the_windows_rates() -> None:
@@ -80,7 +88,8 @@ def _result(s: dict) -> SimpleNamespace:
 
 
 @pytest.mark.parametrize("seconds, source", [
-    ([0.0005] * 6, "training clock total: 6 timed windows, none >= 20 ms and >= 5 steps, or >= 100 ms"),
+    ([0.0005] * 6, "training clock total: 6 timed windows, none >= 20 ms and >= 5 steps, or "
+                   ">= 100 ms"),
     ([0.05] * 6, "median of 6 timed windows >= 20 ms and >= 5 steps, or >= 100 ms"),
 ])
 def test_the_summary_and_the_run_line_name_the_source(seconds, source) -> None:

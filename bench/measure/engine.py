@@ -97,9 +97,9 @@ TIMED_WINDOW = {
                           "was first reached; no device changes it",
 }
 
-__all__ = ["COMPILE_MODES", "FLOP_KINDS", "LONG_WINDOW_S", "MIN_WINDOW_S", "MIN_WINDOW_STEPS", "PRECISIONS",
-           "STALL_FACTOR", "STALL_MIN_WINDOWS", "TIMED_WINDOW", "EngineConfig", "NonFiniteLoss",
-           "TrainState", "Window",
+__all__ = ["COMPILE_MODES", "FLOP_KINDS", "LONG_WINDOW_S", "MIN_WINDOW_S", "MIN_WINDOW_STEPS",
+           "PRECISIONS", "STALL_FACTOR", "STALL_MIN_WINDOWS", "TIMED_WINDOW", "EngineConfig",
+           "NonFiniteLoss", "TrainState", "Window",
            "autocast_context", "backend_settings", "build_optimizer", "build_scheduler",
            "effective_peak", "endless", "evaluate", "make_scaler", "make_train_step",
            "maybe_compile", "parse_peak_label", "parts_used", "peak_label", "peak_parts",

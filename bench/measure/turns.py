@@ -188,4 +188,5 @@ def for_process() -> Alone:
     return _PROCESS[0]
 
 
-__all__ = ["CPU_ENV", "MEET_S", "TURNS_ENV", "TURN_S", "Alone", "Turns", "for_process", "from_env"]
+__all__ = ["CPU_ENV", "MEET_S", "TURNS_ENV", "TURN_S", "Alone", "Turns", "for_process",
+           "from_env"]
