@@ -48,9 +48,9 @@ from bench.spec.recipes import BatchSize, Recipe
 # cold loader too). From 20 ms on, those are a percent or so of the window; the fc/cnn
 # fast@cuda recipes evaluate every 3 steps, a ~0.5 ms window on a GPU, where they dominate.
 # Five steps keep the first step's share small where a single step alone lasts 20 ms; a window
-# of LONG_WINDOW_S (five such steps) keeps it as small with fewer steps, so a model whose step
-# lasts that long (vgg16 on a CPU: about 0.5 s) gets windows of one step, not of five (one
-# window per round of `bench ci`'s 2 s budget, too few turns to decide on). A run with no such
+# of LONG_WINDOW_S (five such steps) keeps it as small with fewer steps, so a model with a long
+# step (vgg16 on a CPU: 0.17-0.5 s) gets windows of one or two steps, not of five (one window
+# per round of `bench ci`'s 2 s budget, too few turns to decide on). A run with no such
 # window takes images/s from the training clock's total instead (see `steady_state`), never
 # from windows too short to time.
 MIN_WINDOW_S = 0.020
